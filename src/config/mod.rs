@@ -1,0 +1,138 @@
+//! Configuration: the only place that knows TOML, environment variables and
+//! file positions. Everything after it receives the typed, validated values
+//! defined here; a value that reaches the rest of the proxy is already known
+//! to be well formed.
+
+mod duration;
+mod error;
+mod parse;
+
+pub use error::{ConfigError, ConfigErrors, Origin};
+pub use parse::{from_str, load, embedded_default, EMBEDDED_DEFAULT};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, for messages; `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub routes: Vec<RouteConfig>,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the TLS listeners and connection-level limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `listen`: at least one address. Default `["127.0.0.1:8443"]`.
+    pub listen: Vec<SocketAddr>,
+    /// `handshake_timeout`: one deadline for the whole TLS handshake. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// `header_read_timeout`: longest wait for a complete request head. Default 30 s.
+    pub header_read_timeout: Duration,
+    /// `keepalive_timeout`: how long an idle HTTP/1.1 keep-alive connection
+    /// is kept. Default 75 s.
+    pub keepalive_timeout: Duration,
+    /// `shutdown_grace`: how long requests in flight may run after SIGTERM. Default 30 s.
+    pub shutdown_grace: Duration,
+    /// `max_connections`: concurrent client connections. Default 10 000.
+    pub max_connections: usize,
+    /// `threads`: runtime worker threads; `None` means one per CPU.
+    pub threads: Option<usize>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate/key pairs. Empty means "make an in-memory self-signed
+    /// certificate for localhost", which is what the embedded default does.
+    pub certificates: Vec<CertificateSource>,
+    /// `min_version`: "1.2" (default) or "1.3".
+    pub min_version: TlsVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+/// One certificate chain and its private key, as paths read anew at every
+/// load (never canonicalized: renewal tools re-point symlinks).
+#[derive(Debug, Clone)]
+pub struct CertificateSource {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Names the certificate must cover; empty means "whatever its SANs say".
+    pub names: Vec<String>,
+    /// Where `cert` was configured, so that a load error can point at it.
+    pub cert_origin: Origin,
+    /// Where `key` was configured.
+    pub key_origin: Origin,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// `host`: match only this Host (case-insensitive, port ignored); `None` matches any.
+    pub host: Option<String>,
+    /// `path`: a prefix that starts with `/`, matched on segment boundaries.
+    pub path: String,
+    pub upstream: Upstream,
+    /// `read_timeout`: longest wait for response headers, or between two
+    /// reads of a response body. Default 60 s.
+    pub read_timeout: Duration,
+    /// `connect_timeout`: longest wait for a TCP connection to the upstream. Default 10 s.
+    pub connect_timeout: Duration,
+    /// `tunnel_idle_timeout`: an upgraded connection with no byte in either
+    /// direction for this long is closed. Default 24 h.
+    pub tunnel_idle_timeout: Duration,
+    /// Where this route was configured.
+    pub origin: Origin,
+}
+
+/// A validated upstream address: `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    /// A DNS name or an IP literal (IPv6 without brackets). Resolved at every
+    /// new connection, never once at start.
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+}
+
+impl Upstream {
+    /// `host:port`, with brackets around an IPv6 literal.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}", self.authority())
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `access_log`: one line per request on stderr. Default true.
+    pub access_log: bool,
+    /// `level`: a tracing filter such as "info" or "portcullis=debug".
+    /// Default "info"; `RUST_LOG` wins when set.
+    pub level: String,
+}

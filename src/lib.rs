@@ -1,0 +1,1 @@
+//! portcullis: a TLS-terminating reverse proxy.
