@@ -1,1 +1,97 @@
 //! portcullis: a TLS-terminating reverse proxy.
+//!
+//! `Proxy::bind` takes a validated [`config::Config`], loads the
+//! certificates and binds the listeners; `Proxy::run` serves until the
+//! shutdown future completes, then drains. The binary is a thin shell
+//! around these two calls; tests drive them directly.
+
+pub mod config;
+pub mod error;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+pub use config::Config;
+pub use error::Error;
+
+use proxy::Shared;
+use server::Server;
+use tls::store::CertStore;
+
+/// A proxy whose listeners are bound and whose certificates are loaded.
+pub struct Proxy {
+    server: Server,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    store: Arc<CertStore>,
+    self_signed: bool,
+}
+
+impl Proxy {
+    /// Loads the certificates and binds every listener. Fails with every
+    /// configuration problem found, or the first address that cannot be bound.
+    pub fn bind(config: Config) -> Result<Proxy, Error> {
+        let initial = tls::load_initial(&config.tls)?;
+        let store = Arc::new(CertStore::new(initial.certs));
+        let server_config = tls::server_config(config.tls.min_version, store.clone()).map_err(Error::Tls)?;
+        let shared = Arc::new(Shared::new(&config).map_err(Error::Route)?);
+        let listeners = config
+            .server
+            .listen
+            .iter()
+            .map(|&addr| server::listener::bind(addr).map_err(|source| Error::Bind { addr, source }))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Proxy {
+            server: Server::new(listeners, config.server.clone()),
+            acceptor: TlsAcceptor::from(server_config),
+            shared,
+            store,
+            self_signed: initial.self_signed,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.server.local_addrs()
+    }
+
+    /// True when serving a temporary self-signed certificate because none
+    /// was configured.
+    pub fn is_self_signed(&self) -> bool {
+        self.self_signed
+    }
+
+    /// The certificates in service.
+    pub fn cert_store(&self) -> &Arc<CertStore> {
+        &self.store
+    }
+
+    /// The routes in match order, for the start-up summary.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        self.shared
+            .routes()
+            .iter()
+            .map(|r| {
+                let host = r.config.host.as_deref().unwrap_or("");
+                (format!("{host}{}", r.config.path), r.config.upstream.to_string())
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets
+    /// requests in flight finish within the grace period, closes tunnels
+    /// and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        self.server
+            .run(self.acceptor, self.shared, shutdown)
+            .await
+            .map_err(Error::Serve)
+    }
+}

@@ -1,1 +1,170 @@
-fn main() {}
+//! The `portcullis` command: parses the command line, picks the
+//! configuration, and maps outcomes to exit codes (0 ok, 1 runtime failure,
+//! 2 configuration error). All proxy logic lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use portcullis::config::{self, Config};
+use portcullis::Proxy;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "A TLS-terminating reverse proxy")]
+struct Cli {
+    /// The configuration file. Without it, an embedded default serves
+    /// https://127.0.0.1:8443 with / -> 127.0.0.1:8080 and /ws -> 127.0.0.1:9222.
+    #[arg(short, long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Run,
+    /// Validate the configuration and the certificates it names, then exit:
+    /// 0 when valid, 2 with every error otherwise.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => config::load(path),
+        None => Ok(config::embedded_default()),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => check(&config),
+        Command::Run => run(config),
+    }
+}
+
+fn check(config: &Config) -> ExitCode {
+    let name = source_name(config);
+    match portcullis::tls::load_initial(&config.tls) {
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
+        Ok(initial) => {
+            println!("{name}: configuration is valid");
+            for addr in &config.server.listen {
+                println!("  listen  https://{addr}");
+            }
+            for route in &config.routes {
+                let host = route.host.as_deref().unwrap_or("");
+                println!("  route   {host}{} -> {}", route.path, route.upstream);
+            }
+            if initial.self_signed {
+                println!("  tls     no certificate configured: a temporary self-signed certificate would be served");
+            }
+            for cert in initial.certs.iter().filter(|_| !initial.self_signed) {
+                let f = &cert.facts;
+                println!(
+                    "  cert    {} (SANs {}; serial {}; expires {})",
+                    f.subject,
+                    f.sans.join(", "),
+                    f.serial,
+                    humantime::format_rfc3339_seconds(f.not_after)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    portcullis::telemetry::init(&config.log.level);
+    let mut runtime = match config.server.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match runtime.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let source = source_name(&config);
+    let result = runtime.block_on(async move {
+        let proxy = Proxy::bind(config)?;
+        if proxy.is_self_signed() {
+            warn_self_signed();
+        }
+        for addr in proxy.local_addrs() {
+            tracing::info!("listening on https://{addr} ({source})");
+        }
+        for (prefix, upstream) in proxy.routes() {
+            tracing::info!("route {prefix} -> {upstream}");
+        }
+        proxy.run(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            if e.is_config() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn source_name(config: &Config) -> String {
+    config.source.as_ref().map_or_else(
+        || "embedded default configuration".to_owned(),
+        |p| p.display().to_string(),
+    )
+}
+
+fn warn_self_signed() {
+    tracing::warn!(
+        "\n\
+         ************************************************************************\n\
+         * NO CERTIFICATE CONFIGURED: serving a temporary self-signed           *\n\
+         * certificate for localhost, 127.0.0.1 and ::1. Clients will not trust *\n\
+         * it. To serve a real certificate, write proxy.toml with               *\n\
+         *     [tls]                                                            *\n\
+         *     cert = \"/etc/letsencrypt/live/example.com/fullchain.pem\"         *\n\
+         *     key  = \"/etc/letsencrypt/live/example.com/privkey.pem\"           *\n\
+         * and run `portcullis --config proxy.toml` (see proxy.toml.example).   *\n\
+         ************************************************************************"
+    );
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // Without signal handlers the process still stops on Ctrl-C by the
+        // default disposition; serving on is the useful choice.
+        _ => std::future::pending::<()>().await,
+    }
+}

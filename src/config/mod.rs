@@ -8,7 +8,7 @@ mod error;
 mod parse;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
-pub use parse::{from_str, load, embedded_default, EMBEDDED_DEFAULT};
+pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +73,9 @@ pub struct CertificateSource {
     pub cert_origin: Origin,
     /// Where `key` was configured.
     pub key_origin: Origin,
+    /// The table this pair was configured in, for messages: `tls` or
+    /// `tls.certificate[N]`.
+    pub config_key: String,
 }
 
 /// One `[[route]]`.

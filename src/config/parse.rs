@@ -1,0 +1,1594 @@
+//! Reading `proxy.toml` into a validated [`Config`].
+//!
+//! The TOML text is parsed into toml's spanned document tree and walked by
+//! hand rather than deserialized with serde: serde stops at the first
+//! problem, while an operator editing a configuration wants every problem
+//! of the file at once, each at its line and column with a suggestion.
+//! Every check records its error and carries on with a default, and the
+//! [`Config`] is only returned when no check failed.
+//!
+//! Rules that are not obvious from the schema:
+//! - unknown keys are errors everywhere, so that a misspelled setting
+//!   never silently falls back to its default;
+//! - relative `cert` and `key` paths are resolved against the directory
+//!   of the configuration file, not the working directory, so that the
+//!   proxy behaves the same whoever starts it; paths are never
+//!   canonicalized because certificate renewal tools re-point symlinks;
+//! - names are compared case-insensitively and stored in lower case
+//!   (`host`, `names`, upstream hosts).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::duration::{self, Zero};
+use super::{
+    CertificateSource, Config, ConfigError, ConfigErrors, LogConfig, Origin, RouteConfig, Scheme,
+    ServerConfig, TlsConfig, TlsVersion, Upstream,
+};
+
+/// The configuration used when no file is given: a local TLS front for an
+/// application on 8080 (pages and REST) and 9222 (WebSocket), with a
+/// self-signed certificate made at start because no certificate is named.
+pub const EMBEDDED_DEFAULT: &str = r#"# portcullis built-in configuration: used when no configuration file is given.
+# No [tls] certificate: portcullis makes a self-signed one for localhost.
+
+[server]
+listen = ["127.0.0.1:8443"]
+
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:8080"
+
+[[route]]
+path = "/ws"
+upstream = "http://127.0.0.1:9222"
+"#;
+
+/// The name given to the embedded default in messages.
+const EMBEDDED_NAME: &str = "<embedded default>";
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+const DEFAULT_LOG_LEVEL: &str = "info";
+
+const ROUTE_EXAMPLE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"";
+
+/// Reads and validates the configuration file at `path`.
+///
+/// A file that cannot be read is reported like any other configuration
+/// error, naming the path and what to do about it.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => from_str(&text, path),
+        Err(error) => Err(unreadable(path, &error).into()),
+    }
+}
+
+/// Validates configuration `text`, as read from `file`.
+///
+/// `file` names the source in messages and is the base for relative
+/// certificate paths; it is not read.
+pub fn from_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let mut checker = Checker {
+        file: file.display().to_string(),
+        text,
+        base_dir: file.parent().unwrap_or(Path::new("")).to_path_buf(),
+        errors: Vec::new(),
+    };
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    for error in &syntax_errors {
+        checker.syntax_error(error);
+    }
+    let parsed = checker.config(root.get_ref());
+    let mut errors = ConfigErrors(checker.errors);
+    if !errors.is_empty() {
+        errors.sort();
+        return Err(errors);
+    }
+    Ok(Config {
+        source: Some(file.to_path_buf()),
+        ..parsed
+    })
+}
+
+/// The configuration described by [`EMBEDDED_DEFAULT`].
+pub fn embedded_default() -> Config {
+    match from_str(EMBEDDED_DEFAULT, Path::new(EMBEDDED_NAME)) {
+        Ok(config) => Config {
+            source: None,
+            ..config
+        },
+        // The text is a constant that the tests load; no input reaches this.
+        Err(errors) => panic!("the embedded default configuration is invalid:\n{errors}"),
+    }
+}
+
+fn unreadable(path: &Path, error: &std::io::Error) -> ConfigError {
+    use std::io::ErrorKind;
+    let (message, hint) = match error.kind() {
+        ErrorKind::NotFound => (
+            "the configuration file does not exist".to_string(),
+            "check the path, or create the file: proxy.toml.example documents every setting".to_string(),
+        ),
+        ErrorKind::PermissionDenied => (
+            "the configuration file cannot be read: permission denied".to_string(),
+            "make it readable by the user portcullis runs as".to_string(),
+        ),
+        ErrorKind::IsADirectory => (
+            "this is a directory, not a configuration file".to_string(),
+            "give the path of the TOML file itself, such as /etc/portcullis/proxy.toml".to_string(),
+        ),
+        ErrorKind::InvalidData => (
+            "the configuration file is not UTF-8 text".to_string(),
+            "save it as UTF-8".to_string(),
+        ),
+        _ => (
+            format!("the configuration file cannot be read: {error}"),
+            "check that the path names a readable file".to_string(),
+        ),
+    };
+    ConfigError::new(Origin::whole_file(path.display().to_string()), "", message, hint)
+}
+
+/// A table being checked, with what is needed to report on its keys.
+struct Table<'a, 'i> {
+    entries: &'a DeTable<'i>,
+    /// Dotted path of the table, such as `route[2]`; empty for the top level.
+    path: String,
+    /// How the table is written in the file, for messages: `[[route]]`.
+    header: &'static str,
+    /// Where the table was written (its header, or its first key).
+    span: Range<usize>,
+}
+
+impl<'a, 'i> Table<'a, 'i> {
+    fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+        self.entries.get(key)
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{}", self.path, key)
+        }
+    }
+}
+
+/// The keys a table accepts, and names from elsewhere (mostly nginx) that
+/// people reach for, mapped to the portcullis name.
+struct Schema {
+    keys: &'static [&'static str],
+    aliases: &'static [(&'static str, &'static str)],
+}
+
+const TOP_SCHEMA: Schema = Schema {
+    keys: &["server", "tls", "route", "log"],
+    aliases: &[("routes", "route"), ("location", "route"), ("ssl", "tls")],
+};
+
+const SERVER_SCHEMA: Schema = Schema {
+    keys: &[
+        "listen",
+        "handshake_timeout",
+        "header_read_timeout",
+        "keepalive_timeout",
+        "shutdown_grace",
+        "max_connections",
+        "threads",
+    ],
+    aliases: &[
+        ("worker_connections", "max_connections"),
+        ("worker_processes", "threads"),
+        ("ssl_handshake_timeout", "handshake_timeout"),
+        ("client_header_timeout", "header_read_timeout"),
+    ],
+};
+
+const TLS_SCHEMA: Schema = Schema {
+    keys: &["cert", "key", "min_version", "certificate"],
+    aliases: &[
+        ("ssl_certificate", "cert"),
+        ("ssl_certificate_key", "key"),
+        ("ssl_protocols", "min_version"),
+        ("certificates", "certificate"),
+    ],
+};
+
+const CERTIFICATE_SCHEMA: Schema = Schema {
+    keys: &["cert", "key", "names"],
+    aliases: &[
+        ("ssl_certificate", "cert"),
+        ("ssl_certificate_key", "key"),
+        ("server_name", "names"),
+    ],
+};
+
+const ROUTE_SCHEMA: Schema = Schema {
+    keys: &[
+        "host",
+        "path",
+        "upstream",
+        "read_timeout",
+        "connect_timeout",
+        "tunnel_idle_timeout",
+    ],
+    aliases: &[
+        ("proxy_pass", "upstream"),
+        ("location", "path"),
+        ("prefix", "path"),
+        ("server_name", "host"),
+        ("proxy_read_timeout", "read_timeout"),
+        ("proxy_connect_timeout", "connect_timeout"),
+    ],
+};
+
+const LOG_SCHEMA: Schema = Schema {
+    keys: &["access_log", "level"],
+    aliases: &[("error_log", "level"), ("log_level", "level")],
+};
+
+/// Walks the document, collecting errors.
+struct Checker<'t> {
+    file: String,
+    text: &'t str,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn origin(&self, span: &Range<usize>) -> Origin {
+        Origin::at_offset(self.file.clone(), self.text, span.start)
+    }
+
+    fn error(
+        &mut self,
+        span: &Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let error = ConfigError::new(self.origin(span), key, message, hint);
+        self.errors.push(error);
+    }
+
+    fn syntax_error(&mut self, error: &toml::de::Error) {
+        let span = error.span().unwrap_or(0..0);
+        let message = error.message().trim().to_string();
+        let hint = syntax_hint(&message);
+        self.error(&span, "", format!("TOML syntax: {message}"), hint);
+    }
+
+    fn config(&mut self, root: &DeTable<'_>) -> Config {
+        let top = Table {
+            entries: root,
+            path: String::new(),
+            header: "the top level",
+            span: 0..0,
+        };
+        self.check_keys(&top, &TOP_SCHEMA);
+
+        let server = match self.table(&top, "server", "[server]") {
+            Some(table) => self.server(&table),
+            None => default_server(),
+        };
+        let tls = match self.table(&top, "tls", "[tls]") {
+            Some(table) => self.tls(&table),
+            None => TlsConfig {
+                certificates: Vec::new(),
+                min_version: TlsVersion::V1_2,
+            },
+        };
+        let routes = self.routes(&top);
+        let log = match self.table(&top, "log", "[log]") {
+            Some(table) => self.log(&table),
+            None => LogConfig {
+                access_log: true,
+                level: DEFAULT_LOG_LEVEL.to_string(),
+            },
+        };
+        Config {
+            source: None,
+            server,
+            tls,
+            routes,
+            log,
+        }
+    }
+
+    /// Reports every key of `table` that `schema` does not know.
+    fn check_keys(&mut self, table: &Table<'_, '_>, schema: &Schema) {
+        for (key, _) in table.entries.iter() {
+            let name: &str = key.get_ref();
+            if schema.keys.contains(&name) {
+                continue;
+            }
+            let hint = match suggest(name, schema) {
+                Some(Suggestion::Alias(known)) => {
+                    format!("portcullis calls this setting `{known}`")
+                }
+                Some(Suggestion::Close(known)) => format!("did you mean `{known}`?"),
+                None => format!("valid keys in {}: {}", table.header, schema.keys.join(", ")),
+            };
+            self.error(
+                &key.span(),
+                table.key_path(name),
+                format!("unknown key `{name}` in {}", table.header),
+                hint,
+            );
+        }
+    }
+
+    /// The sub-table `key` of `parent`, if present and a table.
+    fn table<'a, 'i>(
+        &mut self,
+        parent: &Table<'a, 'i>,
+        key: &str,
+        header: &'static str,
+    ) -> Option<Table<'a, 'i>> {
+        let value = parent.get(key)?;
+        match value.get_ref() {
+            DeValue::Table(entries) => Some(Table {
+                entries,
+                path: parent.key_path(key),
+                header,
+                span: value.span(),
+            }),
+            other => {
+                self.error(
+                    &value.span(),
+                    parent.key_path(key),
+                    format!("expected a table, found {}", describe(other)),
+                    format!("write {header} on a line of its own, followed by its settings"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The tables of the array of tables `key` of `parent`; `None` when absent.
+    fn array_of_tables<'a, 'i>(
+        &mut self,
+        parent: &Table<'a, 'i>,
+        key: &str,
+        header: &'static str,
+    ) -> Option<Vec<Table<'a, 'i>>> {
+        let value = parent.get(key)?;
+        let path = parent.key_path(key);
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            DeValue::Table(_) => {
+                self.error(
+                    &value.span(),
+                    path,
+                    format!("`[{key}]` declares a single table, but {header} is a list of tables"),
+                    format!("write {header} with double brackets before each entry"),
+                );
+                return Some(Vec::new());
+            }
+            other => {
+                self.error(
+                    &value.span(),
+                    path,
+                    format!("expected a list of tables, found {}", describe(other)),
+                    format!("write a {header} header followed by the entry's settings"),
+                );
+                return Some(Vec::new());
+            }
+        };
+        let mut tables = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{index}]");
+            match item.get_ref() {
+                DeValue::Table(entries) => tables.push(Table {
+                    entries,
+                    path: item_path,
+                    header,
+                    span: item.span(),
+                }),
+                other => self.error(
+                    &item.span(),
+                    item_path,
+                    format!("expected a table, found {}", describe(other)),
+                    format!("write a {header} header followed by the entry's settings"),
+                ),
+            }
+        }
+        Some(tables)
+    }
+
+    fn type_error(&mut self, value: &Spanned<DeValue<'_>>, key_path: String, expected: &str, hint: String) {
+        self.error(
+            &value.span(),
+            key_path,
+            format!("expected {expected}, found {}", describe(value.get_ref())),
+            hint,
+        );
+    }
+
+    /// The string at `key`, if present and a string. `example` is a TOML
+    /// value shown when the type is wrong.
+    fn string<'a>(
+        &mut self,
+        table: &Table<'a, '_>,
+        key: &str,
+        example: &str,
+    ) -> Option<(&'a str, Range<usize>)> {
+        let value = table.get(key)?;
+        match value.get_ref() {
+            DeValue::String(text) => Some((text.as_ref(), value.span())),
+            _ => {
+                self.type_error(
+                    value,
+                    table.key_path(key),
+                    "a string",
+                    format!("write it in double quotes, for example: {key} = {example}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, table: &Table<'_, '_>, key: &str, example: &str) -> Option<(i128, Range<usize>)> {
+        let value = table.get(key)?;
+        match value.get_ref() {
+            DeValue::Integer(number) => match i128::from_str_radix(number.as_str(), number.radix()) {
+                Ok(n) => Some((n, value.span())),
+                Err(_) => {
+                    self.error(
+                        &value.span(),
+                        table.key_path(key),
+                        format!("{number} is too large"),
+                        format!("for example: {key} = {example}"),
+                    );
+                    None
+                }
+            },
+            DeValue::String(text) if text.trim().parse::<i128>().is_ok() => {
+                self.type_error(
+                    value,
+                    table.key_path(key),
+                    "an integer",
+                    format!("remove the quotes: {key} = {}", text.trim()),
+                );
+                None
+            }
+            _ => {
+                self.type_error(
+                    value,
+                    table.key_path(key),
+                    "an integer",
+                    format!("for example: {key} = {example}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A positive integer no larger than `usize::MAX`.
+    fn count(&mut self, table: &Table<'_, '_>, key: &str, example: &str) -> Option<usize> {
+        let (n, span) = self.integer(table, key, example)?;
+        if n < 1 {
+            self.error(
+                &span,
+                table.key_path(key),
+                format!("{n} is not allowed; the value must be at least 1"),
+                format!("for example: {key} = {example}"),
+            );
+            return None;
+        }
+        match usize::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(
+                    &span,
+                    table.key_path(key),
+                    format!("{n} is too large"),
+                    format!("for example: {key} = {example}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, table: &Table<'_, '_>, key: &str, default: bool) -> bool {
+        let Some(value) = table.get(key) else {
+            return default;
+        };
+        match value.get_ref() {
+            DeValue::Boolean(b) => *b,
+            other => {
+                let hint = match other {
+                    DeValue::String(text) if matches!(text.as_ref(), "true" | "false") => {
+                        format!("remove the quotes: {key} = {text}")
+                    }
+                    _ => format!("write {key} = true or {key} = false"),
+                };
+                self.type_error(value, table.key_path(key), "true or false", hint);
+                default
+            }
+        }
+    }
+
+    /// The duration at `key`, or `default` when absent (or invalid, in
+    /// which case an error is recorded and the default never used).
+    fn duration(&mut self, table: &Table<'_, '_>, key: &str, default: Duration, zero: Zero) -> Duration {
+        let Some(value) = table.get(key) else {
+            return default;
+        };
+        let example = duration_example(default);
+        match value.get_ref() {
+            DeValue::String(text) => match duration::parse(text, zero) {
+                Ok(d) => d,
+                Err(invalid) => {
+                    self.error(&value.span(), table.key_path(key), invalid.message, invalid.hint);
+                    default
+                }
+            },
+            DeValue::Integer(number) => {
+                self.type_error(
+                    value,
+                    table.key_path(key),
+                    "a duration string",
+                    format!(
+                        "give the unit and quote it, for example: {key} = \"{number}s\" for {number} seconds"
+                    ),
+                );
+                default
+            }
+            _ => {
+                self.type_error(
+                    value,
+                    table.key_path(key),
+                    "a duration string",
+                    format!("for example: {key} = \"{example}\""),
+                );
+                default
+            }
+        }
+    }
+
+    fn server(&mut self, table: &Table<'_, '_>) -> ServerConfig {
+        self.check_keys(table, &SERVER_SCHEMA);
+        let defaults = default_server();
+        let listen = self.listen(table).unwrap_or(defaults.listen);
+        let max_connections = self
+            .count(table, "max_connections", "10000")
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let threads = self.count(table, "threads", "2");
+        ServerConfig {
+            listen,
+            handshake_timeout: self.duration(
+                table,
+                "handshake_timeout",
+                DEFAULT_HANDSHAKE_TIMEOUT,
+                Zero::Rejected,
+            ),
+            header_read_timeout: self.duration(
+                table,
+                "header_read_timeout",
+                DEFAULT_HEADER_READ_TIMEOUT,
+                Zero::Rejected,
+            ),
+            // Zero is nginx's way of saying "no keep-alive", and means the same here.
+            keepalive_timeout: self.duration(
+                table,
+                "keepalive_timeout",
+                DEFAULT_KEEPALIVE_TIMEOUT,
+                Zero::Allowed,
+            ),
+            // Zero means "close everything at once on SIGTERM".
+            shutdown_grace: self.duration(table, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE, Zero::Allowed),
+            max_connections,
+            threads,
+        }
+    }
+
+    /// `listen`: one address or a list of them. `None` when absent.
+    fn listen(&mut self, table: &Table<'_, '_>) -> Option<Vec<SocketAddr>> {
+        const EXAMPLE: &str = "listen = [\"0.0.0.0:443\", \"[::]:443\"]";
+        let value = table.get("listen")?;
+        let key = table.key_path("listen");
+        let mut entries: Vec<(String, &Spanned<DeValue<'_>>)> = Vec::new();
+        match value.get_ref() {
+            DeValue::String(_) => entries.push((key.clone(), value)),
+            DeValue::Array(items) => {
+                if items.is_empty() {
+                    self.error(
+                        &value.span(),
+                        key,
+                        "no address to listen on",
+                        format!("give at least one, for example: {EXAMPLE}"),
+                    );
+                    return None;
+                }
+                for (index, item) in items.iter().enumerate() {
+                    entries.push((format!("{key}[{index}]"), item));
+                }
+            }
+            _ => {
+                self.type_error(
+                    value,
+                    key,
+                    "an address string or a list of them",
+                    format!("for example: {EXAMPLE}"),
+                );
+                return None;
+            }
+        }
+        let mut addresses: Vec<SocketAddr> = Vec::new();
+        let mut seen: HashMap<SocketAddr, String> = HashMap::new();
+        for (path, item) in entries {
+            let DeValue::String(text) = item.get_ref() else {
+                self.type_error(
+                    item,
+                    path,
+                    "an address string",
+                    "write each address in double quotes, for example: \"0.0.0.0:443\"".into(),
+                );
+                continue;
+            };
+            match parse_listen(text) {
+                Ok(address) => {
+                    if let Some(first) = seen.get(&address) {
+                        self.error(
+                            &item.span(),
+                            path,
+                            format!("{address} is listed twice (also as {first})"),
+                            "remove one of them",
+                        );
+                    } else {
+                        seen.insert(address, path);
+                        addresses.push(address);
+                    }
+                }
+                Err(invalid) => self.error(&item.span(), path, invalid.message, invalid.hint),
+            }
+        }
+        Some(addresses)
+    }
+
+    fn tls(&mut self, table: &Table<'_, '_>) -> TlsConfig {
+        self.check_keys(table, &TLS_SCHEMA);
+        let mut certificates = Vec::new();
+        if let Some(pair) = self.certificate(table, false) {
+            certificates.push(pair);
+        }
+        if let Some(entries) = self.array_of_tables(table, "certificate", "[[tls.certificate]]") {
+            for entry in entries {
+                self.check_keys(&entry, &CERTIFICATE_SCHEMA);
+                if let Some(pair) = self.certificate(&entry, true) {
+                    certificates.push(pair);
+                }
+            }
+        }
+        let min_version = self.min_version(table);
+        TlsConfig {
+            certificates,
+            min_version,
+        }
+    }
+
+    /// The `cert`/`key` pair of `table`, with `names` when the table is a
+    /// `[[tls.certificate]]` entry (`entry`), where the pair is required.
+    fn certificate(&mut self, table: &Table<'_, '_>, entry: bool) -> Option<CertificateSource> {
+        const CERT_EXAMPLE: &str = "\"/etc/letsencrypt/live/example.com/fullchain.pem\"";
+        const KEY_EXAMPLE: &str = "\"/etc/letsencrypt/live/example.com/privkey.pem\"";
+        match (table.get("cert"), table.get("key")) {
+            (Some(cert), None) => self.error(
+                &cert.span(),
+                table.key_path("cert"),
+                "`cert` is set but `key` is not: a certificate needs its private key",
+                format!("add the key next to it, for example: key = {KEY_EXAMPLE}"),
+            ),
+            (None, Some(key)) => self.error(
+                &key.span(),
+                table.key_path("key"),
+                "`key` is set but `cert` is not: a private key needs its certificate",
+                format!("add the certificate chain next to it, for example: cert = {CERT_EXAMPLE}"),
+            ),
+            (None, None) if entry => self.error(
+                &table.span,
+                table.path.clone(),
+                "this certificate has neither `cert` nor `key`",
+                format!("add both, for example:\ncert = {CERT_EXAMPLE}\nkey = {KEY_EXAMPLE}"),
+            ),
+            // Self-signed mode when not an entry; both present otherwise.
+            _ => {}
+        }
+        let cert = self.cert_path(table, "cert", CERT_EXAMPLE);
+        let key = self.cert_path(table, "key", KEY_EXAMPLE);
+        let names = if entry { self.names(table) } else { Vec::new() };
+        let ((cert, cert_span), (key, key_span)) = (cert?, key?);
+        Some(CertificateSource {
+            cert,
+            key,
+            names,
+            cert_origin: self.origin(&cert_span),
+            key_origin: self.origin(&key_span),
+            config_key: table.path.clone(),
+        })
+    }
+
+    /// A certificate or key path, resolved against the configuration
+    /// file's directory; `None` when absent or invalid.
+    fn cert_path(
+        &mut self,
+        table: &Table<'_, '_>,
+        key: &str,
+        example: &str,
+    ) -> Option<(PathBuf, Range<usize>)> {
+        let (text, span) = self.string(table, key, example)?;
+        if text.trim().is_empty() {
+            self.error(
+                &span,
+                table.key_path(key),
+                "the path is empty",
+                format!("for example: {key} = {example}"),
+            );
+            return None;
+        }
+        if text.starts_with('~') {
+            self.error(
+                &span,
+                table.key_path(key),
+                format!("`{text}` starts with `~`, which is not expanded"),
+                "write the full path, such as /home/user/certs/fullchain.pem",
+            );
+            return None;
+        }
+        Some((self.base_dir.join(text), span))
+    }
+
+    fn names(&mut self, table: &Table<'_, '_>) -> Vec<String> {
+        const EXAMPLE: &str = "names = [\"example.com\", \"www.example.com\"]";
+        let Some(value) = table.get("names") else {
+            return Vec::new();
+        };
+        let key = table.key_path("names");
+        let DeValue::Array(items) = value.get_ref() else {
+            self.type_error(value, key, "a list of names", format!("for example: {EXAMPLE}"));
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("{key}[{index}]");
+            let DeValue::String(text) = item.get_ref() else {
+                self.type_error(item, path, "a name string", format!("for example: {EXAMPLE}"));
+                continue;
+            };
+            match check_host(text, true) {
+                Ok(name) => names.push(name),
+                Err(invalid) => self.error(&item.span(), path, invalid.message, invalid.hint),
+            }
+        }
+        names
+    }
+
+    fn min_version(&mut self, table: &Table<'_, '_>) -> TlsVersion {
+        const VALID: &str = "valid values: \"1.2\" (TLS 1.2 and 1.3) or \"1.3\" (TLS 1.3 only)";
+        let Some(value) = table.get("min_version") else {
+            return TlsVersion::V1_2;
+        };
+        let key = table.key_path("min_version");
+        let text = match value.get_ref() {
+            DeValue::String(text) => text.trim(),
+            DeValue::Float(number) => {
+                self.type_error(
+                    value,
+                    key,
+                    "a string",
+                    format!("quote it: min_version = \"{number}\"; {VALID}"),
+                );
+                return TlsVersion::V1_2;
+            }
+            _ => {
+                self.type_error(value, key, "a string", VALID.to_string());
+                return TlsVersion::V1_2;
+            }
+        };
+        match text {
+            "1.2" => TlsVersion::V1_2,
+            "1.3" => TlsVersion::V1_3,
+            _ => {
+                let bare = text
+                    .to_ascii_lowercase()
+                    .trim_start_matches("tlsv")
+                    .trim_start_matches("tls")
+                    .trim()
+                    .to_string();
+                let message = match bare.as_str() {
+                    "1.2" | "1.3" => format!("`{text}` is not written as portcullis expects"),
+                    "1" | "1.0" | "1.1" => {
+                        format!("`{text}` is not supported: portcullis speaks TLS 1.2 and 1.3 only")
+                    }
+                    _ => format!("`{text}` is not a TLS version"),
+                };
+                let hint = if matches!(bare.as_str(), "1.2" | "1.3") {
+                    format!("write min_version = \"{bare}\"")
+                } else {
+                    VALID.to_string()
+                };
+                self.error(&value.span(), key, message, hint);
+                TlsVersion::V1_2
+            }
+        }
+    }
+
+    fn routes(&mut self, top: &Table<'_, '_>) -> Vec<RouteConfig> {
+        let no_route = |checker: &mut Self, span: &Range<usize>| {
+            checker.error(
+                span,
+                "route",
+                "no route: portcullis would have nowhere to send requests",
+                format!("add at least one [[route]] with path and upstream, for example:\n{ROUTE_EXAMPLE}"),
+            )
+        };
+        match top.get("route") {
+            None => {
+                no_route(self, &(0..0));
+                return Vec::new();
+            }
+            Some(value) if matches!(value.get_ref(), DeValue::Array(items) if items.is_empty()) => {
+                no_route(self, &value.span());
+                return Vec::new();
+            }
+            Some(_) => {}
+        }
+        let Some(tables) = self.array_of_tables(top, "route", "[[route]]") else {
+            return Vec::new();
+        };
+
+        let mut routes = Vec::new();
+        // (host, path) -> (route path, where that path was written)
+        let mut seen: HashMap<(Option<String>, String), (String, Origin)> = HashMap::new();
+        for table in tables {
+            let Some((route, path_span)) = self.route(&table) else {
+                continue;
+            };
+            let identity = (route.host.clone(), route.path.clone());
+            if let Some((first, first_origin)) = seen.get(&identity) {
+                let what = match &route.host {
+                    Some(host) => format!("host `{host}` and path `{}`", route.path),
+                    None => format!("path `{}` (any host)", route.path),
+                };
+                let message = format!("duplicate route: {first} at {first_origin} already has {what}");
+                self.error(
+                    &path_span,
+                    table.key_path("path"),
+                    message,
+                    "remove one of the two, or tell them apart with `host`",
+                );
+                continue;
+            }
+            seen.insert(identity, (table.path.clone(), self.origin(&path_span)));
+            routes.push(route);
+        }
+        routes
+    }
+
+    /// One route and where its path was written; `None` when it is invalid.
+    fn route(&mut self, table: &Table<'_, '_>) -> Option<(RouteConfig, Range<usize>)> {
+        self.check_keys(table, &ROUTE_SCHEMA);
+
+        let host = match self.string(table, "host", "\"example.com\"") {
+            Some((text, span)) => match check_host(text, false) {
+                Ok(host) => Some(Some(host)),
+                Err(invalid) => {
+                    self.error(&span, table.key_path("host"), invalid.message, invalid.hint);
+                    None
+                }
+            },
+            None if table.get("host").is_some() => None,
+            None => Some(None),
+        };
+
+        let path = match self.string(table, "path", "\"/ws\"") {
+            Some((text, span)) => match check_path(text) {
+                Ok(()) => Some((text.to_string(), span)),
+                Err(invalid) => {
+                    self.error(&span, table.key_path("path"), invalid.message, invalid.hint);
+                    None
+                }
+            },
+            None => {
+                if table.get("path").is_none() {
+                    self.error(
+                        &table.span,
+                        table.key_path("path"),
+                        "this route has no `path`",
+                        "add path = \"/\" to match every request, or a prefix such as path = \"/api\"",
+                    );
+                }
+                None
+            }
+        };
+
+        let upstream = match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
+            Some((text, span)) => match parse_upstream(text) {
+                Ok(upstream) => Some(upstream),
+                Err(invalid) => {
+                    self.error(&span, table.key_path("upstream"), invalid.message, invalid.hint);
+                    None
+                }
+            },
+            None => {
+                if table.get("upstream").is_none() {
+                    self.error(
+                        &table.span,
+                        table.key_path("upstream"),
+                        "this route has no `upstream`",
+                        "add the address of the application, for example: upstream = \"http://127.0.0.1:8080\"",
+                    );
+                }
+                None
+            }
+        };
+
+        let read_timeout = self.duration(table, "read_timeout", DEFAULT_READ_TIMEOUT, Zero::Rejected);
+        let connect_timeout =
+            self.duration(table, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, Zero::Rejected);
+        let tunnel_idle_timeout = self.duration(
+            table,
+            "tunnel_idle_timeout",
+            DEFAULT_TUNNEL_IDLE_TIMEOUT,
+            Zero::Rejected,
+        );
+
+        let (host, (path, path_span), upstream) = (host?, path?, upstream?);
+        let route = RouteConfig {
+            host,
+            path,
+            upstream,
+            read_timeout,
+            connect_timeout,
+            tunnel_idle_timeout,
+            origin: self.origin(&table.span),
+        };
+        Some((route, path_span))
+    }
+
+    fn log(&mut self, table: &Table<'_, '_>) -> LogConfig {
+        self.check_keys(table, &LOG_SCHEMA);
+        let access_log = self.boolean(table, "access_log", true);
+        let level = match self.string(table, "level", "\"info\"") {
+            Some((text, span)) => match check_level(text) {
+                Ok(()) => text.trim().to_string(),
+                Err(invalid) => {
+                    self.error(&span, table.key_path("level"), invalid.message, invalid.hint);
+                    DEFAULT_LOG_LEVEL.to_string()
+                }
+            },
+            None => DEFAULT_LOG_LEVEL.to_string(),
+        };
+        LogConfig { access_log, level }
+    }
+}
+
+/// A default duration as an operator would write it: "24h", "75s".
+fn duration_example(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds >= 3600 && seconds % 3600 == 0 {
+        format!("{}h", seconds / 3600)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+fn default_server() -> ServerConfig {
+    ServerConfig {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
+        handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        threads: None,
+    }
+}
+
+/// "a string", "an integer"...: the type of a value, for messages.
+fn describe(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// Hints for the syntax errors people actually make in a configuration
+/// file; the parser's message already says what it expected.
+fn syntax_hint(message: &str) -> String {
+    if message.contains("duplicate key") {
+        "each key may appear only once in a table; remove one of them".into()
+    } else if message.contains("string") || message.contains("invalid") {
+        "strings go in double quotes, for example: upstream = \"http://127.0.0.1:8080\"".into()
+    } else {
+        "each line is `key = value`, `[table]` or `[[list-of-tables]]`; strings go in double quotes".into()
+    }
+}
+
+/// What is wrong with a value, and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub message: String,
+    pub hint: String,
+}
+
+impl Invalid {
+    fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Invalid {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+enum Suggestion {
+    /// A name from another program (mostly nginx) for a key that exists.
+    Alias(&'static str),
+    /// A known key that is spelled nearly the same.
+    Close(&'static str),
+}
+
+fn suggest(unknown: &str, schema: &Schema) -> Option<Suggestion> {
+    let lower = unknown.to_ascii_lowercase().replace('-', "_");
+    if let Some((_, known)) = schema.aliases.iter().find(|(alias, _)| *alias == lower) {
+        return Some(Suggestion::Alias(known));
+    }
+    let best = schema
+        .keys
+        .iter()
+        .map(|known| (edit_distance(&lower, known), *known))
+        .min_by_key(|(distance, _)| *distance)?;
+    let (distance, known) = best;
+    // Close enough when at most a third of the characters differ: catches
+    // typos and separators without proposing unrelated keys.
+    if distance * 3 <= lower.chars().count().max(known.len()) {
+        return Some(Suggestion::Close(known));
+    }
+    // A truncated or extended name, such as `handshake` or `max_conn`.
+    let prefix = schema
+        .keys
+        .iter()
+        .find(|known| lower.len() >= 4 && (known.starts_with(&lower) || lower.starts_with(*known)));
+    prefix.map(|known| Suggestion::Close(known))
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// A listen address: an IP literal and a port. Port 0 is accepted (the
+/// system picks a free port), which tests rely on.
+fn parse_listen(raw: &str) -> Result<SocketAddr, Invalid> {
+    const ANY_HINT: &str = "write an IP address and a port: \"0.0.0.0:443\" for every IPv4 address, \"[::]:443\" for every IPv6 address, \"127.0.0.1:8443\" for this machine only";
+    let text = raw.trim();
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if text.is_empty() {
+        return Err(Invalid::new("the address is empty", ANY_HINT));
+    }
+    if let Some((scheme, rest)) = text.split_once("://") {
+        return Err(Invalid::new(
+            format!("`{text}` has a scheme (`{scheme}://`); listen addresses do not"),
+            format!("write just the address and port, such as \"{rest}\""),
+        ));
+    }
+    if text.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Invalid::new(
+            format!("`{text}` has a port but no IP address"),
+            format!("write \"0.0.0.0:{text}\" to listen on every IPv4 address, \"[::]:{text}\" for IPv6, or \"127.0.0.1:{text}\" for this machine only"),
+        ));
+    }
+    if let Some(port) = text.strip_prefix(':') {
+        return Err(Invalid::new(
+            format!("`{text}` has a port but no IP address"),
+            format!("write \"0.0.0.0:{port}\" to listen on every IPv4 address, \"[::]:{port}\" for IPv6, or \"127.0.0.1:{port}\" for this machine only"),
+        ));
+    }
+    if let Ok(ip) = text
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        let suggestion = SocketAddr::new(ip, 8443);
+        return Err(Invalid::new(
+            format!("`{text}` has no port"),
+            format!("add one, for example \"{suggestion}\""),
+        ));
+    }
+    if !text.starts_with('[') && text.matches(':').count() > 1 {
+        if let Some((ip, port)) = text.rsplit_once(':') {
+            if ip.parse::<Ipv6Addr>().is_ok() {
+                return Err(Invalid::new(
+                    format!("`{text}` is an IPv6 address without brackets"),
+                    format!("put the address in brackets: \"[{ip}]:{port}\""),
+                ));
+            }
+        }
+    }
+    if let Some((host, port)) = text.rsplit_once(':') {
+        let host_is_ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok();
+        if !host_is_ip {
+            let ip = if host.eq_ignore_ascii_case("localhost") {
+                "127.0.0.1"
+            } else {
+                "0.0.0.0"
+            };
+            return Err(Invalid::new(
+                format!("`{host}` is not an IP address; listen addresses are IP literals, not names"),
+                format!("write \"{ip}:{port}\" (\"0.0.0.0:{port}\" listens on every IPv4 address, \"127.0.0.1:{port}\" on this machine only)"),
+            ));
+        }
+        return Err(Invalid::new(
+            format!("`{port}` is not a port number"),
+            format!("give a port from 1 to 65535, such as \"{host}:8443\""),
+        ));
+    }
+    Err(Invalid::new(
+        format!("`{text}` is not an IP address and port"),
+        ANY_HINT,
+    ))
+}
+
+/// A route `path`: a prefix of the request path.
+fn check_path(path: &str) -> Result<(), Invalid> {
+    if path.is_empty() {
+        return Err(Invalid::new(
+            "the path is empty",
+            "write path = \"/\" to match every request",
+        ));
+    }
+    if !path.starts_with('/') {
+        let suggestion = if path.contains("://") {
+            "the path is only the part after the host, such as path = \"/api\"; the address goes in `upstream`".to_string()
+        } else {
+            format!("write path = \"/{}\"", path.trim_start())
+        };
+        return Err(Invalid::new(
+            format!("`{path}` does not start with `/`"),
+            suggestion,
+        ));
+    }
+    if let Some(index) = path.find(['?', '#']) {
+        let what = if path[index..].starts_with('?') {
+            "a query (`?`)"
+        } else {
+            "a fragment (`#`)"
+        };
+        return Err(Invalid::new(
+            format!("`{path}` contains {what}; routes match on the path only"),
+            format!("write path = \"{}\"", &path[..index]),
+        ));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Invalid::new(
+            format!("`{}` contains a space or control character", path.escape_debug()),
+            "request paths never contain them; percent-encode a space as %20",
+        ));
+    }
+    Ok(())
+}
+
+/// A route `host` (`is_certificate_name` false) or a certificate name:
+/// a DNS name or IP address, stored in lower case. Certificate names may be
+/// wildcards (`*.example.com`); route hosts are matched exactly.
+fn check_host(raw: &str, is_certificate_name: bool) -> Result<String, Invalid> {
+    let what = if is_certificate_name { "name" } else { "host" };
+    let text = raw.trim();
+    if text.is_empty() {
+        let hint = if is_certificate_name {
+            "remove it, or write a name such as \"example.com\""
+        } else {
+            "remove `host` to match any host, or write a name such as host = \"example.com\""
+        };
+        return Err(Invalid::new(format!("the {what} is empty"), hint));
+    }
+    if let Some((_, rest)) = text.split_once("://") {
+        let bare = rest.split(['/', ':']).next().unwrap_or(rest);
+        return Err(Invalid::new(
+            format!("`{text}` is a URL; a {what} is only the name"),
+            format!("write \"{bare}\""),
+        ));
+    }
+    if let Some(index) = text.find('/') {
+        return Err(Invalid::new(
+            format!("`{text}` contains a path; a {what} is only the name"),
+            format!(
+                "write \"{}\" (the path goes in the route's `path`)",
+                &text[..index]
+            ),
+        ));
+    }
+    if text.starts_with('[') && text.ends_with(']') {
+        let inner = &text[1..text.len() - 1];
+        if inner.parse::<Ipv6Addr>().is_ok() {
+            return Ok(text.to_ascii_lowercase());
+        }
+    }
+    if text.parse::<Ipv6Addr>().is_ok() {
+        return Ok(if is_certificate_name {
+            text.to_ascii_lowercase()
+        } else {
+            format!("[{}]", text.to_ascii_lowercase())
+        });
+    }
+    if let Some((name, _)) = text.rsplit_once(':') {
+        let hint = if is_certificate_name {
+            format!("write \"{name}\": certificates cover names, not ports")
+        } else {
+            format!("write host = \"{name}\": the port is ignored when matching")
+        };
+        return Err(Invalid::new(format!("`{text}` contains a port"), hint));
+    }
+    let name = match text.strip_prefix("*.") {
+        Some(rest) if is_certificate_name => rest,
+        Some(_) => {
+            return Err(Invalid::new(
+                format!("`{text}` is a wildcard; routes match one host exactly"),
+                "write one [[route]] per host, or remove `host` to match any host",
+            ))
+        }
+        None => text,
+    };
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    {
+        return Err(Invalid::new(
+            format!("`{text}` contains `{bad}`, which is not allowed in a {what}"),
+            "use letters, digits, `-` and `.` (write internationalized names in their xn-- form)",
+        ));
+    }
+    if name.starts_with('.') || name.contains("..") {
+        return Err(Invalid::new(
+            format!("`{text}` has an empty label"),
+            "write a name such as \"example.com\"",
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+/// A `level` in the syntax of tracing's filters (`info`,
+/// `warn,portcullis=debug`). A bare word must be a level: tracing would take
+/// any other word for a target name, so a typo such as `infoo` would
+/// silently turn logging off; a target is written `target=level`.
+fn check_level(raw: &str) -> Result<(), Invalid> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    const HINT: &str = "use one of trace, debug, info, warn, error, off, optionally with per-target levels such as \"info,portcullis=debug\"";
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(Invalid::new("the level is empty", HINT));
+    }
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // Span and field filters (`target[span{field=1}]=debug`) are passed
+        // through for tracing to judge.
+        if directive.contains('[') {
+            continue;
+        }
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level.trim(),
+            None => directive,
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            let closest = LEVELS
+                .iter()
+                .min_by_key(|known| edit_distance(&level.to_ascii_lowercase(), known))
+                .filter(|known| edit_distance(&level.to_ascii_lowercase(), known) <= 2);
+            let hint = match closest {
+                Some(known) => format!("did you mean `{known}`? ({HINT})"),
+                None => HINT.to_string(),
+            };
+            return Err(Invalid::new(format!("`{level}` is not a log level"), hint));
+        }
+    }
+    Ok(())
+}
+
+/// An upstream address, `http://host[:port][/]`. Each rule has its own
+/// message so that the operator knows which part to change.
+fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
+    const EXAMPLE: &str = "http://127.0.0.1:8080";
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(Invalid::new(
+            "the upstream is empty",
+            format!("write the address of the application, for example: upstream = \"{EXAMPLE}\""),
+        ));
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(Invalid::new(
+            format!("`{text}` has no scheme"),
+            format!("write upstream = \"http://{}\"", text.trim_start_matches('/')),
+        ));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => {}
+        "https" => {
+            return Err(Invalid::new(
+                "https upstreams are not supported yet: portcullis speaks plain HTTP to the application",
+                format!("write upstream = \"http://{rest}\" and keep the application on a trusted network, such as 127.0.0.1"),
+            ))
+        }
+        "ws" | "wss" => {
+            return Err(Invalid::new(
+                format!("`{scheme}://` is not an upstream scheme: WebSocket upstreams are plain HTTP"),
+                format!("write upstream = \"http://{rest}\"; portcullis forwards the WebSocket upgrade"),
+            ))
+        }
+        _ => {
+            return Err(Invalid::new(
+                format!("unsupported scheme `{scheme}://`"),
+                format!("upstreams use http://, for example: upstream = \"{EXAMPLE}\""),
+            ))
+        }
+    }
+
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+
+    if let Some(at) = authority.rfind('@') {
+        // The user info may hold a password: it is not repeated in the message.
+        return Err(Invalid::new(
+            "the upstream contains user info (`...@`), which portcullis does not send",
+            format!(
+                "remove everything up to the `@`: upstream = \"http://{}\"",
+                &authority[at + 1..]
+            ),
+        ));
+    }
+
+    let (host, port) = split_host_port(authority)?;
+
+    let clean = Upstream {
+        scheme: Scheme::Http,
+        host,
+        port,
+    };
+    let query_start = tail.find(['?', '#']).unwrap_or(tail.len());
+    let (path, after_path) = tail.split_at(query_start);
+    if !path.is_empty() && path != "/" {
+        return Err(Invalid::new(
+            format!("the upstream has a path (`{path}`); only an address is allowed"),
+            format!(
+                "write upstream = \"{clean}\" and put the path in the route's `path`: portcullis forwards the request path unchanged"
+            ),
+        ));
+    }
+    if let Some(query) = after_path.strip_prefix('?') {
+        let query = query.split('#').next().unwrap_or(query);
+        return Err(Invalid::new(
+            format!("the upstream has a query (`?{query}`)"),
+            format!("write upstream = \"{clean}\": portcullis forwards each request's own query unchanged"),
+        ));
+    }
+    if let Some(fragment) = after_path.strip_prefix('#') {
+        return Err(Invalid::new(
+            format!("the upstream has a fragment (`#{fragment}`)"),
+            format!("write upstream = \"{clean}\": fragments are never sent to a server"),
+        ));
+    }
+    Ok(clean)
+}
+
+/// The host and port of an upstream authority; the port defaults to 80.
+fn split_host_port(authority: &str) -> Result<(String, u16), Invalid> {
+    const HOST_HINT: &str = "write upstream = \"http://127.0.0.1:8080\"";
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((inner, after)) = bracketed.split_once(']') else {
+            return Err(Invalid::new(
+                format!("`[{bracketed}` has no closing `]`"),
+                "write an IPv6 address as http://[::1]:8080",
+            ));
+        };
+        if inner.parse::<Ipv6Addr>().is_err() {
+            return Err(Invalid::new(
+                format!("`{inner}` is not an IPv6 address"),
+                "write an IPv6 address as http://[::1]:8080",
+            ));
+        }
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => {
+                    return Err(Invalid::new(
+                        format!("unexpected `{after}` after the IPv6 address"),
+                        format!("write http://[{inner}]:8080"),
+                    ))
+                }
+            },
+        };
+        (inner.to_ascii_lowercase(), port)
+    } else {
+        if authority.matches(':').count() > 1 {
+            return Err(Invalid::new(
+                format!("`{authority}` looks like an IPv6 address without brackets"),
+                "put an IPv6 address in brackets: http://[::1]:8080",
+            ));
+        }
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err(Invalid::new("the upstream has no host", HOST_HINT));
+        }
+        if let Some(bad) = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        {
+            return Err(Invalid::new(
+                format!("the upstream host `{host}` contains `{bad}`"),
+                "use a name or an IP address: letters, digits, `-` and `.`",
+            ));
+        }
+        (host.to_ascii_lowercase(), port)
+    };
+    let port = match port {
+        None => 80,
+        Some("") => {
+            return Err(Invalid::new(
+                "the upstream has an empty port after `:`",
+                "write the port after the colon, such as :8080, or drop the colon for port 80",
+            ))
+        }
+        Some(digits) => match digits.parse::<u16>() {
+            Ok(port) if port > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
+            _ => {
+                return Err(Invalid::new(
+                    format!("`{digits}` is not a port number"),
+                    "give a port from 1 to 65535, such as :8080",
+                ))
+            }
+        },
+    };
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(text: &str) -> Upstream {
+        match parse_upstream(text) {
+            Ok(u) => u,
+            Err(e) => panic!("{text}: {e:?}"),
+        }
+    }
+
+    fn upstream_error(text: &str) -> Invalid {
+        match parse_upstream(text) {
+            Ok(u) => panic!("{text} parsed as {u:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn upstreams_that_are_accepted() {
+        let u = upstream(" http://127.0.0.1:9222 ");
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 9222));
+        let u = upstream("HTTP://App.Internal/");
+        assert_eq!((u.host.as_str(), u.port), ("app.internal", 80));
+        let u = upstream("http://[::1]:8080");
+        assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
+        assert_eq!(u.to_string(), "http://[::1]:8080");
+    }
+
+    #[test]
+    fn upstream_rules() {
+        assert!(upstream_error("127.0.0.1:8080").message.contains("no scheme"));
+        assert!(upstream_error("http://:8080").message.contains("no host"));
+        assert!(upstream_error("http://h:").message.contains("empty port"));
+        assert!(upstream_error("http://h:0").message.contains("not a port"));
+        assert!(upstream_error("http://h:+80").message.contains("not a port"));
+        assert!(upstream_error("http://h:65536").message.contains("not a port"));
+        assert!(upstream_error("http://::1:80").message.contains("brackets"));
+        assert!(upstream_error("http://[::g]:80").message.contains("not an IPv6"));
+        assert!(upstream_error("http://[::1").message.contains("closing"));
+        assert!(upstream_error("http://a b").message.contains("contains ` `"));
+        let e = upstream_error("http://u:secret@h:1");
+        assert!(!e.message.contains("secret") && !e.hint.contains("secret"));
+        assert!(upstream_error("ftp://h").message.contains("unsupported scheme"));
+        assert!(upstream_error("ws://h").hint.contains("http://h"));
+    }
+
+    #[test]
+    fn listen_diagnostics() {
+        assert!(parse_listen("[::]:443").is_ok());
+        assert!(parse_listen("127.0.0.1:0").is_ok());
+        assert!(parse_listen("443").unwrap_err().hint.contains("\"0.0.0.0:443\""));
+        assert!(parse_listen(":443")
+            .unwrap_err()
+            .message
+            .contains("no IP address"));
+        assert!(parse_listen("127.0.0.1").unwrap_err().message.contains("no port"));
+        assert!(parse_listen("::1:443").unwrap_err().hint.contains("[::1]:443"));
+        assert!(parse_listen("localhost:8443")
+            .unwrap_err()
+            .hint
+            .contains("127.0.0.1:8443"));
+        assert!(parse_listen("1.2.3.4:http")
+            .unwrap_err()
+            .message
+            .contains("not a port"));
+        assert!(parse_listen("https://0.0.0.0:443")
+            .unwrap_err()
+            .hint
+            .contains("\"0.0.0.0:443\""));
+    }
+
+    #[test]
+    fn hosts_and_names() {
+        assert_eq!(check_host("Example.COM", false).unwrap(), "example.com");
+        assert_eq!(check_host("::1", false).unwrap(), "[::1]");
+        assert!(check_host("example.com:443", false).is_err());
+        assert!(check_host("*.example.com", false).is_err());
+        assert_eq!(check_host("*.Example.com", true).unwrap(), "*.example.com");
+        assert!(check_host("https://example.com/", false)
+            .unwrap_err()
+            .hint
+            .contains("\"example.com\""));
+        assert!(check_host("a..b", true).is_err());
+    }
+
+    #[test]
+    fn levels() {
+        assert!(check_level("info").is_ok());
+        assert!(check_level("WARN,portcullis=debug").is_ok());
+        assert!(check_level("portcullis[conn{id=1}]=trace").is_ok());
+        let e = check_level("infoo").unwrap_err();
+        assert!(e.hint.contains("did you mean `info`?"), "{}", e.hint);
+        assert!(check_level("portcullis").is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        let close = |name: &str| match suggest(name, &ROUTE_SCHEMA) {
+            Some(Suggestion::Close(k)) | Some(Suggestion::Alias(k)) => Some(k),
+            None => None,
+        };
+        assert_eq!(close("upsteam"), Some("upstream"));
+        assert_eq!(close("Path"), Some("path"));
+        assert_eq!(close("connect-timeout"), Some("connect_timeout"));
+        assert_eq!(close("proxy_pass"), Some("upstream"));
+        assert_eq!(close("tunnel_idle"), Some("tunnel_idle_timeout"));
+        assert_eq!(close("banana"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,133 @@
+//! The response body the proxy hands to hyper: either an upstream body
+//! streamed frame by frame under the route's read timeout, or a short local
+//! answer. It also carries the access-log line, written when the body ends
+//! or the client goes away, so the line has the real byte count.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use super::access::AccessRecord;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body that passed no byte for longer than the route allows.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?} in the middle of a response body")]
+pub struct BodyReadTimeout(pub Duration);
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Upstream {
+            #[pin]
+            body: Incoming,
+            #[pin]
+            idle: Sleep,
+            timeout: Duration,
+        },
+        Local {
+            data: Option<Bytes>,
+        },
+    }
+}
+
+pin_project! {
+    pub struct ProxyBody {
+        #[pin]
+        kind: Kind,
+        log: Option<AccessRecord>,
+    }
+}
+
+impl ProxyBody {
+    /// Streams `body`, failing if the upstream is silent for `timeout`
+    /// between two frames.
+    pub fn upstream(body: Incoming, timeout: Duration, log: Option<AccessRecord>) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream {
+                body,
+                idle: tokio::time::sleep(timeout),
+                timeout,
+            },
+            log,
+        }
+    }
+
+    /// A complete body made here, such as an error page.
+    pub fn local(data: impl Into<Bytes>, log: Option<AccessRecord>) -> Self {
+        let data: Bytes = data.into();
+        ProxyBody {
+            kind: Kind::Local {
+                data: (!data.is_empty()).then_some(data),
+            },
+            log,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self::local(Bytes::new(), None)
+    }
+
+    pub fn set_log(&mut self, log: Option<AccessRecord>) {
+        self.log = log;
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = match this.kind.project() {
+            KindProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Upstream {
+                body,
+                mut idle,
+                timeout,
+            } => match body.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    idle.as_mut().reset(Instant::now() + *timeout);
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => match idle.poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(*timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                },
+            },
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(log)) = (&polled, this.log.as_mut()) {
+            if let Some(data) = frame.data_ref() {
+                log.bytes += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Local { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The proxy service: request -> route -> forward to the upstream, tunnel an
+//! upgrade, or answer locally. Errors become short responses here and only
+//! here; nothing a client or upstream sends can make this code panic.
+
+pub mod access;
+pub mod body;
+pub mod headers;
+pub mod respond;
+pub mod routes;
+pub mod tunnel;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, RouteConfig};
+use access::AccessRecord;
+use body::ProxyBody;
+use routes::{Route, RouteTable};
+use upstream::UpstreamClient;
+
+/// What a route needs at request time, built once at start.
+#[derive(Debug)]
+pub struct RouteState {
+    client: UpstreamClient,
+    authority: Authority,
+    /// `http://host:port`, for logs.
+    label: Arc<str>,
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    routes: RouteTable<RouteState>,
+    access_log: bool,
+    /// Tunnels outlive the HTTP connection that started them, so they are
+    /// tracked here for the shutdown drain.
+    pub tunnels: TaskTracker,
+    pub tunnel_cancel: CancellationToken,
+}
+
+/// Facts about one client connection, computed once per connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr) -> Self {
+        let ip = peer.ip().to_canonical().to_string();
+        // An IP address renders as ASCII digits, dots, colons and hex letters,
+        // all valid in a header value.
+        let peer_ip = HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnInfo { peer, peer_ip }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("route {path}: upstream {upstream} is not a valid URI authority")]
+pub struct RouteError {
+    path: String,
+    upstream: String,
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> Result<Self, RouteError> {
+        let routes = config
+            .routes
+            .iter()
+            .map(|rc: &RouteConfig| {
+                let authority: Authority = rc.upstream.authority().parse().map_err(|_| RouteError {
+                    path: rc.path.clone(),
+                    upstream: rc.upstream.to_string(),
+                })?;
+                Ok(Route {
+                    config: rc.clone(),
+                    state: RouteState {
+                        client: upstream::client(rc),
+                        authority,
+                        label: rc.upstream.to_string().into(),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, RouteError>>()?;
+        Ok(Shared {
+            routes: RouteTable::new(routes),
+            access_log: config.log.access_log,
+            tunnels: TaskTracker::new(),
+            tunnel_cancel: CancellationToken::new(),
+        })
+    }
+
+    pub fn routes(&self) -> &RouteTable<RouteState> {
+        &self.routes
+    }
+}
+
+/// Handles one request from a client. Never fails: every problem is a response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let mut log = shared.access_log.then(|| AccessRecord {
+        client: conn.peer.ip().to_canonical(),
+        method: req.method().clone(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().to_string(), |pq| pq.to_string()),
+        status: 0,
+        bytes: 0,
+        upstream: None,
+        start: Instant::now(),
+    });
+
+    if req.method() == Method::CONNECT {
+        return respond::method_not_allowed(log);
+    }
+
+    // The authority of an absolute-form or HTTP/2 request wins over Host
+    // (RFC 9112 section 3.2.2); HTTP/2 requests usually carry no Host at all.
+    let host: Option<HeaderValue> = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    if host.is_none() && req.version() == Version::HTTP_11 {
+        return respond::bad_request(log);
+    }
+    let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+
+    let Some(route) = shared.routes.find(host_str, req.uri().path()) else {
+        return respond::not_found(log);
+    };
+    if let Some(l) = log.as_mut() {
+        l.upstream = Some(route.state.label.clone());
+    }
+
+    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+
+    // Rewrite the request in place into one for the upstream.
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(route.state.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    match Uri::from_parts(parts) {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return respond::bad_request(log),
+    }
+    let client_version = req.version();
+    *req.version_mut() = Version::HTTP_11;
+    {
+        let h = req.headers_mut();
+        headers::remove_hop_by_hop(h, upgrade);
+        if client_version == Version::HTTP_2 {
+            headers::join_cookies(h);
+        }
+        headers::add_forwarding(h, &conn.peer_ip, host.as_ref());
+        if let Some(host) = &host {
+            h.insert(header::HOST, host.clone());
+        }
+    }
+
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let rc = &route.config;
+
+    let mut response = match tokio::time::timeout(rc.read_timeout, route.state.client.request(req)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
+            let what = upstream::describe(&err);
+            tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "{what}");
+            return respond::bad_gateway(log);
+        }
+        Err(_) => {
+            tracing::warn!(route = %rc.path, upstream = %route.state.label, timeout = ?rc.read_timeout, "upstream sent no response headers in time");
+            return respond::gateway_timeout(log);
+        }
+    };
+
+    let status = response.status();
+    if let Some(l) = log.as_mut() {
+        l.status = status.as_u16();
+    }
+
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            // An upstream switching protocols unasked is broken.
+            tracing::warn!(route = %rc.path, upstream = %route.state.label, "upstream answered 101 to a request that asked for no upgrade");
+            return respond::bad_gateway(log);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        headers::remove_hop_by_hop(response.headers_mut(), true);
+        let idle = rc.tunnel_idle_timeout;
+        let cancel = shared.tunnel_cancel.clone();
+        let route_path = rc.path.clone();
+        shared.tunnels.spawn(async move {
+            let end = tunnel::run(client_upgrade, upstream_upgrade, idle, cancel).await;
+            tracing::debug!(route = %route_path, ?end, "tunnel ended");
+        });
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
+    }
+
+    headers::remove_hop_by_hop(response.headers_mut(), false);
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, ProxyBody::upstream(body, rc.read_timeout, log))
+}
+
+/// The error and its causes on one line, for a log that names the real
+/// reason ("connection refused") rather than only the outermost wrapper.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

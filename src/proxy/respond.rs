@@ -1,0 +1,54 @@
+//! Short answers made by the proxy itself: 400, 404, 502, 504. Plain text,
+//! one line, no detail that would help an attacker map the network.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::access::AccessRecord;
+use super::body::ProxyBody;
+
+static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+pub fn local(status: StatusCode, text: &'static str, log: Option<AccessRecord>) -> Response<ProxyBody> {
+    let log = log.map(|mut l| {
+        l.status = status.as_u16();
+        l
+    });
+    let mut response = Response::new(ProxyBody::local(text, log));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, TEXT_PLAIN.clone());
+    response
+}
+
+pub fn bad_request(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    local(StatusCode::BAD_REQUEST, "400 bad request\n", log)
+}
+
+pub fn not_found(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    local(StatusCode::NOT_FOUND, "404 no route for this path\n", log)
+}
+
+pub fn bad_gateway(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    local(
+        StatusCode::BAD_GATEWAY,
+        "502 bad gateway: the upstream is unreachable or failed\n",
+        log,
+    )
+}
+
+pub fn gateway_timeout(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    local(
+        StatusCode::GATEWAY_TIMEOUT,
+        "504 gateway timeout: the upstream did not answer in time\n",
+        log,
+    )
+}
+
+pub fn method_not_allowed(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    local(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "405 CONNECT is not supported: this is a reverse proxy\n",
+        log,
+    )
+}

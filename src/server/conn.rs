@@ -1,0 +1,70 @@
+//! One client connection: TCP tuning, the TLS handshake under one deadline,
+//! then HTTP/1.1 or HTTP/2 (chosen by ALPN) with upgrades, until the client
+//! leaves or the proxy shuts down.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::proxy::{self, ConnInfo, Shared};
+
+/// What every connection task needs, shared by all of them.
+pub struct ConnContext {
+    pub acceptor: TlsAcceptor,
+    pub http: auto::Builder<TokioExecutor>,
+    pub shared: Arc<Shared>,
+    pub handshake_timeout: Duration,
+    /// Cancelled when the proxy stops accepting: finish what is in flight.
+    pub drain: CancellationToken,
+}
+
+pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
+    super::listener::tune_accepted(&tcp);
+
+    let tls = match tokio::time::timeout(ctx.handshake_timeout, ctx.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        // Scanners and health checkers fail handshakes all day; at debug
+        // level they do not drown the log.
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, timeout = ?ctx.handshake_timeout, "TLS handshake timed out");
+            return;
+        }
+    };
+
+    let info = Arc::new(ConnInfo::new(peer));
+    let shared = ctx.shared.clone();
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
+    });
+
+    let conn = ctx
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = ctx.drain.cancelled() => {
+            // HTTP/1.1: close once the current response is done; HTTP/2:
+            // GOAWAY, then finish the open streams.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}

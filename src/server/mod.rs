@@ -1,0 +1,149 @@
+//! The listeners: accept, bound the number of connections, hand each one to
+//! its own task, and drain in order at shutdown (stop accepting, let
+//! requests in flight finish within the grace period, then close tunnels).
+
+mod conn;
+pub mod listener;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::proxy::Shared;
+use conn::ConnContext;
+
+/// Bound listeners, ready to serve.
+pub struct Server {
+    listeners: Vec<std::net::TcpListener>,
+    config: ServerConfig,
+}
+
+impl Server {
+    pub fn new(listeners: Vec<std::net::TcpListener>, config: ServerConfig) -> Self {
+        Server { listeners, config }
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then drains. Must run inside a
+    /// tokio runtime.
+    pub async fn run(
+        self,
+        acceptor: TlsAcceptor,
+        shared: Arc<Shared>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let listeners = self
+            .listeners
+            .into_iter()
+            .map(TcpListener::from_std)
+            .collect::<std::io::Result<Vec<_>>>()?;
+
+        let drain = CancellationToken::new();
+        let ctx = Arc::new(ConnContext {
+            acceptor,
+            http: http_builder(&self.config),
+            shared: shared.clone(),
+            handshake_timeout: self.config.handshake_timeout,
+            drain: drain.clone(),
+        });
+        let connections = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let accepting = TaskTracker::new();
+        for listener in listeners {
+            accepting.spawn(accept_loop(
+                listener,
+                ctx.clone(),
+                connections.clone(),
+                limit.clone(),
+            ));
+        }
+        accepting.close();
+
+        shutdown.await;
+        tracing::info!(grace = ?self.config.shutdown_grace, "shutting down: no new connections; finishing requests in flight");
+        drain.cancel();
+        accepting.wait().await;
+        connections.close();
+        let drained = tokio::time::timeout(self.config.shutdown_grace, connections.wait()).await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; closing the connections still open");
+        }
+        // Tunnels and anything left are closed now; their tasks end at once.
+        shared.tunnel_cancel.cancel();
+        shared.tunnels.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            connections.wait().await;
+            shared.tunnels.wait().await;
+        })
+        .await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ConnContext>,
+    connections: TaskTracker,
+    limit: Arc<Semaphore>,
+) {
+    loop {
+        let permit = tokio::select! {
+            () = ctx.drain.cancelled() => return,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            () = ctx.drain.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let ctx = ctx.clone();
+                let hard_stop = ctx.shared.tunnel_cancel.clone();
+                connections.spawn(async move {
+                    tokio::select! {
+                        () = conn::serve(ctx, tcp, peer) => {}
+                        () = hard_stop.cancelled() => {}
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: wait a moment rather
+                // than spin, and keep the listener.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

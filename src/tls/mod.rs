@@ -1,0 +1,89 @@
+//! TLS for the listeners: the rustls server configuration (versions, ALPN,
+//! session resumption) and loading the configured certificates into the
+//! store that answers each handshake.
+
+pub mod certs;
+pub mod selfsigned;
+pub mod store;
+
+use std::sync::Arc;
+
+use rustls::version::{TLS12, TLS13};
+use rustls::{ServerConfig, SupportedProtocolVersion};
+
+use crate::config::{ConfigError, ConfigErrors, TlsConfig, TlsVersion};
+use certs::LoadedCert;
+use store::CertStore;
+
+static ALL_VERSIONS: &[&SupportedProtocolVersion] = &[&TLS13, &TLS12];
+static ONLY_TLS13: &[&SupportedProtocolVersion] = &[&TLS13];
+
+/// The rustls configuration of the listeners. Certificates are not part of
+/// it: they come from `store` at every handshake, which is what lets a
+/// renewed certificate take effect without rebuilding anything.
+pub fn server_config(
+    min_version: TlsVersion,
+    store: Arc<CertStore>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions = match min_version {
+        TlsVersion::V1_2 => ALL_VERSIONS,
+        TlsVersion::V1_3 => ONLY_TLS13,
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless tickets (keys rotated by rustls) besides the default
+    // stateful cache, so returning clients skip the full handshake.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+/// The certificates to serve at start, or every reason they cannot be served.
+pub struct Initial {
+    pub certs: Vec<Arc<LoadedCert>>,
+    /// True when no certificate was configured and a temporary one was made.
+    pub self_signed: bool,
+}
+
+pub fn load_initial(tls: &TlsConfig) -> Result<Initial, ConfigErrors> {
+    if tls.certificates.is_empty() {
+        let cert = selfsigned::generate(&[]).map_err(|e| {
+            ConfigErrors::from(vec![ConfigError::new(
+                crate::config::Origin::whole_file("embedded default configuration"),
+                "tls",
+                format!("cannot make the temporary self-signed certificate: {e}"),
+                "configure [tls] cert and key",
+            )])
+        })?;
+        return Ok(Initial {
+            certs: vec![Arc::new(cert)],
+            self_signed: true,
+        });
+    }
+    let mut certs = Vec::new();
+    let mut errors = Vec::new();
+    for source in &tls.certificates {
+        match certs::load(&source.cert, &source.key, &source.names) {
+            Ok(cert) => certs.push(Arc::new(cert)),
+            Err(e) => {
+                let (origin, key) = if e.is_key_problem() {
+                    (&source.key_origin, format!("{}.key", source.config_key))
+                } else {
+                    (&source.cert_origin, format!("{}.cert", source.config_key))
+                };
+                errors.push(ConfigError::new(origin.clone(), key, e.to_string(), ""));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(Initial {
+            certs,
+            self_signed: false,
+        })
+    } else {
+        Err(ConfigErrors::from(errors))
+    }
+}
