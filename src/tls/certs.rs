@@ -123,6 +123,8 @@ pub enum CertError {
         role: FileRole,
         path: PathBuf,
         detail: String,
+        /// No PEM block at all, as with a binary DER file.
+        no_pem_at_all: bool,
     },
     /// PEM, but without a CERTIFICATE block.
     NoCertificate {
@@ -227,7 +229,8 @@ impl CertError {
             // A key that matches another certificate in the chain is fine; the
             // certificate file is in the wrong order.
             KeyMismatch {
-                matches_chain_index, ..
+                matches_chain_index,
+                ..
             } => matches_chain_index.is_none(),
             _ => false,
         }
@@ -290,13 +293,21 @@ impl fmt::Display for CertError {
                  readable file",
                 path.display()
             ),
-            NotPem { role, path, detail } => {
+            NotPem {
+                role,
+                path,
+                detail,
+                no_pem_at_all,
+            } => {
                 write!(
                     f,
                     "{role} {} is not PEM ({detail}); expected text with \
                      '-----BEGIN ...-----' blocks",
                     path.display()
                 )?;
+                if !*no_pem_at_all {
+                    return f.write_str("; the file may be truncated or edited: copy it again");
+                }
                 let tool = match role {
                     FileRole::Cert => "x509",
                     FileRole::Key => "pkey",
@@ -320,7 +331,9 @@ impl fmt::Display for CertError {
                 if *holds_private_key {
                     f.write_str("; it holds a private key instead: are `cert` and `key` swapped?")
                 } else {
-                    f.write_str("; point `cert` at the certificate chain (for certbot, fullchain.pem)")
+                    f.write_str(
+                        "; point `cert` at the certificate chain (for certbot, fullchain.pem)",
+                    )
                 }
             }
             NoPrivateKey {
@@ -328,7 +341,11 @@ impl fmt::Display for CertError {
                 encrypted,
                 holds_certificate,
             } => {
-                write!(f, "key file {} contains no usable private key", path.display())?;
+                write!(
+                    f,
+                    "key file {} contains no usable private key",
+                    path.display()
+                )?;
                 if *encrypted {
                     write!(
                         f,
@@ -377,7 +394,11 @@ impl fmt::Display for CertError {
                 key_path.display(),
                 cert_path.display()
             ),
-            ChainUnparsable { path, index, detail } => {
+            ChainUnparsable {
+                path,
+                index,
+                detail,
+            } => {
                 let which = if *index == 1 {
                     "the server certificate"
                 } else {
@@ -398,7 +419,11 @@ impl fmt::Display for CertError {
                  `-addext subjectAltName=DNS:<name>` or an -extfile)",
                 path.display()
             ),
-            Expired { path, not_after, now } => write!(
+            Expired {
+                path,
+                not_after,
+                now,
+            } => write!(
                 f,
                 "the certificate in {} expired at {} ({} ago); renew it (for certbot, \
                  `certbot renew`) and reload",
@@ -418,7 +443,11 @@ impl fmt::Display for CertError {
                 humantime::format_rfc3339_seconds(*not_before),
                 approx_duration(not_before.duration_since(*now).unwrap_or_default())
             ),
-            NamesNotCovered { path, missing, sans } => {
+            NamesNotCovered {
+                path,
+                missing,
+                sans,
+            } => {
                 write!(
                     f,
                     "the certificate in {} does not cover {}",
@@ -462,12 +491,21 @@ pub fn from_pem(
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<LoadedCert, CertError> {
-    from_pem_at(cert_pem, key_pem, names, cert_path, key_path, SystemTime::now())
+    from_pem_at(
+        cert_pem,
+        key_pem,
+        names,
+        cert_path,
+        key_path,
+        SystemTime::now(),
+    )
 }
 
 fn read_file(role: FileRole, path: &Path) -> Result<Vec<u8>, CertError> {
     let file = std::fs::File::open(path).map_err(|e| CertError::from_io(role, path, e))?;
-    let meta = file.metadata().map_err(|e| CertError::from_io(role, path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| CertError::from_io(role, path, e))?;
     if meta.is_dir() {
         return Err(CertError::IsDirectory {
             role,
@@ -504,7 +542,7 @@ impl fmt::Display for San {
     }
 }
 
-pub(crate) fn from_pem_at(
+fn from_pem_at(
     cert_pem: &[u8],
     key_pem: &[u8],
     names: &[String],
@@ -523,7 +561,7 @@ pub(crate) fn from_pem_at(
             detail,
         };
         match X509Certificate::from_der(der.as_ref()) {
-            Ok((rest, cert)) if rest.is_empty() => parsed.push(cert),
+            Ok(([], cert)) => parsed.push(cert),
             Ok((rest, _)) => {
                 return Err(unparsable(format!(
                     "{} unexpected bytes after the certificate",
@@ -533,7 +571,14 @@ pub(crate) fn from_pem_at(
             Err(e) => return Err(unparsable(e.to_string())),
         }
     }
-    let leaf = &parsed[0];
+    let Some(leaf) = parsed.first() else {
+        // parse_chain_pem never returns an empty chain; this keeps a future
+        // change from turning into a panic.
+        return Err(CertError::NoCertificate {
+            path: cert_path.to_path_buf(),
+            holds_private_key: false,
+        });
+    };
 
     // Checked before the key: rustls' own parser rejects v1 outright, and the
     // message would then be about the wrong thing.
@@ -553,16 +598,18 @@ pub(crate) fn from_pem_at(
     })?;
     let serial = serial_hex(leaf.raw_serial());
     let subject = leaf.subject().to_string();
+    let sha256 = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_raw()).as_ref());
     drop(parsed);
 
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| CertError::UnusableKey {
-            path: key_path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+    let signing_key =
+        provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| CertError::UnusableKey {
+                path: key_path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) => {}
@@ -632,14 +679,13 @@ pub(crate) fn from_pem_at(
         out
     };
 
-    let leaf_der = certified.cert[0].as_ref();
     let facts = CertFacts {
         serial,
         subject,
         sans: sans.iter().map(San::to_string).collect(),
         not_before,
         not_after,
-        sha256: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf_der).as_ref()),
+        sha256,
     };
 
     Ok(LoadedCert {
@@ -653,19 +699,28 @@ pub(crate) fn from_pem_at(
 /// (1-based position), which means the chain was written out of order.
 fn key_owner_in_chain(certified: &CertifiedKey) -> Option<usize> {
     let spki = certified.key.public_key()?;
-    certified.cert.iter().enumerate().skip(1).find_map(|(i, der)| {
-        let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
-        (cert.public_key().raw == spki.as_ref()).then_some(i + 1)
-    })
+    certified
+        .cert
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find_map(|(i, der)| {
+            let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+            (cert.public_key().raw == spki.as_ref()).then_some(i + 1)
+        })
 }
 
-fn parse_chain_pem(cert_pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+fn parse_chain_pem(
+    cert_pem: &[u8],
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::NotPem {
             role: FileRole::Cert,
             path: path.to_path_buf(),
             detail: pem_error_text(&e),
+            no_pem_at_all: false,
         })?;
     if chain.is_empty() {
         if !has_pem_begin(cert_pem) {
@@ -673,6 +728,7 @@ fn parse_chain_pem(cert_pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'s
                 role: FileRole::Cert,
                 path: path.to_path_buf(),
                 detail: "no '-----BEGIN' line".to_owned(),
+                no_pem_at_all: true,
             });
         }
         return Err(CertError::NoCertificate {
@@ -707,11 +763,13 @@ fn parse_key_pem(key_pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, 
             role: FileRole::Key,
             path: path.to_path_buf(),
             detail: "no '-----BEGIN' line".to_owned(),
+            no_pem_at_all: true,
         }),
         other => Err(CertError::NotPem {
             role: FileRole::Key,
             path: path.to_path_buf(),
             detail: pem_error_text(&other),
+            no_pem_at_all: false,
         }),
     }
 }
@@ -720,12 +778,13 @@ fn parse_key_pem(key_pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, 
 fn pem_error_text(err: &pem::Error) -> String {
     match err {
         pem::Error::MissingSectionEnd { end_marker } => format!(
-            "missing end line '{}'",
+            "missing '-----END {}-----' line",
             String::from_utf8_lossy(end_marker).trim()
         ),
-        pem::Error::IllegalSectionStart { line } => {
-            format!("malformed BEGIN line '{}'", String::from_utf8_lossy(line).trim())
-        }
+        pem::Error::IllegalSectionStart { line } => format!(
+            "malformed BEGIN line '{}'",
+            String::from_utf8_lossy(line).trim()
+        ),
         pem::Error::Base64Decode(e) => format!("bad base64 inside a block: {e}"),
         other => other.to_string(),
     }
@@ -784,7 +843,7 @@ fn sans_cover(sans: &[San], name: &str) -> bool {
 /// Whether a SAN DNS entry covers `name`. A wildcard stands for exactly one
 /// whole leftmost label, as clients apply it (RFC 6125 §6.4.3, without the
 /// partial-label forms that browsers no longer honour).
-pub(crate) fn dns_pattern_covers(pattern: &str, name: &str) -> bool {
+fn dns_pattern_covers(pattern: &str, name: &str) -> bool {
     let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
     if pattern.eq_ignore_ascii_case(name) {
         return true;
@@ -794,7 +853,10 @@ pub(crate) fn dns_pattern_covers(pattern: &str, name: &str) -> bool {
     };
     match name.split_once('.') {
         Some((label, rest)) => {
-            !label.is_empty() && label != "*" && !parent.is_empty() && rest.eq_ignore_ascii_case(parent)
+            !label.is_empty()
+                && label != "*"
+                && !parent.is_empty()
+                && rest.eq_ignore_ascii_case(parent)
         }
         None => false,
     }
@@ -850,7 +912,11 @@ mod tests {
     #[test]
     fn io_errors_map_to_their_own_variants() {
         let p = Path::new("/etc/x/privkey.pem");
-        let denied = CertError::from_io(FileRole::Key, p, io::Error::from(io::ErrorKind::PermissionDenied));
+        let denied = CertError::from_io(
+            FileRole::Key,
+            p,
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
         assert!(matches!(denied, CertError::PermissionDenied { .. }));
         assert!(denied.is_key_problem());
         assert_eq!(denied.path(), Some(p));
@@ -859,7 +925,8 @@ mod tests {
         assert!(msg.contains("/etc/x/privkey.pem"), "{msg}");
         assert!(msg.contains("ownership and permissions"), "{msg}");
 
-        let missing = CertError::from_io(FileRole::Cert, p, io::Error::from(io::ErrorKind::NotFound));
+        let missing =
+            CertError::from_io(FileRole::Cert, p, io::Error::from(io::ErrorKind::NotFound));
         assert!(matches!(missing, CertError::NotFound { .. }));
         assert!(!missing.is_key_problem());
 
@@ -883,7 +950,10 @@ mod tests {
 
     #[test]
     fn ip_names_need_ip_sans() {
-        let sans = vec![San::Dns("127.0.0.1".into()), San::Ip("::1".parse().unwrap())];
+        let sans = vec![
+            San::Dns("127.0.0.1".into()),
+            San::Ip("::1".parse().unwrap()),
+        ];
         assert!(!sans_cover(&sans, "127.0.0.1"));
         assert!(sans_cover(&sans, "::1"));
         assert!(sans_cover(&sans, "0:0::1"));
@@ -911,7 +981,10 @@ mod tests {
     #[test]
     fn durations_read_coarsely() {
         assert_eq!(approx_duration(Duration::from_secs(5)), "5 seconds");
-        assert_eq!(approx_duration(Duration::from_secs(3 * 86_400 + 5)), "3 days");
+        assert_eq!(
+            approx_duration(Duration::from_secs(3 * 86_400 + 5)),
+            "3 days"
+        );
         assert_eq!(approx_duration(Duration::from_secs(7_300)), "2 hours");
     }
 
@@ -933,8 +1006,9 @@ mod tests {
         let err = parse_chain_pem(pem, Path::new("c.pem")).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("missing end line '-----END CERTIFICATE-----'"),
+            msg.contains("missing '-----END CERTIFICATE-----' line"),
             "{msg}"
         );
+        assert!(!msg.contains("DER"), "{msg}");
     }
 }

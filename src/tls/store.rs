@@ -102,6 +102,8 @@ pub struct CertStore {
 }
 
 impl CertStore {
+    /// The first certificate is the default for clients whose SNI matches
+    /// nothing or who send none; an empty store refuses every handshake.
     pub fn new(certs: Vec<Arc<LoadedCert>>) -> Self {
         CertStore {
             current: ArcSwap::from_pointee(Snapshot::build(certs)),
