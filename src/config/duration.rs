@@ -17,6 +17,8 @@
 
 use std::time::Duration;
 
+use super::error::Invalid;
+
 /// The longest duration accepted anywhere: 365 days.
 pub(crate) const MAX: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
@@ -25,13 +27,6 @@ pub(crate) const MAX: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 pub(crate) enum Zero {
     Allowed,
     Rejected,
-}
-
-/// Why a duration was refused: what is wrong and what to write instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Invalid {
-    pub message: String,
-    pub hint: String,
 }
 
 const UNITS_HINT: &str =
@@ -56,7 +51,7 @@ pub(crate) fn parse(text: &str, zero: Zero) -> Result<Duration, Invalid> {
     if duration.is_zero() && zero == Zero::Rejected {
         return Err(Invalid {
             message: format!("`{trimmed}` is zero, which would make this time out at once"),
-            hint: "give a positive duration, for example \"10s\"".into(),
+            hint: "give a positive duration, or remove the setting to use its default".into(),
         });
     }
     if duration > MAX {

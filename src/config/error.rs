@@ -231,6 +231,23 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// What is wrong with one value and what to write instead, before it is
+/// placed at an origin and a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub message: String,
+    pub hint: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Invalid {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

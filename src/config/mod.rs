@@ -34,9 +34,6 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// `header_read_timeout`: longest wait for a complete request head. Default 30 s.
     pub header_read_timeout: Duration,
-    /// `keepalive_timeout`: how long an idle HTTP/1.1 keep-alive connection
-    /// is kept. Default 75 s.
-    pub keepalive_timeout: Duration,
     /// `shutdown_grace`: how long requests in flight may run after SIGTERM. Default 30 s.
     pub shutdown_grace: Duration,
     /// `max_connections`: concurrent client connections. Default 10 000.

@@ -27,6 +27,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::duration::{self, Zero};
+use super::error::Invalid;
 use super::{
     CertificateSource, Config, ConfigError, ConfigErrors, LogConfig, Origin, RouteConfig, Scheme,
     ServerConfig, TlsConfig, TlsVersion, Upstream,
@@ -53,10 +54,8 @@ upstream = "http://127.0.0.1:9222"
 /// The name given to the embedded default in messages.
 const EMBEDDED_NAME: &str = "<embedded default>";
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,18 +81,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// `file` names the source in messages and is the base for relative
 /// certificate paths; it is not read.
 pub fn from_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let name = file.display().to_string();
     let mut checker = Checker {
-        file: file.display().to_string(),
+        file: name.clone(),
         text,
         base_dir: file.parent().unwrap_or(Path::new("")).to_path_buf(),
         errors: Vec::new(),
+        missing: Vec::new(),
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
-    for error in &syntax_errors {
-        checker.syntax_error(error);
-    }
     let parsed = checker.config(root.get_ref());
-    let mut errors = ConfigErrors(checker.errors);
+    let mut errors = if syntax_errors.is_empty() {
+        let mut all = checker.errors;
+        all.append(&mut checker.missing);
+        ConfigErrors(all)
+    } else {
+        let syntax = SyntaxReport::new(&syntax_errors, &name, text);
+        syntax.with_trustworthy(checker.errors)
+    };
     if !errors.is_empty() {
         errors.sort();
         return Err(errors);
@@ -102,6 +107,65 @@ pub fn from_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         source: Some(file.to_path_buf()),
         ..parsed
     })
+}
+
+/// The syntax errors of a file, and how far the recovered document can be
+/// trusted.
+struct SyntaxReport {
+    errors: Vec<ConfigError>,
+    /// From here on the recovered document is unreliable: a broken table
+    /// header or an unclosed bracket puts what follows in the wrong place.
+    cutoff: Option<(usize, usize)>,
+}
+
+impl SyntaxReport {
+    /// Keeps at most one error per line: the parser recovers and goes on,
+    /// and the later errors on a line are usually consequences of the first.
+    fn new(errors: &[toml::de::Error], file: &str, text: &str) -> Self {
+        let mut report: Vec<ConfigError> = Vec::new();
+        let mut cutoff = None;
+        for error in errors {
+            let offset = error.span().map_or(0, |span| span.start);
+            let origin = Origin::at_offset(file, text, offset);
+            let message = error.message().trim();
+            let line = text.lines().nth(origin.line.saturating_sub(1)).unwrap_or("");
+            let on_header = line.trim_start().starts_with('[');
+            if on_header || message.starts_with("unclosed") {
+                let position = (origin.line, origin.column);
+                cutoff = Some(cutoff.map_or(position, |c: (usize, usize)| c.min(position)));
+            }
+            if report.iter().any(|e| e.origin.line == origin.line) {
+                continue;
+            }
+            let hint = syntax_hint(message, on_header);
+            report.push(ConfigError::new(
+                origin,
+                "",
+                format!("TOML syntax: {message}"),
+                hint,
+            ));
+        }
+        SyntaxReport {
+            errors: report,
+            cutoff,
+        }
+    }
+
+    /// The syntax errors, and those of `checks` that a syntax error cannot
+    /// have caused. Checks for missing settings are never passed here: the
+    /// text that set them may be what the parser could not read.
+    fn with_trustworthy(self, checks: Vec<ConfigError>) -> ConfigErrors {
+        let broken_lines: Vec<usize> = self.errors.iter().map(|e| e.origin.line).collect();
+        let mut kept = self.errors;
+        for check in checks {
+            let position = (check.origin.line, check.origin.column);
+            let after_cutoff = self.cutoff.is_some_and(|cutoff| position >= cutoff);
+            if !after_cutoff && !broken_lines.contains(&check.origin.line) {
+                kept.push(check);
+            }
+        }
+        ConfigErrors(kept)
+    }
 }
 
 /// The configuration described by [`EMBEDDED_DEFAULT`].
@@ -168,6 +232,14 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 }
 
+/// What two routes may not share: host and path.
+struct RouteIdentity {
+    host: Option<String>,
+    path: String,
+    /// Where the path was written, for the duplicate's message.
+    path_span: Range<usize>,
+}
+
 /// The keys a table accepts, and names from elsewhere (mostly nginx) that
 /// people reach for, mapped to the portcullis name.
 struct Schema {
@@ -185,7 +257,6 @@ const SERVER_SCHEMA: Schema = Schema {
         "listen",
         "handshake_timeout",
         "header_read_timeout",
-        "keepalive_timeout",
         "shutdown_grace",
         "max_connections",
         "threads",
@@ -246,7 +317,12 @@ struct Checker<'t> {
     file: String,
     text: &'t str,
     base_dir: PathBuf,
+    /// Problems with what is written.
     errors: Vec<ConfigError>,
+    /// Problems with what is not written (a missing route, a certificate
+    /// without its key). Kept apart because they are only trustworthy
+    /// when the whole file parsed: text after a syntax error may be lost.
+    missing: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
@@ -265,11 +341,16 @@ impl Checker<'_> {
         self.errors.push(error);
     }
 
-    fn syntax_error(&mut self, error: &toml::de::Error) {
-        let span = error.span().unwrap_or(0..0);
-        let message = error.message().trim().to_string();
-        let hint = syntax_hint(&message);
-        self.error(&span, "", format!("TOML syntax: {message}"), hint);
+    /// Records something required that is not written.
+    fn missing(
+        &mut self,
+        span: &Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let error = ConfigError::new(self.origin(span), key, message, hint);
+        self.missing.push(error);
     }
 
     fn config(&mut self, root: &DeTable<'_>) -> Config {
@@ -373,8 +454,8 @@ impl Checker<'_> {
             DeValue::Table(_) => {
                 self.error(
                     &value.span(),
-                    path,
-                    format!("`[{key}]` declares a single table, but {header} is a list of tables"),
+                    path.clone(),
+                    format!("`[{path}]` declares a single table, but {header} is a list of tables"),
                     format!("write {header} with double brackets before each entry"),
                 );
                 return Some(Vec::new());
@@ -583,13 +664,6 @@ impl Checker<'_> {
                 DEFAULT_HEADER_READ_TIMEOUT,
                 Zero::Rejected,
             ),
-            // Zero is nginx's way of saying "no keep-alive", and means the same here.
-            keepalive_timeout: self.duration(
-                table,
-                "keepalive_timeout",
-                DEFAULT_KEEPALIVE_TIMEOUT,
-                Zero::Allowed,
-            ),
             // Zero means "close everything at once on SIGTERM".
             shutdown_grace: self.duration(table, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE, Zero::Allowed),
             max_connections,
@@ -618,6 +692,15 @@ impl Checker<'_> {
                 for (index, item) in items.iter().enumerate() {
                     entries.push((format!("{key}[{index}]"), item));
                 }
+            }
+            DeValue::Integer(port) => {
+                self.type_error(
+                    value,
+                    key,
+                    "an address string or a list of them",
+                    format!("give an IP address with the port, for example: listen = \"0.0.0.0:{port}\""),
+                );
+                return None;
             }
             _ => {
                 self.type_error(
@@ -688,19 +771,19 @@ impl Checker<'_> {
         const CERT_EXAMPLE: &str = "\"/etc/letsencrypt/live/example.com/fullchain.pem\"";
         const KEY_EXAMPLE: &str = "\"/etc/letsencrypt/live/example.com/privkey.pem\"";
         match (table.get("cert"), table.get("key")) {
-            (Some(cert), None) => self.error(
+            (Some(cert), None) => self.missing(
                 &cert.span(),
                 table.key_path("cert"),
                 "`cert` is set but `key` is not: a certificate needs its private key",
                 format!("add the key next to it, for example: key = {KEY_EXAMPLE}"),
             ),
-            (None, Some(key)) => self.error(
+            (None, Some(key)) => self.missing(
                 &key.span(),
                 table.key_path("key"),
                 "`key` is set but `cert` is not: a private key needs its certificate",
                 format!("add the certificate chain next to it, for example: cert = {CERT_EXAMPLE}"),
             ),
-            (None, None) if entry => self.error(
+            (None, None) if entry => self.missing(
                 &table.span,
                 table.path.clone(),
                 "this certificate has neither `cert` nor `key`",
@@ -811,7 +894,7 @@ impl Checker<'_> {
                     .trim()
                     .to_string();
                 let message = match bare.as_str() {
-                    "1.2" | "1.3" => format!("`{text}` is not written as portcullis expects"),
+                    "1.2" | "1.3" => format!("`{text}` is not how versions are written here"),
                     "1" | "1.0" | "1.1" => {
                         format!("`{text}` is not supported: portcullis speaks TLS 1.2 and 1.3 only")
                     }
@@ -830,7 +913,7 @@ impl Checker<'_> {
 
     fn routes(&mut self, top: &Table<'_, '_>) -> Vec<RouteConfig> {
         let no_route = |checker: &mut Self, span: &Range<usize>| {
-            checker.error(
+            checker.missing(
                 span,
                 "route",
                 "no route: portcullis would have nowhere to send requests",
@@ -853,35 +936,39 @@ impl Checker<'_> {
         };
 
         let mut routes = Vec::new();
-        // (host, path) -> (route path, where that path was written)
+        // (host, path) -> (which route, where its path was written)
         let mut seen: HashMap<(Option<String>, String), (String, Origin)> = HashMap::new();
         for table in tables {
-            let Some((route, path_span)) = self.route(&table) else {
-                continue;
-            };
-            let identity = (route.host.clone(), route.path.clone());
-            if let Some((first, first_origin)) = seen.get(&identity) {
-                let what = match &route.host {
-                    Some(host) => format!("host `{host}` and path `{}`", route.path),
-                    None => format!("path `{}` (any host)", route.path),
-                };
-                let message = format!("duplicate route: {first} at {first_origin} already has {what}");
-                self.error(
-                    &path_span,
-                    table.key_path("path"),
-                    message,
-                    "remove one of the two, or tell them apart with `host`",
-                );
-                continue;
+            let (route, identity) = self.route(&table);
+            // Duplicates are looked for even among routes with other
+            // errors, so that one edit fixes both.
+            if let Some(identity) = identity {
+                let path_span = identity.path_span;
+                let key = (identity.host, identity.path);
+                if let Some((first, first_origin)) = seen.get(&key) {
+                    let what = match &key.0 {
+                        Some(host) => format!("host `{host}` and path `{}`", key.1),
+                        None => format!("path `{}` (any host)", key.1),
+                    };
+                    let message = format!("duplicate route: {first} at {first_origin} already has {what}");
+                    self.error(
+                        &path_span,
+                        table.key_path("path"),
+                        message,
+                        "remove one of the two, or tell them apart with `host`",
+                    );
+                    continue;
+                }
+                seen.insert(key, (table.path.clone(), self.origin(&path_span)));
             }
-            seen.insert(identity, (table.path.clone(), self.origin(&path_span)));
-            routes.push(route);
+            routes.extend(route);
         }
         routes
     }
 
-    /// One route and where its path was written; `None` when it is invalid.
-    fn route(&mut self, table: &Table<'_, '_>) -> Option<(RouteConfig, Range<usize>)> {
+    /// One route (`None` when invalid), and what tells it apart from the
+    /// others (`None` when its host or path is invalid).
+    fn route(&mut self, table: &Table<'_, '_>) -> (Option<RouteConfig>, Option<RouteIdentity>) {
         self.check_keys(table, &ROUTE_SCHEMA);
 
         let host = match self.string(table, "host", "\"example.com\"") {
@@ -906,7 +993,7 @@ impl Checker<'_> {
             },
             None => {
                 if table.get("path").is_none() {
-                    self.error(
+                    self.missing(
                         &table.span,
                         table.key_path("path"),
                         "this route has no `path`",
@@ -927,7 +1014,7 @@ impl Checker<'_> {
             },
             None => {
                 if table.get("upstream").is_none() {
-                    self.error(
+                    self.missing(
                         &table.span,
                         table.key_path("upstream"),
                         "this route has no `upstream`",
@@ -948,17 +1035,27 @@ impl Checker<'_> {
             Zero::Rejected,
         );
 
-        let (host, (path, path_span), upstream) = (host?, path?, upstream?);
-        let route = RouteConfig {
-            host,
-            path,
-            upstream,
-            read_timeout,
-            connect_timeout,
-            tunnel_idle_timeout,
-            origin: self.origin(&table.span),
+        let identity = match (&host, &path) {
+            (Some(host), Some((path, path_span))) => Some(RouteIdentity {
+                host: host.clone(),
+                path: path.clone(),
+                path_span: path_span.clone(),
+            }),
+            _ => None,
         };
-        Some((route, path_span))
+        let route = match (host, path, upstream) {
+            (Some(host), Some((path, _)), Some(upstream)) => Some(RouteConfig {
+                host,
+                path,
+                upstream,
+                read_timeout,
+                connect_timeout,
+                tunnel_idle_timeout,
+                origin: self.origin(&table.span),
+            }),
+            _ => None,
+        };
+        (route, identity)
     }
 
     fn log(&mut self, table: &Table<'_, '_>) -> LogConfig {
@@ -993,7 +1090,6 @@ fn default_server() -> ServerConfig {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
         handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-        keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         max_connections: DEFAULT_MAX_CONNECTIONS,
         threads: None,
@@ -1013,32 +1109,29 @@ fn describe(value: &DeValue<'_>) -> &'static str {
     }
 }
 
-/// Hints for the syntax errors people actually make in a configuration
-/// file; the parser's message already says what it expected.
-fn syntax_hint(message: &str) -> String {
-    if message.contains("duplicate key") {
-        "each key may appear only once in a table; remove one of them".into()
-    } else if message.contains("string") || message.contains("invalid") {
-        "strings go in double quotes, for example: upstream = \"http://127.0.0.1:8080\"".into()
+/// What to do about a TOML syntax error; the parser's message already
+/// says what it expected, this says what people usually meant.
+fn syntax_hint(message: &str, on_header: bool) -> String {
+    let hint = if message.starts_with("missing comma between array elements")
+        || (message.starts_with("unclosed array") && !message.starts_with("unclosed array table"))
+    {
+        "separate list items with commas and close the list with `]`; if the next line is a setting or a header, the list above it is missing its `]`"
+    } else if on_header {
+        "a table header is a name in brackets on a line of its own: [server], [tls], [log], or [[route]] and [[tls.certificate]] for each entry of a list"
+    } else if message.starts_with("string values must be quoted") {
+        "put text in double quotes, for example: upstream = \"http://127.0.0.1:8080\""
+    } else if message.contains("string") {
+        "close the string with a `\"` on the same line; write a `\"` inside a string as \\\""
+    } else if message.starts_with("duplicate key") {
+        "each key may appear only once in a table, and each [table] only once in the file; remove or merge the repeated one"
+    } else if message.contains("key with no value") || message.contains("missing assignment") {
+        "write settings as key = value, one per line"
+    } else if message.contains("inline table") {
+        "an inline table is { key = \"value\", other = 1 } on a single line"
     } else {
-        "each line is `key = value`, `[table]` or `[[list-of-tables]]`; strings go in double quotes".into()
-    }
-}
-
-/// What is wrong with a value, and what to write instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Invalid {
-    pub message: String,
-    pub hint: String,
-}
-
-impl Invalid {
-    fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Invalid {
-            message: message.into(),
-            hint: hint.into(),
-        }
-    }
+        "settings are written key = value, one per line, with text in double quotes; # starts a comment"
+    };
+    hint.to_string()
 }
 
 enum Suggestion {
@@ -1111,11 +1204,29 @@ fn parse_listen(raw: &str) -> Result<SocketAddr, Invalid> {
             format!("write \"0.0.0.0:{text}\" to listen on every IPv4 address, \"[::]:{text}\" for IPv6, or \"127.0.0.1:{text}\" for this machine only"),
         ));
     }
-    if let Some(port) = text.strip_prefix(':') {
+    if let Some(port) = text
+        .strip_prefix(':')
+        .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(Invalid::new(
             format!("`{text}` has a port but no IP address"),
             format!("write \"0.0.0.0:{port}\" to listen on every IPv4 address, \"[::]:{port}\" for IPv6, or \"127.0.0.1:{port}\" for this machine only"),
         ));
+    }
+    // Checked before "no port": `::1:443` is itself a valid IPv6 address,
+    // but a port after an unbracketed address is the likelier intent.
+    if !text.starts_with('[') && text.matches(':').count() > 1 {
+        if let Some((ip, port)) = text.rsplit_once(':') {
+            let port_is_number = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+            if port_is_number && ip.parse::<Ipv6Addr>().is_ok() {
+                return Err(Invalid::new(
+                    format!("`{text}` is an IPv6 address without brackets"),
+                    format!(
+                        "put the address in brackets: \"[{ip}]:{port}\" (or \"[{text}]:8443\" if {port} is part of the address)"
+                    ),
+                ));
+            }
+        }
     }
     if let Ok(ip) = text
         .trim_start_matches('[')
@@ -1127,16 +1238,6 @@ fn parse_listen(raw: &str) -> Result<SocketAddr, Invalid> {
             format!("`{text}` has no port"),
             format!("add one, for example \"{suggestion}\""),
         ));
-    }
-    if !text.starts_with('[') && text.matches(':').count() > 1 {
-        if let Some((ip, port)) = text.rsplit_once(':') {
-            if ip.parse::<Ipv6Addr>().is_ok() {
-                return Err(Invalid::new(
-                    format!("`{text}` is an IPv6 address without brackets"),
-                    format!("put the address in brackets: \"[{ip}]:{port}\""),
-                ));
-            }
-        }
     }
     if let Some((host, port)) = text.rsplit_once(':') {
         let host_is_ip = host
@@ -1334,7 +1435,10 @@ fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
     let Some((scheme, rest)) = text.split_once("://") else {
         return Err(Invalid::new(
             format!("`{text}` has no scheme"),
-            format!("write upstream = \"http://{}\"", text.trim_start_matches('/')),
+            format!(
+                "write upstream = \"{}\"",
+                http_address(text.trim_start_matches('/'))
+            ),
         ));
     };
     match scheme.to_ascii_lowercase().as_str() {
@@ -1342,13 +1446,19 @@ fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
         "https" => {
             return Err(Invalid::new(
                 "https upstreams are not supported yet: portcullis speaks plain HTTP to the application",
-                format!("write upstream = \"http://{rest}\" and keep the application on a trusted network, such as 127.0.0.1"),
+                format!(
+                    "write upstream = \"{}\" with the port the application serves plain HTTP on, and keep that port on a trusted network such as 127.0.0.1",
+                    http_address(rest)
+                ),
             ))
         }
         "ws" | "wss" => {
             return Err(Invalid::new(
                 format!("`{scheme}://` is not an upstream scheme: WebSocket upstreams are plain HTTP"),
-                format!("write upstream = \"http://{rest}\"; portcullis forwards the WebSocket upgrade"),
+                format!(
+                    "write upstream = \"{}\"; portcullis forwards the WebSocket upgrade",
+                    http_address(rest)
+                ),
             ))
         }
         _ => {
@@ -1362,24 +1472,20 @@ fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
 
-    if let Some(at) = authority.rfind('@') {
+    if authority.contains('@') {
         // The user info may hold a password: it is not repeated in the message.
         return Err(Invalid::new(
             "the upstream contains user info (`...@`), which portcullis does not send",
             format!(
-                "remove everything up to the `@`: upstream = \"http://{}\"",
-                &authority[at + 1..]
+                "remove everything up to the `@`: upstream = \"{}\"",
+                http_address(rest)
             ),
         ));
     }
 
     let (host, port) = split_host_port(authority)?;
 
-    let clean = Upstream {
-        scheme: Scheme::Http,
-        host,
-        port,
-    };
+    let clean = http_address(rest);
     let query_start = tail.find(['?', '#']).unwrap_or(tail.len());
     let (path, after_path) = tail.split_at(query_start);
     if !path.is_empty() && path != "/" {
@@ -1403,7 +1509,21 @@ fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
             format!("write upstream = \"{clean}\": fragments are never sent to a server"),
         ));
     }
-    Ok(clean)
+    Ok(Upstream {
+        scheme: Scheme::Http,
+        host,
+        port,
+    })
+}
+
+/// `http://` and the host and port of `rest` (what follows a scheme's
+/// `://`), without user info, path, query or fragment: the upstream to
+/// propose when the one written breaks a rule.
+fn http_address(rest: &str) -> String {
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let without_user = authority.rsplit('@').next().unwrap_or(authority);
+    format!("http://{without_user}")
 }
 
 /// The host and port of an upstream authority; the port defaults to 80.

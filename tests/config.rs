@@ -1,0 +1,673 @@
+//! The configuration as an operator meets it: files loaded through the
+//! library API, and the exact text of what is reported when they are wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis::config::{
+    embedded_default, from_str, load, Config, ConfigError, ConfigErrors, Origin, TlsVersion, EMBEDDED_DEFAULT,
+};
+
+/// A route that makes an otherwise empty file valid.
+const ROUTE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\n";
+
+fn parse(text: &str) -> Config {
+    match from_str(text, Path::new("proxy.toml")) {
+        Ok(config) => config,
+        Err(errors) => panic!("expected a valid configuration, got:\n{errors}"),
+    }
+}
+
+fn errors(text: &str) -> ConfigErrors {
+    match from_str(text, Path::new("proxy.toml")) {
+        Ok(config) => panic!("expected errors, got {config:#?}"),
+        Err(errors) => errors,
+    }
+}
+
+/// The one error `text` has.
+fn error(text: &str) -> ConfigError {
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "expected exactly one error, got:\n{errors}");
+    errors.0[0].clone()
+}
+
+/// The error of a route whose upstream is `upstream`.
+fn upstream_error(upstream: &str) -> ConfigError {
+    let e = error(&format!("[[route]]\npath = \"/\"\nupstream = \"{upstream}\"\n"));
+    assert_eq!(e.key, "route[0].upstream");
+    assert_eq!((e.origin.line, e.origin.column), (3, 12));
+    e
+}
+
+fn upstream_of(upstream: &str) -> (String, u16) {
+    let config = parse(&format!("[[route]]\npath = \"/\"\nupstream = \"{upstream}\"\n"));
+    let upstream = &config.routes[0].upstream;
+    (upstream.host.clone(), upstream.port)
+}
+
+#[test]
+fn unknown_key_suggests_the_closest_valid_key() {
+    let e = error(&format!("[server]\nlisen = \"0.0.0.0:443\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:1: server.lisen: unknown key `lisen` in [server]\n  help: did you mean `listen`?"
+    );
+}
+
+#[test]
+fn unknown_key_without_a_close_match_lists_the_valid_keys() {
+    let e = error(&format!("{ROUTE}banana = 1\n"));
+    assert_eq!(e.key, "route[0].banana");
+    assert_eq!(e.message, "unknown key `banana` in [[route]]");
+    assert_eq!(
+        e.hint,
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout"
+    );
+
+    let e = error(&format!("{ROUTE}[servers]\n"));
+    assert_eq!(e.key, "servers");
+    assert_eq!(e.hint, "did you mean `server`?");
+}
+
+#[test]
+fn unknown_key_known_from_nginx_names_the_portcullis_key() {
+    let e = error("[[route]]\npath = \"/\"\nproxy_pass = \"http://127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:8080\"\n");
+    assert_eq!(e.key, "route[0].proxy_pass");
+    assert_eq!(e.hint, "portcullis calls this setting `upstream`");
+}
+
+#[test]
+fn wrong_type_says_what_was_expected_with_an_example() {
+    let e = error(&format!("[server]\nmax_connections = true\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:19: server.max_connections: expected an integer, found a boolean\n  help: for example: max_connections = 10000"
+    );
+
+    let e = error(&format!("[server]\nmax_connections = \"500\"\n{ROUTE}"));
+    assert_eq!(e.message, "expected an integer, found a string");
+    assert_eq!(e.hint, "remove the quotes: max_connections = 500");
+
+    let e = error(&format!("{ROUTE}host = 42\n"));
+    assert_eq!(e.message, "expected a string, found an integer");
+    assert_eq!(
+        e.hint,
+        "write it in double quotes, for example: host = \"example.com\""
+    );
+
+    let e = error(&format!("[log]\naccess_log = \"yes\"\n{ROUTE}"));
+    assert_eq!(e.message, "expected true or false, found a string");
+    assert_eq!(e.hint, "write access_log = true or access_log = false");
+
+    let e = error(&format!("server = 1\n{ROUTE}"));
+    assert_eq!(e.message, "expected a table, found an integer");
+
+    let e = error(&format!("[server]\nthreads = 0\n{ROUTE}"));
+    assert_eq!(e.message, "0 is not allowed; the value must be at least 1");
+}
+
+#[test]
+fn bad_durations_are_explained() {
+    let e = error(&format!("{ROUTE}read_timeout = \"5 parsecs\"\n"));
+    assert_eq!(e.key, "route[0].read_timeout");
+    assert_eq!(e.message, "`5 parsecs` has an unknown unit `parsecs`");
+    assert_eq!(
+        e.hint,
+        "write a number followed by a unit: ms, s, m, h or d, for example \"500ms\", \"90s\", \"24h\" or \"1h30m\""
+    );
+
+    let e = error(&format!("[server]\nhandshake_timeout = \"30\"\n{ROUTE}"));
+    assert_eq!(e.message, "`30` has no unit");
+    assert_eq!(
+        e.hint,
+        "write \"30s\" for 30 seconds or \"30ms\" for milliseconds; units: ms, s, m, h, d"
+    );
+
+    let e = error(&format!("[server]\nhandshake_timeout = 30\n{ROUTE}"));
+    assert_eq!(e.message, "expected a duration string, found an integer");
+    assert_eq!(
+        e.hint,
+        "give the unit and quote it, for example: handshake_timeout = \"30s\" for 30 seconds"
+    );
+
+    let e = error(&format!("{ROUTE}tunnel_idle_timeout = \"0s\"\n"));
+    assert_eq!(e.message, "`0s` is zero, which would make this time out at once");
+}
+
+#[test]
+fn durations_are_read_in_human_units() {
+    let config = parse(&format!(
+        "[server]\nhandshake_timeout = \"500ms\"\nshutdown_grace = \"0s\"\n{ROUTE}read_timeout = \"90s\"\ntunnel_idle_timeout = \"1h30m\"\n"
+    ));
+    assert_eq!(config.server.handshake_timeout, Duration::from_millis(500));
+    assert_eq!(config.server.shutdown_grace, Duration::ZERO);
+    assert_eq!(config.routes[0].read_timeout, Duration::from_secs(90));
+    assert_eq!(config.routes[0].tunnel_idle_timeout, Duration::from_secs(5400));
+}
+
+#[test]
+fn bad_listen_addresses_are_explained() {
+    let e = error(&format!(
+        "[server]\nlisten = [\"0.0.0.0:443\", \"localhost:443\"]\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:26: server.listen[1]: `localhost` is not an IP address; listen addresses are IP literals, not names\n  help: write \"127.0.0.1:443\" (\"0.0.0.0:443\" listens on every IPv4 address, \"127.0.0.1:443\" on this machine only)"
+    );
+
+    let e = error(&format!("[server]\nlisten = \"443\"\n{ROUTE}"));
+    assert_eq!(e.key, "server.listen");
+    assert_eq!(e.message, "`443` has a port but no IP address");
+
+    let e = error(&format!("[server]\nlisten = \"::1:443\"\n{ROUTE}"));
+    assert_eq!(
+        e.hint,
+        "put the address in brackets: \"[::1]:443\" (or \"[::1:443]:8443\" if 443 is part of the address)"
+    );
+
+    let e = error(&format!("[server]\nlisten = 443\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:10: server.listen: expected an address string or a list of them, found an integer\n  help: give an IP address with the port, for example: listen = \"0.0.0.0:443\""
+    );
+
+    let e = error(&format!("[server]\nlisten = []\n{ROUTE}"));
+    assert_eq!(e.message, "no address to listen on");
+
+    let e = error(&format!(
+        "[server]\nlisten = [\"[::]:443\", \"[::]:443\"]\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "server.listen[1]");
+    assert_eq!(e.message, "[::]:443 is listed twice (also as server.listen[0])");
+}
+
+#[test]
+fn listen_takes_one_address_or_a_list() {
+    let one = parse(&format!("[server]\nlisten = \"0.0.0.0:443\"\n{ROUTE}"));
+    assert_eq!(
+        one.server.listen,
+        vec!["0.0.0.0:443".parse::<SocketAddr>().unwrap()]
+    );
+    let two = parse(&format!(
+        "[server]\nlisten = [\"0.0.0.0:443\", \"[::]:443\"]\nthreads = 2\nmax_connections = 20_000\n{ROUTE}"
+    ));
+    assert_eq!(two.server.listen.len(), 2);
+    assert_eq!(two.server.threads, Some(2));
+    assert_eq!(two.server.max_connections, 20_000);
+}
+
+#[test]
+fn bad_min_version_lists_the_valid_values() {
+    let e = error(&format!("[tls]\nmin_version = \"1.1\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:15: tls.min_version: `1.1` is not supported: portcullis speaks TLS 1.2 and 1.3 only\n  help: valid values: \"1.2\" (TLS 1.2 and 1.3) or \"1.3\" (TLS 1.3 only)"
+    );
+    let e = error(&format!("[tls]\nmin_version = \"TLSv1.3\"\n{ROUTE}"));
+    assert_eq!(e.hint, "write min_version = \"1.3\"");
+    let e = error(&format!("[tls]\nmin_version = 1.3\n{ROUTE}"));
+    assert_eq!(e.message, "expected a string, found a float");
+
+    let config = parse(&format!("[tls]\nmin_version = \"1.3\"\n{ROUTE}"));
+    assert_eq!(config.tls.min_version, TlsVersion::V1_3);
+}
+
+#[test]
+fn cert_and_key_come_together() {
+    let e = error(&format!("[tls]\ncert = \"/etc/ssl/fullchain.pem\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:8: tls.cert: `cert` is set but `key` is not: a certificate needs its private key\n  help: add the key next to it, for example: key = \"/etc/letsencrypt/live/example.com/privkey.pem\""
+    );
+
+    let e = error(&format!(
+        "[[tls.certificate]]\nkey = \"/etc/ssl/privkey.pem\"\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "tls.certificate[0].key");
+    assert_eq!(
+        e.message,
+        "`key` is set but `cert` is not: a private key needs its certificate"
+    );
+
+    let e = error(&format!(
+        "[tls.certificate]\ncert = \"a.pem\"\nkey = \"a.key\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.message,
+        "`[tls.certificate]` declares a single table, but [[tls.certificate]] is a list of tables"
+    );
+
+    let e = error(&format!("[[tls.certificate]]\nnames = [\"a.example\"]\n{ROUTE}"));
+    assert_eq!(e.key, "tls.certificate[0]");
+    assert_eq!(e.message, "this certificate has neither `cert` nor `key`");
+}
+
+#[test]
+fn no_certificate_means_self_signed() {
+    let config = parse(ROUTE);
+    assert!(config.tls.certificates.is_empty());
+    assert_eq!(config.tls.min_version, TlsVersion::V1_2);
+}
+
+#[test]
+fn certificates_resolve_relative_paths_against_the_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[tls]\ncert = \"certs/fullchain.pem\"\nkey = \"/abs/privkey.pem\"\n\n\
+             [[tls.certificate]]\ncert = \"b.pem\"\nkey = \"b.key\"\nnames = [\"B.Example\", \"*.b.example\"]\n{ROUTE}"
+        ),
+    )
+    .unwrap();
+    let config = load(&file).unwrap();
+    assert_eq!(config.source.as_deref(), Some(file.as_path()));
+    let certs = &config.tls.certificates;
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0].cert, dir.path().join("certs/fullchain.pem"));
+    assert_eq!(certs[0].key, PathBuf::from("/abs/privkey.pem"));
+    assert!(certs[0].names.is_empty());
+    let name = file.display().to_string();
+    assert_eq!(certs[0].cert_origin, Origin::new(name.clone(), 2, 8));
+    assert_eq!(certs[0].key_origin, Origin::new(name, 3, 7));
+    assert_eq!(certs[1].cert, dir.path().join("b.pem"));
+    assert_eq!(certs[1].names, vec!["b.example", "*.b.example"]);
+}
+
+#[test]
+fn a_config_error_can_be_made_at_a_configured_origin() {
+    // What the TLS loader does with a certificate it finds expired.
+    let config = parse(&format!(
+        "[tls]\ncert = \"/etc/ssl/fullchain.pem\"\nkey = \"/etc/ssl/privkey.pem\"\n{ROUTE}"
+    ));
+    let cert = &config.tls.certificates[0];
+    let error = ConfigError::new(
+        cert.cert_origin.clone(),
+        "tls.cert",
+        "certificate expired on 2024-01-01",
+        "renew it, for example with certbot renew",
+    );
+    assert_eq!(
+        ConfigErrors::from(error).to_string(),
+        "proxy.toml:2:8: tls.cert: certificate expired on 2024-01-01\n  help: renew it, for example with certbot renew\n1 error in proxy.toml"
+    );
+}
+
+#[test]
+fn missing_route_shows_an_example() {
+    let e = error("[server]\nlisten = \"0.0.0.0:443\"\n");
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:1:1: route: no route: portcullis would have nowhere to send requests\n  \
+         help: add at least one [[route]] with path and upstream, for example:\n        \
+         [[route]]\n        \
+         path = \"/\"\n        \
+         upstream = \"http://127.0.0.1:8080\""
+    );
+    let e = error("route = []\n");
+    assert_eq!(e.key, "route");
+    assert_eq!((e.origin.line, e.origin.column), (1, 9));
+
+    let e = error("[route]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\n");
+    assert_eq!(
+        e.message,
+        "`[route]` declares a single table, but [[route]] is a list of tables"
+    );
+}
+
+#[test]
+fn route_path_and_upstream_are_required() {
+    let errors = errors("[server]\n\n[[route]]\nhost = \"example.com\"\n");
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        vec![
+            "proxy.toml:3:1: route[0].path: this route has no `path`\n  help: add path = \"/\" to match every request, or a prefix such as path = \"/api\"",
+            "proxy.toml:3:1: route[0].upstream: this route has no `upstream`\n  help: add the address of the application, for example: upstream = \"http://127.0.0.1:8080\"",
+        ]
+    );
+}
+
+#[test]
+fn route_path_must_start_with_a_slash() {
+    let e = error("[[route]]\npath = \"ws\"\nupstream = \"http://127.0.0.1:9222\"\n");
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:8: route[0].path: `ws` does not start with `/`\n  help: write path = \"/ws\""
+    );
+    let e = error("[[route]]\npath = \"/a?b=1\"\nupstream = \"http://127.0.0.1:9222\"\n");
+    assert_eq!(
+        e.message,
+        "`/a?b=1` contains a query (`?`); routes match on the path only"
+    );
+    assert_eq!(e.hint, "write path = \"/a\"");
+    let e = error("[[route]]\npath = \"/a#b\"\nupstream = \"http://127.0.0.1:9222\"\n");
+    assert_eq!(e.hint, "write path = \"/a\"");
+}
+
+#[test]
+fn duplicate_routes_point_at_both() {
+    let text = "[[route]]\npath = \"/ws\"\nupstream = \"http://127.0.0.1:9222\"\n\n\
+                [[route]]\nhost = \"example.com\"\npath = \"/ws\"\nupstream = \"http://127.0.0.1:9222\"\n\n\
+                [[route]]\npath = \"/ws\"\nupstream = \"http://127.0.0.1:9223\"\n";
+    let e = error(text);
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:11:8: route[2].path: duplicate route: route[0] at proxy.toml:2:8 already has path `/ws` (any host)\n  help: remove one of the two, or tell them apart with `host`"
+    );
+
+    let e = error(
+        "[[route]]\nhost = \"Example.com\"\npath = \"/\"\nupstream = \"http://a\"\n\
+         [[route]]\nhost = \"example.COM\"\npath = \"/\"\nupstream = \"http://b\"\n",
+    );
+    assert_eq!(
+        e.message,
+        "duplicate route: route[0] at proxy.toml:3:8 already has host `example.com` and path `/`"
+    );
+}
+
+#[test]
+fn upstream_whitespace_is_trimmed_and_port_defaults_to_80() {
+    assert_eq!(
+        upstream_of("  http://127.0.0.1:9222  "),
+        ("127.0.0.1".into(), 9222)
+    );
+    assert_eq!(upstream_of("http://App.internal/"), ("app.internal".into(), 80));
+    assert_eq!(upstream_of("http://[::1]:8080"), ("::1".into(), 8080));
+    let config = parse("[[route]]\npath = \"/\"\nupstream = \"http://[::1]:8080\"\n");
+    assert_eq!(config.routes[0].upstream.to_string(), "http://[::1]:8080");
+}
+
+#[test]
+fn upstream_scheme_must_be_http() {
+    let e = upstream_error("https://127.0.0.1:8443");
+    assert_eq!(
+        e.message,
+        "https upstreams are not supported yet: portcullis speaks plain HTTP to the application"
+    );
+    assert_eq!(
+        e.hint,
+        "write upstream = \"http://127.0.0.1:8443\" with the port the application serves plain HTTP on, and keep that port on a trusted network such as 127.0.0.1"
+    );
+
+    let e = upstream_error("127.0.0.1:8080");
+    assert_eq!(e.message, "`127.0.0.1:8080` has no scheme");
+    assert_eq!(e.hint, "write upstream = \"http://127.0.0.1:8080\"");
+
+    let e = upstream_error("ws://127.0.0.1:9222");
+    assert_eq!(
+        e.message,
+        "`ws://` is not an upstream scheme: WebSocket upstreams are plain HTTP"
+    );
+    assert_eq!(
+        e.hint,
+        "write upstream = \"http://127.0.0.1:9222\"; portcullis forwards the WebSocket upgrade"
+    );
+}
+
+#[test]
+fn upstream_has_no_path() {
+    let e = upstream_error("http://127.0.0.1:8080/api");
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:3:12: route[0].upstream: the upstream has a path (`/api`); only an address is allowed\n  help: write upstream = \"http://127.0.0.1:8080\" and put the path in the route's `path`: portcullis forwards the request path unchanged"
+    );
+}
+
+#[test]
+fn upstream_has_no_query_or_fragment() {
+    let e = upstream_error("http://127.0.0.1:8080?a=1");
+    assert_eq!(e.message, "the upstream has a query (`?a=1`)");
+    assert_eq!(
+        e.hint,
+        "write upstream = \"http://127.0.0.1:8080\": portcullis forwards each request's own query unchanged"
+    );
+    let e = upstream_error("http://127.0.0.1:8080/#top");
+    assert_eq!(e.message, "the upstream has a fragment (`#top`)");
+    assert_eq!(
+        e.hint,
+        "write upstream = \"http://127.0.0.1:8080\": fragments are never sent to a server"
+    );
+}
+
+#[test]
+fn upstream_has_no_user_info_and_does_not_echo_it() {
+    let e = upstream_error("http://admin:hunter2@127.0.0.1:8080");
+    assert_eq!(
+        e.message,
+        "the upstream contains user info (`...@`), which portcullis does not send"
+    );
+    assert_eq!(
+        e.hint,
+        "remove everything up to the `@`: upstream = \"http://127.0.0.1:8080\""
+    );
+    assert!(!e.to_string().contains("hunter2"));
+}
+
+#[test]
+fn upstream_needs_a_host_and_a_valid_port() {
+    let e = upstream_error("http://:8080");
+    assert_eq!(e.message, "the upstream has no host");
+    assert_eq!(e.hint, "write upstream = \"http://127.0.0.1:8080\"");
+
+    let e = upstream_error("http://127.0.0.1:");
+    assert_eq!(e.message, "the upstream has an empty port after `:`");
+
+    let e = upstream_error("http://127.0.0.1:99999");
+    assert_eq!(e.message, "`99999` is not a port number");
+    assert_eq!(e.hint, "give a port from 1 to 65535, such as :8080");
+}
+
+#[test]
+fn upstream_ipv6_needs_brackets() {
+    let e = upstream_error("http://::1:8080");
+    assert_eq!(
+        e.message,
+        "`::1:8080` looks like an IPv6 address without brackets"
+    );
+    assert_eq!(e.hint, "put an IPv6 address in brackets: http://[::1]:8080");
+    let e = upstream_error("http://[::zz]:8080");
+    assert_eq!(e.message, "`::zz` is not an IPv6 address");
+}
+
+#[test]
+fn toml_syntax_errors_have_positions() {
+    let e = error("[[route]]\npath = \"/\"\nupstream = http://127.0.0.1:8080\n");
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:3:12: TOML syntax: string values must be quoted, expected literal string\n  help: put text in double quotes, for example: upstream = \"http://127.0.0.1:8080\""
+    );
+    assert_eq!(e.key, "");
+}
+
+#[test]
+fn syntax_errors_do_not_cause_false_missing_errors() {
+    // The unreadable line loses `upstream`; saying "no upstream" as well
+    // would send the operator looking for the wrong problem.
+    let errors = errors("[[route]]\npath = \"/\"\nupstream \"http://127.0.0.1:8080\"\n");
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].origin.line, 3);
+    assert!(errors.0[0].message.starts_with("TOML syntax: "));
+}
+
+#[test]
+fn several_errors_are_reported_at_once_in_file_order() {
+    let text = "\
+[server]
+listen = \"0.0.0.0\"
+max_conections = 5
+
+[tls]
+min_version = \"1.0\"
+
+[[route]]
+path = \"/\"
+upstream = \"https://127.0.0.1:8080\"
+
+[[route]]
+path = \"/ws\"
+upstream = \"http://127.0.0.1:9222\"
+read_timeout = \"forever\"
+";
+    let errors = errors(text);
+    let positions: Vec<(usize, usize, &str)> = errors
+        .iter()
+        .map(|e| (e.origin.line, e.origin.column, e.key.as_str()))
+        .collect();
+    assert_eq!(
+        positions,
+        vec![
+            (2, 10, "server.listen"),
+            (3, 1, "server.max_conections"),
+            (6, 15, "tls.min_version"),
+            (10, 12, "route[0].upstream"),
+            (15, 16, "route[1].read_timeout"),
+        ]
+    );
+    let display = errors.to_string();
+    assert!(
+        display.starts_with(
+            "proxy.toml:2:10: server.listen: `0.0.0.0` has no port\n  help: add one, for example \"0.0.0.0:8443\"\n\
+             proxy.toml:3:1: server.max_conections: unknown key `max_conections` in [server]\n  help: did you mean `max_connections`?\n"
+        ),
+        "{display}"
+    );
+    assert!(display.ends_with("\n5 errors in proxy.toml"), "{display}");
+}
+
+#[test]
+fn missing_config_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.toml");
+    let errors = match load(&path) {
+        Ok(_) => panic!("loaded a file that does not exist"),
+        Err(errors) => errors,
+    };
+    let name = path.display().to_string();
+    assert_eq!(
+        errors.to_string(),
+        format!(
+            "{name}: the configuration file does not exist\n  help: check the path, or create the file: proxy.toml.example documents every setting\n1 error in {name}"
+        )
+    );
+    assert_eq!(errors.0[0].origin, Origin::whole_file(name));
+}
+
+#[test]
+fn a_directory_is_not_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = load(dir.path()).err().unwrap();
+    assert_eq!(
+        errors.0[0].message,
+        "this is a directory, not a configuration file"
+    );
+}
+
+#[test]
+fn embedded_default_loads() {
+    let config = embedded_default();
+    assert!(config.source.is_none());
+    assert_eq!(
+        config.server.listen,
+        vec!["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(config.tls.certificates.is_empty());
+    let routes: Vec<(&str, String)> = config
+        .routes
+        .iter()
+        .map(|r| (r.path.as_str(), r.upstream.to_string()))
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            ("/", "http://127.0.0.1:8080".to_string()),
+            ("/ws", "http://127.0.0.1:9222".to_string()),
+        ]
+    );
+    assert!(EMBEDDED_DEFAULT.contains("[[route]]"));
+}
+
+#[test]
+fn defaults_apply_to_what_is_left_out() {
+    let config = parse(ROUTE);
+    let server = &config.server;
+    assert_eq!(
+        server.listen,
+        vec!["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(server.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(server.header_read_timeout, Duration::from_secs(30));
+    assert_eq!(server.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(server.max_connections, 10_000);
+    assert_eq!(server.threads, None);
+    let route = &config.routes[0];
+    assert_eq!(route.host, None);
+    assert_eq!(route.read_timeout, Duration::from_secs(60));
+    assert_eq!(route.connect_timeout, Duration::from_secs(10));
+    assert_eq!(route.tunnel_idle_timeout, Duration::from_secs(86_400));
+    assert_eq!(route.origin, Origin::new("proxy.toml", 1, 1));
+    assert!(config.log.access_log);
+    assert_eq!(config.log.level, "info");
+}
+
+#[test]
+fn example_file_loads_with_every_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml.example");
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(errors) => panic!("proxy.toml.example does not load:\n{errors}"),
+    };
+    let defaults = parse(ROUTE);
+    assert_eq!(config.server.listen, defaults.server.listen);
+    assert_eq!(config.server.handshake_timeout, defaults.server.handshake_timeout);
+    assert_eq!(
+        config.server.header_read_timeout,
+        defaults.server.header_read_timeout
+    );
+    assert_eq!(config.server.shutdown_grace, defaults.server.shutdown_grace);
+    assert_eq!(config.server.max_connections, defaults.server.max_connections);
+    assert_eq!(config.tls.min_version, defaults.tls.min_version);
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(
+        config.routes[0].tunnel_idle_timeout,
+        defaults.routes[0].tunnel_idle_timeout
+    );
+    assert_eq!(config.log.level, defaults.log.level);
+}
+
+#[test]
+fn example_file_documents_every_key() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml.example")).unwrap();
+    for key in [
+        "listen",
+        "handshake_timeout",
+        "header_read_timeout",
+        "shutdown_grace",
+        "max_connections",
+        "threads",
+        "cert",
+        "key",
+        "min_version",
+        "[[tls.certificate]]",
+        "names",
+        "host",
+        "path",
+        "upstream",
+        "read_timeout",
+        "connect_timeout",
+        "tunnel_idle_timeout",
+        "access_log",
+        "level",
+    ] {
+        let setting = if key.starts_with('[') {
+            key.to_string()
+        } else {
+            format!("{key} = ")
+        };
+        assert!(text.contains(&setting), "proxy.toml.example lacks `{key}`");
+    }
+}
