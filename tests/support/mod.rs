@@ -4,6 +4,8 @@
 //! WebSocket) that trust the test CA. Nothing is mocked.
 
 #![allow(dead_code)]
+// tungstenite's handshake callback returns its own large error type.
+#![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -313,7 +315,8 @@ impl WsOrigin {
                     while let Some(Ok(msg)) = ws.next().await {
                         match msg {
                             Message::Text(_) | Message::Binary(_) => {
-                                if ws.send(msg).await.is_err() {
+                                let sent = ws.send(msg).await;
+                                if sent.is_err() {
                                     return;
                                 }
                             }
