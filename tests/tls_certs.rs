@@ -30,8 +30,7 @@ struct Pki {
 impl Pki {
     fn new() -> Self {
         let root =
-            CertifiedIssuer::self_signed(ca_params("Test Root"), KeyPair::generate().unwrap())
-                .unwrap();
+            CertifiedIssuer::self_signed(ca_params("Test Root"), KeyPair::generate().unwrap()).unwrap();
         let inter = CertifiedIssuer::signed_by(
             ca_params("Test Intermediate"),
             KeyPair::generate().unwrap(),
@@ -208,8 +207,7 @@ fn pkcs8_pkcs1_and_sec1_keys_are_accepted() {
         ec.serialized_der(),
     )
     .unwrap();
-    let sec1 = AsDer::<aws_lc_rs::encoding::EcPrivateKeyRfc5915Der>::as_der(&parsed.private_key())
-        .unwrap();
+    let sec1 = AsDer::<aws_lc_rs::encoding::EcPrivateKeyRfc5915Der>::as_der(&parsed.private_key()).unwrap();
     let sec1_pem = pem_block("EC PRIVATE KEY", sec1.as_ref());
     let ec_sec1 = write(dir.path(), "ec-sec1.pem", &sec1_pem);
 
@@ -243,15 +241,14 @@ fn pkcs8_pkcs1_and_sec1_keys_are_accepted() {
         (&rsa_chain, &rsa_pkcs1, "-----BEGIN RSA PRIVATE KEY-----"),
     ] {
         assert!(std::fs::read_to_string(key).unwrap().starts_with(label));
-        let loaded = certs::load(chain, key, &[])
-            .unwrap_or_else(|e| panic!("{} should load: {e}", key.display()));
+        let loaded =
+            certs::load(chain, key, &[]).unwrap_or_else(|e| panic!("{} should load: {e}", key.display()));
         assert_eq!(loaded.certified.cert.len(), 1);
     }
 
     // The SEC1 form openssl writes, with an EC PARAMETERS block in front.
-    let with_params = format!(
-        "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{sec1_pem}"
-    );
+    let with_params =
+        format!("-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{sec1_pem}");
     let key = write(dir.path(), "ec-openssl.pem", with_params);
     certs::load(&ec_chain, &key, &[]).unwrap();
 }
@@ -320,8 +317,7 @@ fn load_rereads_through_repointed_symlinks() {
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(target, &link).unwrap();
         }
-        let loaded =
-            certs::load(&live.join("fullchain.pem"), &live.join("privkey.pem"), &[]).unwrap();
+        let loaded = certs::load(&live.join("fullchain.pem"), &live.join("privkey.pem"), &[]).unwrap();
         serials.push(loaded.facts.serial);
     }
     assert_ne!(serials[0], serials[1]);
@@ -345,11 +341,7 @@ fn missing_files_are_reported_per_role() {
     assert_eq!(err.path(), Some(nowhere.as_path()));
     assert_mentions(
         &err,
-        &[
-            "certificate file",
-            nowhere.to_str().unwrap(),
-            "does not exist",
-        ],
+        &["certificate file", nowhere.to_str().unwrap(), "does not exist"],
     );
 
     let err = load_err(&cert, &nowhere, &[]);
@@ -366,11 +358,7 @@ fn missing_files_are_reported_per_role() {
 #[test]
 fn a_directory_is_not_a_cert_file() {
     let dir = TempDir::new().unwrap();
-    let key = write(
-        dir.path(),
-        "k.pem",
-        KeyPair::generate().unwrap().serialize_pem(),
-    );
+    let key = write(dir.path(), "k.pem", KeyPair::generate().unwrap().serialize_pem());
     let err = load_err(dir.path(), &key, &[]);
     assert!(matches!(err, CertError::IsDirectory { .. }));
     assert_mentions(&err, &["is a directory", "fullchain.pem"]);
@@ -384,11 +372,7 @@ fn oversized_file_is_refused() {
         "big.pem",
         vec![b'A'; certs::MAX_FILE_BYTES as usize + 1],
     );
-    let key = write(
-        dir.path(),
-        "k.pem",
-        KeyPair::generate().unwrap().serialize_pem(),
-    );
+    let key = write(dir.path(), "k.pem", KeyPair::generate().unwrap().serialize_pem());
     let err = load_err(&big, &key, &[]);
     assert!(matches!(err, CertError::TooLarge { .. }));
     assert_mentions(&err, &["larger than", "right file"]);
@@ -535,10 +519,7 @@ fn cert_file_without_certificate_block() {
     let err = load_err(&cert, &keyp, &[]);
     assert!(matches!(err, CertError::NoCertificate { .. }));
     assert!(!err.is_key_problem());
-    assert_mentions(
-        &err,
-        &[cert.to_str().unwrap(), "no CERTIFICATE block", "swapped"],
-    );
+    assert_mentions(&err, &[cert.to_str().unwrap(), "no CERTIFICATE block", "swapped"]);
 }
 
 #[test]
@@ -554,11 +535,7 @@ fn key_file_without_usable_key() {
     assert!(err.is_key_problem());
     assert_mentions(
         &err,
-        &[
-            swapped.to_str().unwrap(),
-            "no usable private key",
-            "swapped",
-        ],
+        &[swapped.to_str().unwrap(), "no usable private key", "swapped"],
     );
 
     let encrypted = write(
@@ -613,11 +590,7 @@ fn unparsable_key_is_refused() {
     assert!(err.is_key_problem());
     assert_mentions(
         &err,
-        &[
-            key.to_str().unwrap(),
-            "cannot be used",
-            "supported keys are",
-        ],
+        &[key.to_str().unwrap(), "cannot be used", "supported keys are"],
     );
 }
 
@@ -741,10 +714,7 @@ fn x509_v1_certificate_is_refused() {
     ]);
 
     let err = load_err(&d.join("v1.pem"), &d.join("v1.key"), &[]);
-    assert!(
-        matches!(err, CertError::NotV3 { version: 1, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, CertError::NotV3 { version: 1, .. }), "{err:?}");
     assert!(!err.is_key_problem());
     assert_mentions(
         &err,

@@ -229,8 +229,7 @@ impl CertError {
             // A key that matches another certificate in the chain is fine; the
             // certificate file is in the wrong order.
             KeyMismatch {
-                matches_chain_index,
-                ..
+                matches_chain_index, ..
             } => matches_chain_index.is_none(),
             _ => false,
         }
@@ -331,9 +330,7 @@ impl fmt::Display for CertError {
                 if *holds_private_key {
                     f.write_str("; it holds a private key instead: are `cert` and `key` swapped?")
                 } else {
-                    f.write_str(
-                        "; point `cert` at the certificate chain (for certbot, fullchain.pem)",
-                    )
+                    f.write_str("; point `cert` at the certificate chain (for certbot, fullchain.pem)")
                 }
             }
             NoPrivateKey {
@@ -341,11 +338,7 @@ impl fmt::Display for CertError {
                 encrypted,
                 holds_certificate,
             } => {
-                write!(
-                    f,
-                    "key file {} contains no usable private key",
-                    path.display()
-                )?;
+                write!(f, "key file {} contains no usable private key", path.display())?;
                 if *encrypted {
                     write!(
                         f,
@@ -394,11 +387,7 @@ impl fmt::Display for CertError {
                 key_path.display(),
                 cert_path.display()
             ),
-            ChainUnparsable {
-                path,
-                index,
-                detail,
-            } => {
+            ChainUnparsable { path, index, detail } => {
                 let which = if *index == 1 {
                     "the server certificate"
                 } else {
@@ -419,11 +408,7 @@ impl fmt::Display for CertError {
                  `-addext subjectAltName=DNS:<name>` or an -extfile)",
                 path.display()
             ),
-            Expired {
-                path,
-                not_after,
-                now,
-            } => write!(
+            Expired { path, not_after, now } => write!(
                 f,
                 "the certificate in {} expired at {} ({} ago); renew it (for certbot, \
                  `certbot renew`) and reload",
@@ -443,11 +428,7 @@ impl fmt::Display for CertError {
                 humantime::format_rfc3339_seconds(*not_before),
                 approx_duration(not_before.duration_since(*now).unwrap_or_default())
             ),
-            NamesNotCovered {
-                path,
-                missing,
-                sans,
-            } => {
+            NamesNotCovered { path, missing, sans } => {
                 write!(
                     f,
                     "the certificate in {} does not cover {}",
@@ -491,21 +472,12 @@ pub fn from_pem(
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<LoadedCert, CertError> {
-    from_pem_at(
-        cert_pem,
-        key_pem,
-        names,
-        cert_path,
-        key_path,
-        SystemTime::now(),
-    )
+    from_pem_at(cert_pem, key_pem, names, cert_path, key_path, SystemTime::now())
 }
 
 fn read_file(role: FileRole, path: &Path) -> Result<Vec<u8>, CertError> {
     let file = std::fs::File::open(path).map_err(|e| CertError::from_io(role, path, e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| CertError::from_io(role, path, e))?;
+    let meta = file.metadata().map_err(|e| CertError::from_io(role, path, e))?;
     if meta.is_dir() {
         return Err(CertError::IsDirectory {
             role,
@@ -602,14 +574,13 @@ fn from_pem_at(
     drop(parsed);
 
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let signing_key =
-        provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| CertError::UnusableKey {
-                path: key_path.to_path_buf(),
-                detail: e.to_string(),
-            })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| CertError::UnusableKey {
+            path: key_path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) => {}
@@ -699,21 +670,13 @@ fn from_pem_at(
 /// (1-based position), which means the chain was written out of order.
 fn key_owner_in_chain(certified: &CertifiedKey) -> Option<usize> {
     let spki = certified.key.public_key()?;
-    certified
-        .cert
-        .iter()
-        .enumerate()
-        .skip(1)
-        .find_map(|(i, der)| {
-            let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
-            (cert.public_key().raw == spki.as_ref()).then_some(i + 1)
-        })
+    certified.cert.iter().enumerate().skip(1).find_map(|(i, der)| {
+        let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+        (cert.public_key().raw == spki.as_ref()).then_some(i + 1)
+    })
 }
 
-fn parse_chain_pem(
-    cert_pem: &[u8],
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, CertError> {
+fn parse_chain_pem(cert_pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::NotPem {
@@ -781,10 +744,9 @@ fn pem_error_text(err: &pem::Error) -> String {
             "missing '-----END {}-----' line",
             String::from_utf8_lossy(end_marker).trim()
         ),
-        pem::Error::IllegalSectionStart { line } => format!(
-            "malformed BEGIN line '{}'",
-            String::from_utf8_lossy(line).trim()
-        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed BEGIN line '{}'", String::from_utf8_lossy(line).trim())
+        }
         pem::Error::Base64Decode(e) => format!("bad base64 inside a block: {e}"),
         other => other.to_string(),
     }
@@ -853,10 +815,7 @@ fn dns_pattern_covers(pattern: &str, name: &str) -> bool {
     };
     match name.split_once('.') {
         Some((label, rest)) => {
-            !label.is_empty()
-                && label != "*"
-                && !parent.is_empty()
-                && rest.eq_ignore_ascii_case(parent)
+            !label.is_empty() && label != "*" && !parent.is_empty() && rest.eq_ignore_ascii_case(parent)
         }
         None => false,
     }
@@ -912,11 +871,7 @@ mod tests {
     #[test]
     fn io_errors_map_to_their_own_variants() {
         let p = Path::new("/etc/x/privkey.pem");
-        let denied = CertError::from_io(
-            FileRole::Key,
-            p,
-            io::Error::from(io::ErrorKind::PermissionDenied),
-        );
+        let denied = CertError::from_io(FileRole::Key, p, io::Error::from(io::ErrorKind::PermissionDenied));
         assert!(matches!(denied, CertError::PermissionDenied { .. }));
         assert!(denied.is_key_problem());
         assert_eq!(denied.path(), Some(p));
@@ -925,8 +880,7 @@ mod tests {
         assert!(msg.contains("/etc/x/privkey.pem"), "{msg}");
         assert!(msg.contains("ownership and permissions"), "{msg}");
 
-        let missing =
-            CertError::from_io(FileRole::Cert, p, io::Error::from(io::ErrorKind::NotFound));
+        let missing = CertError::from_io(FileRole::Cert, p, io::Error::from(io::ErrorKind::NotFound));
         assert!(matches!(missing, CertError::NotFound { .. }));
         assert!(!missing.is_key_problem());
 
@@ -950,10 +904,7 @@ mod tests {
 
     #[test]
     fn ip_names_need_ip_sans() {
-        let sans = vec![
-            San::Dns("127.0.0.1".into()),
-            San::Ip("::1".parse().unwrap()),
-        ];
+        let sans = vec![San::Dns("127.0.0.1".into()), San::Ip("::1".parse().unwrap())];
         assert!(!sans_cover(&sans, "127.0.0.1"));
         assert!(sans_cover(&sans, "::1"));
         assert!(sans_cover(&sans, "0:0::1"));
@@ -981,10 +932,7 @@ mod tests {
     #[test]
     fn durations_read_coarsely() {
         assert_eq!(approx_duration(Duration::from_secs(5)), "5 seconds");
-        assert_eq!(
-            approx_duration(Duration::from_secs(3 * 86_400 + 5)),
-            "3 days"
-        );
+        assert_eq!(approx_duration(Duration::from_secs(3 * 86_400 + 5)), "3 days");
         assert_eq!(approx_duration(Duration::from_secs(7_300)), "2 hours");
     }
 
@@ -1005,10 +953,7 @@ mod tests {
         let pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
         let err = parse_chain_pem(pem, Path::new("c.pem")).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("missing '-----END CERTIFICATE-----' line"),
-            "{msg}"
-        );
+        assert!(msg.contains("missing '-----END CERTIFICATE-----' line"), "{msg}");
         assert!(!msg.contains("DER"), "{msg}");
     }
 }

@@ -94,13 +94,7 @@ mod tests {
         let cert = generate(&["Dev.Example.test".to_owned(), "10.0.0.7".to_owned()]).unwrap();
         assert_eq!(
             cert.facts.sans,
-            [
-                "localhost",
-                "127.0.0.1",
-                "::1",
-                "dev.example.test",
-                "10.0.0.7"
-            ]
+            ["localhost", "127.0.0.1", "::1", "dev.example.test", "10.0.0.7"]
         );
         assert_eq!(cert.names, ["localhost", "dev.example.test"]);
         assert_eq!(cert.certified.cert.len(), 1);
