@@ -1,0 +1,259 @@
+//! The `portcullis` binary as an operator uses it: `check` validates a
+//! configuration and the certificates it names (exit 0, or 2 with every
+//! error pointing at file:line and key), and `run` refuses to start on the
+//! same errors with the same exit code.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rcgen::{CertificateParams, DnType, KeyPair};
+use support::{Site, TestCa};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+fn portcullis(args: &[&str], config: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `tls` (the `[tls]` table) plus one route into `dir/proxy.toml`.
+/// The `cert` key sits on line 5 and `key` on line 6.
+fn write_config(dir: &Path, cert: &str, key: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+    );
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn expect_config_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "exit code; stderr:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+}
+
+#[test]
+fn check_accepts_a_valid_configuration_and_summarises_it() {
+    let site = Site::new();
+    let config = write_config(site.dir.path(), "fullchain.pem", "privkey.pem");
+    let o = portcullis(&["check"], &config);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(out.contains("configuration is valid"), "{out}");
+    assert!(out.contains("route   / -> http://127.0.0.1:9"), "{out}");
+    assert!(out.contains("SANs localhost, 127.0.0.1"), "{out}");
+}
+
+#[test]
+fn missing_certificate_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "nope/fullchain.pem", "nope/privkey.pem");
+    for cmd in [&["check"][..], &["run"][..]] {
+        let o = portcullis(cmd, &config);
+        expect_config_error(&o, &["proxy.toml:5:", "tls.cert", "does not exist"]);
+    }
+}
+
+#[test]
+fn file_without_a_certificate() {
+    let site = Site::new();
+    std::fs::write(site.path("empty.pem"), "").unwrap();
+    let config = write_config(site.dir.path(), "empty.pem", "privkey.pem");
+    expect_config_error(
+        &portcullis(&["check"], &config),
+        &["proxy.toml:5:", "tls.cert", "empty.pem"],
+    );
+}
+
+#[test]
+fn file_without_a_key() {
+    let site = Site::new();
+    // The certificate file is no key file.
+    let config = write_config(site.dir.path(), "fullchain.pem", "fullchain.pem");
+    expect_config_error(
+        &portcullis(&["check"], &config),
+        &["proxy.toml:6:", "tls.key", "no usable private key"],
+    );
+}
+
+#[test]
+fn key_that_does_not_match_the_certificate() {
+    let site = Site::new();
+    let other = TestCa::new().issue(&["localhost"]);
+    std::fs::write(site.path("other.key"), other.key_pem).unwrap();
+    let config = write_config(site.dir.path(), "fullchain.pem", "other.key");
+    expect_config_error(
+        &portcullis(&["check"], &config),
+        &["proxy.toml:6:", "tls.key", "does not belong"],
+    );
+}
+
+#[test]
+fn expired_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let config = write_config(dir.path(), "cert.pem", "key.pem");
+    for cmd in [&["check"][..], &["run"][..]] {
+        expect_config_error(
+            &portcullis(cmd, &config),
+            &["proxy.toml:5:", "expired", "2021-01-01"],
+        );
+    }
+}
+
+#[test]
+fn x509_v1_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // openssl makes a version 1 certificate when no extensions are given.
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-config", "/dev/null", "-extensions", "none"])
+        .current_dir(d)
+        .output()
+        .expect("the openssl command is needed for this test");
+    if !d.join("cert.pem").exists() {
+        // Older openssl needs an empty config section instead.
+        std::fs::write(d.join("v1.cnf"), "[req]\ndistinguished_name=dn\n[dn]\n").unwrap();
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args([
+                "-keyout",
+                "key.pem",
+                "-out",
+                "req.pem",
+                "-subj",
+                "/CN=localhost",
+                "-config",
+                "v1.cnf",
+            ])
+            .current_dir(d)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let ok = Command::new("openssl")
+            .args([
+                "x509", "-req", "-in", "req.pem", "-signkey", "key.pem", "-out", "cert.pem", "-days", "30",
+            ])
+            .current_dir(d)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let text = Command::new("openssl")
+        .args(["x509", "-in", "cert.pem", "-noout", "-text"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Version: 1"),
+        "openssl did not make a v1 certificate ({}):\n{text}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let config = write_config(d, "cert.pem", "key.pem");
+    expect_config_error(
+        &portcullis(&["check"], &config),
+        &["proxy.toml:5:", "tls.cert", "v1"],
+    );
+}
+
+#[test]
+fn configuration_errors_exit_2_and_name_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 4\n\n[[route]]\npath = \"ws\"\nupstream = \"http://127.0.0.1:9222/ws\"\n",
+    )
+    .unwrap();
+    for cmd in [&["check"][..], &["run"][..]] {
+        let o = portcullis(cmd, &path);
+        expect_config_error(
+            &o,
+            &[
+                "proxy.toml:3:1: server.workers",
+                "proxy.toml:6:",
+                "route[0].path",
+                "proxy.toml:7:",
+                "route[0].upstream",
+            ],
+        );
+    }
+}
+
+#[test]
+fn missing_configuration_file() {
+    let o = portcullis(&["check"], Path::new("/nonexistent/proxy.toml"));
+    expect_config_error(&o, &["/nonexistent/proxy.toml"]);
+}
+
+#[test]
+fn address_in_use_is_a_clear_runtime_error() {
+    let site = Site::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let path = site.path("proxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"{addr}\"]\n[tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n"
+        ),
+    )
+    .unwrap();
+    let o = portcullis(&["run"], &path);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("another process"),
+        "{err}"
+    );
+}
