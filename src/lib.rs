@@ -22,7 +22,7 @@ pub use config::Config;
 pub use error::Error;
 
 use proxy::Shared;
-use server::Server;
+use server::{Kind, Server};
 use tls::store::CertStore;
 
 /// A proxy whose listeners are bound and whose certificates are loaded.
@@ -42,14 +42,21 @@ impl Proxy {
         let store = Arc::new(CertStore::new(initial.certs));
         let server_config = tls::server_config(config.tls.min_version, store.clone()).map_err(Error::Tls)?;
         let shared = Arc::new(Shared::new(&config).map_err(Error::Route)?);
+        let plain_addrs = config.http.iter().flat_map(|h| h.listen.iter().map(|&a| (a, Kind::Plain)));
         let listeners = config
             .server
             .listen
             .iter()
-            .map(|&addr| server::listener::bind(addr).map_err(|source| Error::Bind { addr, source }))
+            .map(|&a| (a, Kind::Tls))
+            .chain(plain_addrs)
+            .map(|(addr, kind)| {
+                server::listener::bind(addr)
+                    .map(|l| (l, kind))
+                    .map_err(|source| Error::Bind { addr, source })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Proxy {
-            server: Server::new(listeners, config.server.clone()),
+            server: Server::new(listeners, config.server.clone(), config.http.clone()),
             acceptor: TlsAcceptor::from(server_config),
             shared,
             store,
@@ -57,9 +64,14 @@ impl Proxy {
         })
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The TLS addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.server.local_addrs()
+        self.server.local_addrs(Kind::Tls)
+    }
+
+    /// The plain-HTTP (`[http]`) addresses actually bound.
+    pub fn plain_addrs(&self) -> Vec<SocketAddr> {
+        self.server.local_addrs(Kind::Plain)
     }
 
     /// True when serving a temporary self-signed certificate because none

@@ -111,6 +111,9 @@ fn run(config: Config) -> ExitCode {
         for addr in proxy.local_addrs() {
             tracing::info!("listening on https://{addr} ({source})");
         }
+        for addr in proxy.plain_addrs() {
+            tracing::info!("listening on http://{addr} (ACME challenges and redirects)");
+        }
         for (prefix, upstream) in proxy.routes() {
             tracing::info!("route {prefix} -> {upstream}");
         }

@@ -23,6 +23,9 @@ pub struct Config {
     pub tls: TlsConfig,
     pub routes: Vec<RouteConfig>,
     pub log: LogConfig,
+    /// `[http]`: the plain-HTTP listener (ACME challenges, redirects);
+    /// `None` when the table is absent.
+    pub http: Option<HttpConfig>,
 }
 
 /// `[server]`: the TLS listeners and connection-level limits.
@@ -50,6 +53,37 @@ pub struct TlsConfig {
     pub certificates: Vec<CertificateSource>,
     /// `min_version`: "1.2" (default) or "1.3".
     pub min_version: TlsVersion,
+    /// `bootstrap`: what to serve while configured files do not exist yet.
+    pub bootstrap: Bootstrap,
+    /// `watch`: follow certificate changes with filesystem events. Default true.
+    pub watch: bool,
+    /// `poll_interval`: re-read certificate files this often and reload when
+    /// their content changed, for filesystems without events. Default 60 s;
+    /// `"0s"` (stored as `None`) turns polling off.
+    pub poll_interval: Option<Duration>,
+}
+
+/// `[tls] bootstrap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Missing certificate files are an error at start (the default).
+    Off,
+    /// `"self-signed"`: missing files are replaced by a temporary in-memory
+    /// self-signed certificate until the real files appear.
+    SelfSigned,
+}
+
+/// `[http]`: plain HTTP, for ACME http-01 challenges and redirects.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `listen`: at least one address, e.g. `["0.0.0.0:80", "[::]:80"]`.
+    pub listen: Vec<SocketAddr>,
+    /// `acme_webroot`: the directory certbot's `--webroot -w` writes to;
+    /// `/.well-known/acme-challenge/<token>` is served from it.
+    pub acme_webroot: Option<PathBuf>,
+    /// `redirect_to_https`: answer every other request with 308 to https.
+    /// Default true; when false, requests are routed like TLS traffic.
+    pub redirect_to_https: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

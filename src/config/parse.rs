@@ -29,7 +29,7 @@ use toml::Spanned;
 use super::duration::{self, Zero};
 use super::error::Invalid;
 use super::{
-    CertificateSource, Config, ConfigError, ConfigErrors, LogConfig, Origin, RouteConfig, Scheme,
+    Bootstrap, CertificateSource, Config, ConfigError, ConfigErrors, LogConfig, Origin, RouteConfig, Scheme,
     ServerConfig, TlsConfig, TlsVersion, Upstream,
 };
 
@@ -54,6 +54,7 @@ upstream = "http://127.0.0.1:9222"
 /// The name given to the embedded default in messages.
 const EMBEDDED_NAME: &str = "<embedded default>";
 
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -371,6 +372,9 @@ impl Checker<'_> {
             None => TlsConfig {
                 certificates: Vec::new(),
                 min_version: TlsVersion::V1_2,
+                bootstrap: Bootstrap::Off,
+                watch: true,
+                poll_interval: Some(DEFAULT_POLL_INTERVAL),
             },
         };
         let routes = self.routes(&top);
@@ -387,6 +391,7 @@ impl Checker<'_> {
             tls,
             routes,
             log,
+            http: None,
         }
     }
 
@@ -762,6 +767,9 @@ impl Checker<'_> {
         TlsConfig {
             certificates,
             min_version,
+            bootstrap: Bootstrap::Off,
+            watch: true,
+            poll_interval: Some(DEFAULT_POLL_INTERVAL),
         }
     }
 

@@ -12,7 +12,6 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static HTTPS: HeaderValue = HeaderValue::from_static("https");
 static UPGRADE: HeaderValue = HeaderValue::from_static("upgrade");
 
 /// Removes the headers that describe one hop and must not cross the proxy
@@ -63,8 +62,14 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Adds the forwarding headers. `client_ip` is the peer address of the
-/// client connection, already rendered once per connection.
-pub fn add_forwarding(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
+/// client connection, already rendered once per connection; `proto` is
+/// `https` or `http`.
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    proto: &HeaderValue,
+    host: Option<&HeaderValue>,
+) {
     // X-Forwarded-For keeps what earlier proxies wrote and appends this hop,
     // like nginx's $proxy_add_x_forwarded_for. Several header lines are
     // folded into one list, which is what applications parse.
@@ -82,7 +87,7 @@ pub fn add_forwarding(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Op
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     headers.insert(X_REAL_IP.clone(), client_ip.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HTTPS.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), proto.clone());
     match host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
@@ -161,7 +166,8 @@ mod tests {
     fn forwarded_for_is_appended() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2")]);
         let ip = HeaderValue::from_static("192.0.2.7");
-        add_forwarding(&mut h, &ip, Some(&HeaderValue::from_static("example.com")));
+        let https = HeaderValue::from_static("https");
+        add_forwarding(&mut h, &ip, &https, Some(&HeaderValue::from_static("example.com")));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");

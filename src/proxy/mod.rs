@@ -51,15 +51,21 @@ pub struct Shared {
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub peer_ip: HeaderValue,
+    /// `https` on the TLS listeners, `http` on the plain one.
+    pub proto: HeaderValue,
 }
 
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+
 impl ConnInfo {
-    pub fn new(peer: SocketAddr) -> Self {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
         let ip = peer.ip().to_canonical().to_string();
         // An IP address renders as ASCII digits, dots, colons and hex letters,
         // all valid in a header value.
         let peer_ip = HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ConnInfo { peer, peer_ip }
+        let proto = if tls { HTTPS.clone() } else { HTTP.clone() };
+        ConnInfo { peer, peer_ip, proto }
     }
 }
 
@@ -168,7 +174,7 @@ pub async fn handle(
         if client_version == Version::HTTP_2 {
             headers::join_cookies(h);
         }
-        headers::add_forwarding(h, &conn.peer_ip, host.as_ref());
+        headers::add_forwarding(h, &conn.peer_ip, &conn.proto, host.as_ref());
         if let Some(host) = &host {
             h.insert(header::HOST, host.clone());
         }

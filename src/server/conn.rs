@@ -24,6 +24,8 @@ pub struct ConnContext {
     pub handshake_timeout: Duration,
     /// Cancelled when the proxy stops accepting: finish what is in flight.
     pub drain: CancellationToken,
+    /// The port plain-HTTP redirects point to: the first TLS listener's.
+    pub https_port: u16,
 }
 
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
@@ -43,7 +45,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
 
-    let info = Arc::new(ConnInfo::new(peer));
+    let info = Arc::new(ConnInfo::new(peer, true));
     let shared = ctx.shared.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();

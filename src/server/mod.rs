@@ -2,8 +2,10 @@
 //! its own task, and drain in order at shutdown (stop accepting, let
 //! requests in flight finish within the grace period, then close tunnels).
 
+mod acme;
 mod conn;
 pub mod listener;
+mod plain;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,25 +20,43 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ServerConfig;
+use crate::config::{HttpConfig, ServerConfig};
 use crate::proxy::Shared;
 use conn::ConnContext;
 
+/// What a listening socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tls,
+    Plain,
+}
+
 /// Bound listeners, ready to serve.
 pub struct Server {
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(std::net::TcpListener, Kind)>,
     config: ServerConfig,
+    http: Option<Arc<HttpConfig>>,
 }
 
 impl Server {
-    pub fn new(listeners: Vec<std::net::TcpListener>, config: ServerConfig) -> Self {
-        Server { listeners, config }
+    pub fn new(
+        listeners: Vec<(std::net::TcpListener, Kind)>,
+        config: ServerConfig,
+        http: Option<HttpConfig>,
+    ) -> Self {
+        Server {
+            listeners,
+            config,
+            http: http.map(Arc::new),
+        }
     }
 
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+    /// The bound addresses of the listeners of `kind`, in configuration order.
+    pub fn local_addrs(&self, kind: Kind) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, k)| *k == kind)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
@@ -48,10 +68,11 @@ impl Server {
         shared: Arc<Shared>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let https_port = self.local_addrs(Kind::Tls).first().map_or(443, |a| a.port());
         let listeners = self
             .listeners
             .into_iter()
-            .map(TcpListener::from_std)
+            .map(|(l, kind)| Ok((TcpListener::from_std(l)?, kind)))
             .collect::<std::io::Result<Vec<_>>>()?;
 
         let drain = CancellationToken::new();
@@ -61,17 +82,17 @@ impl Server {
             shared: shared.clone(),
             handshake_timeout: self.config.handshake_timeout,
             drain: drain.clone(),
+            https_port,
         });
         let connections = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
         let accepting = TaskTracker::new();
-        for listener in listeners {
-            accepting.spawn(accept_loop(
-                listener,
-                ctx.clone(),
-                connections.clone(),
-                limit.clone(),
-            ));
+        for (listener, kind) in listeners {
+            let plain = match (kind, &self.http) {
+                (Kind::Plain, Some(http)) => Some(http.clone()),
+                _ => None,
+            };
+            accepting.spawn(accept_loop(listener, plain, ctx.clone(), connections.clone(), limit.clone()));
         }
         accepting.close();
 
@@ -108,8 +129,11 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Accepts until the drain begins. `plain` is the `[http]` configuration
+/// for a plain-HTTP listener, `None` for a TLS one.
 async fn accept_loop(
     listener: TcpListener,
+    plain: Option<Arc<HttpConfig>>,
     ctx: Arc<ConnContext>,
     connections: TaskTracker,
     limit: Arc<Semaphore>,
@@ -130,9 +154,16 @@ async fn accept_loop(
             Ok((tcp, peer)) => {
                 let ctx = ctx.clone();
                 let hard_stop = ctx.shared.tunnel_cancel.clone();
+                let plain = plain.clone();
                 connections.spawn(async move {
+                    let serve = async {
+                        match plain {
+                            Some(http) => plain::serve(ctx, http, tcp, peer).await,
+                            None => conn::serve(ctx, tcp, peer).await,
+                        }
+                    };
                     tokio::select! {
-                        () = conn::serve(ctx, tcp, peer) => {}
+                        () = serve => {}
                         () = hard_stop.cancelled() => {}
                     }
                     drop(permit);

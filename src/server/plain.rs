@@ -1,0 +1,88 @@
+//! The plain-HTTP listener (`[http]`): ACME http-01 challenges from the
+//! webroot, and for everything else a 308 redirect to https, or, with the
+//! redirect turned off, the same routing as TLS traffic.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::conn::ConnContext;
+use crate::config::HttpConfig;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::{self, respond, ConnInfo};
+
+pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: TcpStream, peer: SocketAddr) {
+    super::listener::tune_accepted(&tcp);
+    let info = Arc::new(ConnInfo::new(peer, false));
+    let ctx2 = ctx.clone();
+    let service = service_fn(move |req| {
+        let ctx = ctx2.clone();
+        let http = http.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(handle(ctx, http, info, req).await) }
+    });
+    let conn = ctx.http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = ctx.drain.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "plain connection ended with an error");
+    }
+}
+
+async fn handle(
+    ctx: Arc<ConnContext>,
+    http: Arc<HttpConfig>,
+    info: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if let Some(webroot) = &http.acme_webroot {
+        if let Some(response) = super::acme::challenge(webroot, &req).await {
+            return response;
+        }
+    }
+    if http.redirect_to_https {
+        return redirect(&req, ctx.https_port);
+    }
+    proxy::handle(ctx.shared.clone(), info, req).await
+}
+
+/// 308 keeps the method and body, so a POST sent to http:// by mistake is
+/// repeated as a POST on https://.
+fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<ProxyBody> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            let h = req.headers().get(header::HOST)?.to_str().ok()?;
+            let authority: http::uri::Authority = h.parse().ok()?;
+            Some(authority.host().to_owned())
+        });
+    let Some(host) = host else {
+        return respond::bad_request(None);
+    };
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if https_port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{https_port}{path}")
+    };
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return respond::bad_request(None);
+    };
+    let mut response = respond::local(StatusCode::PERMANENT_REDIRECT, "308 use https\n", None);
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+}
