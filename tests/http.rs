@@ -807,7 +807,10 @@ async fn an_http10_request_without_host_reaches_the_origin_with_a_host() {
     // proxy speaks HTTP/1.1 upstream, where Host is mandatory (RFC 9112
     // section 3.2): many servers (nginx, h11/uvicorn) answer 400 without it.
     let (head, _) = raw_exchange(proxy.addr, &site.ca, b"GET /old HTTP/1.0\r\n\r\n").await;
-    assert!(head.starts_with("HTTP/1.0 200 ") || head.starts_with("HTTP/1.1 200 "), "{head:?}");
+    assert!(
+        head.starts_with("HTTP/1.0 200 ") || head.starts_with("HTTP/1.1 200 "),
+        "{head:?}"
+    );
     let seen = origin.last_seen();
     assert_eq!(seen.version, Version::HTTP_11);
     let hosts: Vec<_> = seen.headers.get_all("host").iter().collect();
