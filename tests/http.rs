@@ -822,3 +822,111 @@ async fn an_http10_request_without_host_reaches_the_origin_with_a_host() {
     );
     assert!(!hosts[0].is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_target_routes_by_its_authority() {
+    let site = Site::new();
+    let example = named("example").await;
+    let other = named("other").await;
+    let cfg = site.config(&format!(
+        "{}[[route]]\nhost = \"example.com\"\npath = \"/\"\nupstream = \"{}\"\n\n",
+        route("/", &other.url()),
+        example.url()
+    ));
+    let proxy = ProxyHandle::start(&cfg, site.dir.path()).await;
+
+    // RFC 9112 section 3.2.2: the target's authority wins over Host.
+    let mut raw = Raw::connect(proxy.addr, &site.ca).await;
+    raw.send(b"GET https://example.com/abs?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let (head, _) = raw.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
+    let seen = example.last_seen();
+    assert_eq!(seen.uri, "/abs?q=1", "the origin must get an origin-form target");
+    assert_eq!(header(&seen, "host"), Some("example.com"));
+    assert_eq!(seen.headers.get_all("host").iter().count(), 1);
+    assert_eq!(other.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_responses_keep_their_length_and_the_connection_stays_in_step() {
+    let site = Site::new();
+    let origin = Origin::start(|req: Request<Incoming>| async move {
+        let body = format!("hello from {}", req.uri());
+        Response::builder()
+            .header("content-length", body.len().to_string())
+            .body(full(body))
+            .unwrap()
+    })
+    .await;
+    let proxy = proxy_to(&site, &origin).await;
+
+    let mut send = h1(proxy.addr, &site.ca).await;
+    let req = Request::head("/h")
+        .header("host", "localhost")
+        .body(empty())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-length"],
+        "13",
+        "HEAD keeps the GET length"
+    );
+    assert_eq!(text(resp).await, "");
+    // The next answer on the same connection is the next request's, whole.
+    send.ready().await.unwrap();
+    let resp = send.send_request(get("/next")).await.unwrap();
+    assert_eq!(text(resp).await, "hello from /next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unasked_101_from_the_upstream_is_502() {
+    let site = Site::new();
+    let origin = Origin::start(|_req: Request<Incoming>| async move {
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(empty())
+            .unwrap()
+    })
+    .await;
+    let proxy = proxy_to(&site, &origin).await;
+
+    let (status, _, body) = tokio::time::timeout(HANG, fetch(proxy.addr, &site.ca, get("/")))
+        .await
+        .expect("no answer to a request the upstream switched protocols on");
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(!body.is_empty() && body.len() < 200, "{body:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_or_malformed_host_is_400() {
+    let site = Site::new();
+    let origin = Origin::hello().await;
+    let proxy = proxy_to(&site, &origin).await;
+
+    // RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad Request)
+    // status code to any HTTP/1.1 request message that lacks a Host header
+    // field and to any that contains more than one Host header field line
+    // or a Host header field with an invalid field value." With routes by
+    // host, a proxy that picks one of two Hosts while a later hop picks the
+    // other is how host-confusion attacks start.
+    let cases: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nHost: example.com\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost:notaport\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@localhost\r\n\r\n",
+    ];
+    let mut wrong = Vec::new();
+    for request in cases {
+        let (head, _) = raw_exchange(proxy.addr, &site.ca, request).await;
+        if !head.starts_with("HTTP/1.1 400 ") {
+            let status = head.lines().next().unwrap_or("").to_owned();
+            wrong.push(format!("{:?} -> {status:?}", String::from_utf8_lossy(request)));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused with 400:\n{}", wrong.join("\n"));
+    assert_eq!(origin.count(), 0, "a request with a bad Host reached the origin");
+}
