@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use portcullis::config::{
-    embedded_default, from_str, load, Config, ConfigError, ConfigErrors, Origin, TlsVersion, EMBEDDED_DEFAULT,
+    embedded_default, from_str, load, Bootstrap, Config, ConfigError, ConfigErrors, Origin, TlsVersion,
+    EMBEDDED_DEFAULT,
 };
 
 /// A route that makes an otherwise empty file valid.
@@ -611,6 +612,10 @@ fn defaults_apply_to_what_is_left_out() {
     assert_eq!(route.origin, Origin::new("proxy.toml", 1, 1));
     assert!(config.log.access_log);
     assert_eq!(config.log.level, "info");
+    assert!(config.http.is_none());
+    assert_eq!(config.tls.bootstrap, Bootstrap::Off);
+    assert!(config.tls.watch);
+    assert_eq!(config.tls.poll_interval, Some(Duration::from_secs(60)));
 }
 
 #[test]
@@ -636,6 +641,46 @@ fn example_file_loads_with_every_default() {
         defaults.routes[0].tunnel_idle_timeout
     );
     assert_eq!(config.log.level, defaults.log.level);
+    assert_eq!(config.tls.bootstrap, defaults.tls.bootstrap);
+    assert_eq!(config.tls.watch, defaults.tls.watch);
+    assert_eq!(config.tls.poll_interval, defaults.tls.poll_interval);
+    assert!(config.http.is_none());
+}
+
+/// The example's [http] block is commented out (binding port 80 needs
+/// privileges); uncommented, it must load and show the defaults.
+#[test]
+fn example_http_block_loads_when_uncommented() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml.example")).unwrap();
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|line| *line != "# [http]")
+        .take_while(|line| line.starts_with('#') || line.is_empty())
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|line| {
+            *line == "[http]"
+                || ["listen", "acme_webroot", "redirect_to_https"]
+                    .iter()
+                    .any(|k| line.starts_with(&format!("{k} = ")))
+        })
+        .collect();
+    assert_eq!(
+        block.len(),
+        4,
+        "the [http] block of proxy.toml.example: {block:?}"
+    );
+    let config = parse(&format!("{}\n{ROUTE}", block.join("\n")));
+    let http = config.http.expect("[http] parsed");
+    assert_eq!(
+        http.listen,
+        vec![
+            "0.0.0.0:80".parse::<SocketAddr>().unwrap(),
+            "[::]:80".parse::<SocketAddr>().unwrap()
+        ]
+    );
+    assert_eq!(http.acme_webroot, Some(PathBuf::from("/var/www/certbot")));
+    assert!(http.redirect_to_https);
 }
 
 #[test]
@@ -662,12 +707,368 @@ fn example_file_documents_every_key() {
         "tunnel_idle_timeout",
         "access_log",
         "level",
+        "bootstrap",
+        "watch",
+        "poll_interval",
+        "[http]",
+        "acme_webroot",
+        "redirect_to_https",
     ] {
         let setting = if key.starts_with('[') {
-            key.to_string()
+            format!("{key}\n")
         } else {
             format!("{key} = ")
         };
         assert!(text.contains(&setting), "proxy.toml.example lacks `{key}`");
     }
+}
+
+// ---------------------------------------------------------------- [http]
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn http_table_is_optional_and_read_when_present() {
+    assert!(parse(ROUTE).http.is_none());
+
+    let config = parse(&format!(
+        "[http]\nlisten = [\"0.0.0.0:80\", \"[::]:80\"]\nacme_webroot = \"/var/www/certbot\"\n{ROUTE}"
+    ));
+    let http = config.http.unwrap();
+    assert_eq!(http.listen, vec![addr("0.0.0.0:80"), addr("[::]:80")]);
+    assert_eq!(http.acme_webroot, Some(PathBuf::from("/var/www/certbot")));
+    assert!(http.redirect_to_https);
+
+    // One address as a string, port 0, no webroot, no redirect.
+    let config = parse(&format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\nredirect_to_https = false\n{ROUTE}"
+    ));
+    let http = config.http.unwrap();
+    assert_eq!(http.listen, vec![addr("127.0.0.1:0")]);
+    assert_eq!(http.acme_webroot, None);
+    assert!(!http.redirect_to_https);
+}
+
+#[test]
+fn acme_webroot_resolves_against_the_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!("[http]\nlisten = \"0.0.0.0:80\"\nacme_webroot = \"webroot\"\n{ROUTE}"),
+    )
+    .unwrap();
+    let config = load(&file).unwrap();
+    assert_eq!(
+        config.http.unwrap().acme_webroot,
+        Some(dir.path().join("webroot"))
+    );
+}
+
+#[test]
+fn http_needs_listen() {
+    let e = error(&format!("[http]\nacme_webroot = \"/var/www/certbot\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:1:1: http.listen: [http] has no `listen`: plain HTTP needs an address to listen on\n  help: add the addresses, for example: listen = [\"0.0.0.0:80\", \"[::]:80\"]; or remove [http] to serve TLS only"
+    );
+
+    let e = error(&format!("[http]\nlisten = []\n{ROUTE}"));
+    assert_eq!(e.key, "http.listen");
+    assert_eq!(e.message, "no address to listen on");
+    assert_eq!(
+        e.hint,
+        "give at least one, for example: listen = [\"0.0.0.0:80\", \"[::]:80\"]"
+    );
+}
+
+#[test]
+fn http_listen_errors_are_explained_with_port_80() {
+    let e = error(&format!("[http]\nlisten = 80\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:10: http.listen: expected an address string or a list of them, found an integer\n  help: give an IP address with the port, for example: listen = \"0.0.0.0:80\""
+    );
+
+    let e = error(&format!("[http]\nlisten = [\"0.0.0.0\"]\n{ROUTE}"));
+    assert_eq!(e.key, "http.listen[0]");
+    assert_eq!(e.message, "`0.0.0.0` has no port");
+    assert_eq!(e.hint, "add one, for example \"0.0.0.0:80\"");
+
+    let e = error(&format!("[http]\nlisten = [\"localhost:80\"]\n{ROUTE}"));
+    assert_eq!(
+        e.message,
+        "`localhost` is not an IP address; listen addresses are IP literals, not names"
+    );
+
+    let e = error(&format!("[http]\nlisten = [80]\n{ROUTE}"));
+    assert_eq!(e.key, "http.listen[0]");
+    assert_eq!(
+        e.hint,
+        "write each address in double quotes, for example: \"0.0.0.0:80\""
+    );
+}
+
+#[test]
+fn http_listen_duplicates_are_errors() {
+    let e = error(&format!(
+        "[http]\nlisten = [\"[::]:80\", \"0.0.0.0:80\", \"[::]:80\"]\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:36: http.listen[2]: [::]:80 is listed twice (also as http.listen[0])\n  help: remove one of them"
+    );
+}
+
+#[test]
+fn http_listen_may_not_take_a_tls_address() {
+    let e = error(&format!(
+        "[server]\nlisten = [\"0.0.0.0:443\", \"[::]:443\"]\n\n[http]\nlisten = [\"0.0.0.0:80\", \"[::]:443\"]\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:5:25: http.listen[1]: [::]:443 is also a TLS listener (server.listen[1])\n  help: an address serves either TLS or plain HTTP: give [http] its own port, usually 80, for example: listen = [\"0.0.0.0:80\", \"[::]:80\"]"
+    );
+
+    // A specific address under a wildcard on the same port takes the same socket.
+    let e = error(&format!(
+        "[server]\nlisten = \"0.0.0.0:8443\"\n[http]\nlisten = \"127.0.0.1:8443\"\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "http.listen");
+    assert_eq!(
+        e.message,
+        "127.0.0.1:8443 overlaps the TLS listener 0.0.0.0:8443 (server.listen): both take port 8443 on that address"
+    );
+
+    // Without [server], the default TLS address counts.
+    let e = error(&format!("[http]\nlisten = \"127.0.0.1:8443\"\n{ROUTE}"));
+    assert_eq!(
+        e.message,
+        "127.0.0.1:8443 is also a TLS listener (the default server.listen)"
+    );
+
+    // Port 0 is a fresh port each time: no clash.
+    let config = parse(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n{ROUTE}"
+    ));
+    assert_eq!(config.http.unwrap().listen, vec![addr("127.0.0.1:0")]);
+
+    // IPv6 sockets are v6-only, so the families do not clash.
+    let config = parse(&format!(
+        "[server]\nlisten = \"0.0.0.0:8080\"\n[http]\nlisten = \"[::]:8080\"\n{ROUTE}"
+    ));
+    assert!(config.http.is_some());
+}
+
+#[test]
+fn http_unknown_keys_name_the_portcullis_key() {
+    let e = error(&format!(
+        "[http]\nlisten = \"0.0.0.0:80\"\nroot = \"/var/www/certbot\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:3:1: http.root: unknown key `root` in [http]\n  help: portcullis calls this setting `acme_webroot`"
+    );
+
+    let e = error(&format!("[http]\nlisten = \"0.0.0.0:80\"\nreturn = 301\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `redirect_to_https`");
+
+    let e = error(&format!(
+        "[http]\nlisten = \"0.0.0.0:80\"\nredirect_to_http = true\n{ROUTE}"
+    ));
+    assert_eq!(e.hint, "did you mean `redirect_to_https`?");
+
+    let e = error(&format!("[http]\nlisten = \"0.0.0.0:80\"\nbanana = 1\n{ROUTE}"));
+    assert_eq!(
+        e.hint,
+        "valid keys in [http]: listen, acme_webroot, redirect_to_https"
+    );
+
+    let e = error(&format!("[htp]\nlisten = \"0.0.0.0:80\"\n{ROUTE}"));
+    assert_eq!(e.key, "htp");
+    assert_eq!(e.hint, "did you mean `http`?");
+}
+
+#[test]
+fn http_type_errors_have_examples() {
+    let e = error(&format!(
+        "[http]\nlisten = \"0.0.0.0:80\"\nredirect_to_https = \"yes\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:3:21: http.redirect_to_https: expected true or false, found a string\n  help: write redirect_to_https = true or redirect_to_https = false"
+    );
+
+    let e = error(&format!(
+        "[http]\nlisten = \"0.0.0.0:80\"\nacme_webroot = 5\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "http.acme_webroot");
+    assert_eq!(e.message, "expected a string, found an integer");
+    assert_eq!(
+        e.hint,
+        "write it in double quotes, for example: acme_webroot = \"/var/www/certbot\""
+    );
+
+    let e = error(&format!("http = \"0.0.0.0:80\"\n{ROUTE}"));
+    assert_eq!(e.key, "http");
+    assert_eq!(e.message, "expected a table, found a string");
+    assert_eq!(
+        e.hint,
+        "write [http] on a line of its own, followed by its settings"
+    );
+}
+
+#[test]
+fn acme_webroot_must_be_the_webroot() {
+    let e = error(&format!(
+        "[http]\nlisten = \"0.0.0.0:80\"\nacme_webroot = \"/var/www/certbot/.well-known/acme-challenge/\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:3:16: http.acme_webroot: `/var/www/certbot/.well-known/acme-challenge/` is inside the webroot: portcullis adds /.well-known/acme-challenge/ itself\n  help: write acme_webroot = \"/var/www/certbot\", the directory given to certbot --webroot -w"
+    );
+
+    let e = error(&format!(
+        "[http]\nlisten = \"0.0.0.0:80\"\nacme_webroot = \"\"\n{ROUTE}"
+    ));
+    assert_eq!(e.message, "the path is empty");
+    assert_eq!(e.hint, "for example: acme_webroot = \"/var/www/certbot\"");
+
+    let e = error(&format!(
+        "[http]\nlisten = \"0.0.0.0:80\"\nacme_webroot = \"~/certbot\"\n{ROUTE}"
+    ));
+    assert_eq!(e.message, "`~/certbot` starts with `~`, which is not expanded");
+    assert_eq!(e.hint, "write the full path, such as /var/www/certbot");
+}
+
+// ---------------------------------------------------------------- [tls] reloading
+
+const CERT: &str = "cert = \"/etc/ssl/fullchain.pem\"\nkey = \"/etc/ssl/privkey.pem\"\n";
+
+#[test]
+fn bootstrap_self_signed_with_a_certificate() {
+    let config = parse(&format!("[tls]\n{CERT}bootstrap = \"self-signed\"\n{ROUTE}"));
+    assert_eq!(config.tls.bootstrap, Bootstrap::SelfSigned);
+
+    let config = parse(&format!(
+        "[tls]\nbootstrap = \"self-signed\"\n[[tls.certificate]]\n{CERT}{ROUTE}"
+    ));
+    assert_eq!(config.tls.bootstrap, Bootstrap::SelfSigned);
+}
+
+#[test]
+fn bad_bootstrap_lists_the_valid_values() {
+    let e = error(&format!("[tls]\n{CERT}bootstrap = \"on\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:4:13: tls.bootstrap: `on` is not a bootstrap mode\n  help: valid values: \"self-signed\" (serve a temporary self-signed certificate until the configured files exist); leave bootstrap out to require the files at start"
+    );
+
+    let e = error(&format!("[tls]\n{CERT}bootstrap = \"Self_Signed\"\n{ROUTE}"));
+    assert_eq!(e.message, "`Self_Signed` is not how the mode is written");
+    assert_eq!(e.hint, "write bootstrap = \"self-signed\"");
+
+    let e = error(&format!("[tls]\n{CERT}bootstrap = true\n{ROUTE}"));
+    assert_eq!(e.message, "expected a string, found a boolean");
+    assert_eq!(
+        e.hint,
+        "write bootstrap = \"self-signed\", or leave it out to require the certificate files at start"
+    );
+}
+
+#[test]
+fn bootstrap_without_a_certificate_is_an_error() {
+    let e = error(&format!("[tls]\nbootstrap = \"self-signed\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:13: tls.bootstrap: `bootstrap` is set but no certificate is configured: there is nothing to bootstrap\n  help: configure the certificate to wait for with cert and key (or [[tls.certificate]]), or remove bootstrap: with no certificate configured, portcullis serves a self-signed one anyway"
+    );
+}
+
+#[test]
+fn watch_and_poll_interval() {
+    let config = parse(&format!(
+        "[tls]\n{CERT}watch = false\npoll_interval = \"5m\"\n{ROUTE}"
+    ));
+    assert!(!config.tls.watch);
+    assert_eq!(config.tls.poll_interval, Some(Duration::from_secs(300)));
+
+    let config = parse(&format!("[tls]\npoll_interval = \"0s\"\n{ROUTE}"));
+    assert_eq!(config.tls.poll_interval, None);
+    assert!(config.tls.watch);
+}
+
+#[test]
+fn bad_watch_and_poll_interval_are_explained() {
+    let e = error(&format!("[tls]\nwatch = \"false\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:9: tls.watch: expected true or false, found a string\n  help: remove the quotes: watch = false"
+    );
+
+    let e = error(&format!("[tls]\npoll_interval = 60\n{ROUTE}"));
+    assert_eq!(e.key, "tls.poll_interval");
+    assert_eq!(e.message, "expected a duration string, found an integer");
+    assert_eq!(
+        e.hint,
+        "give the unit and quote it, for example: poll_interval = \"60s\" for 60 seconds"
+    );
+
+    let e = error(&format!("[tls]\npoll_interval = \"soon\"\n{ROUTE}"));
+    assert_eq!(e.message, "`soon` is not a duration");
+
+    let e = error(&format!("[tls]\npoll_interval = \"100ms\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:17: tls.poll_interval: `100ms` is too short: every poll reads and parses the certificate files\n  help: give at least \"1s\" (certificates change every few weeks), or \"0s\" to turn polling off"
+    );
+}
+
+#[test]
+fn tls_unknown_keys_name_the_portcullis_key() {
+    let e = error(&format!("[tls]\nreload_interval = \"1m\"\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `poll_interval`");
+    let e = error(&format!("[tls]\nwatch_files = true\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `watch`");
+    let e = error(&format!("[tls]\nbootstap = \"self-signed\"\n{CERT}{ROUTE}"));
+    assert_eq!(e.hint, "did you mean `bootstrap`?");
+    let e = error(&format!("[tls]\nbanana = 1\n{ROUTE}"));
+    assert_eq!(
+        e.hint,
+        "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval"
+    );
+}
+
+#[test]
+fn new_settings_report_every_error_at_once() {
+    let text = "\
+[tls]
+bootstrap = \"yes\"
+poll_interval = \"10\"
+
+[http]
+listn = \"0.0.0.0:80\"
+acme_webroot = \"\"
+redirect_to_https = 1
+";
+    let errors = errors(&format!("{text}{ROUTE}"));
+    let positions: Vec<(usize, usize, &str)> = errors
+        .iter()
+        .map(|e| (e.origin.line, e.origin.column, e.key.as_str()))
+        .collect();
+    assert_eq!(
+        positions,
+        vec![
+            (2, 13, "tls.bootstrap"),
+            (2, 13, "tls.bootstrap"),
+            (3, 17, "tls.poll_interval"),
+            (5, 1, "http.listen"),
+            (6, 1, "http.listn"),
+            (7, 16, "http.acme_webroot"),
+            (8, 21, "http.redirect_to_https"),
+        ],
+        "{errors}"
+    );
 }

@@ -15,7 +15,10 @@
 //!   proxy behaves the same whoever starts it; paths are never
 //!   canonicalized because certificate renewal tools re-point symlinks;
 //! - names are compared case-insensitively and stored in lower case
-//!   (`host`, `names`, upstream hosts).
+//!   (`host`, `names`, upstream hosts);
+//! - `http.acme_webroot` is resolved like `cert` and `key`; the directory
+//!   is not looked at here (it may be created after the proxy starts);
+//! - an address may be a TLS listener or a plain-HTTP one, never both.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -29,8 +32,8 @@ use toml::Spanned;
 use super::duration::{self, Zero};
 use super::error::Invalid;
 use super::{
-    Bootstrap, CertificateSource, Config, ConfigError, ConfigErrors, LogConfig, Origin, RouteConfig, Scheme,
-    ServerConfig, TlsConfig, TlsVersion, Upstream,
+    Bootstrap, CertificateSource, Config, ConfigError, ConfigErrors, HttpConfig, LogConfig, Origin,
+    RouteConfig, Scheme, ServerConfig, TlsConfig, TlsVersion, Upstream,
 };
 
 /// The configuration used when no file is given: a local TLS front for an
@@ -55,6 +58,9 @@ upstream = "http://127.0.0.1:9222"
 const EMBEDDED_NAME: &str = "<embedded default>";
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Shorter poll intervals would re-read and parse the certificate files
+/// many times a second for nothing: renewals happen every few weeks.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -249,8 +255,14 @@ struct Schema {
 }
 
 const TOP_SCHEMA: Schema = Schema {
-    keys: &["server", "tls", "route", "log"],
-    aliases: &[("routes", "route"), ("location", "route"), ("ssl", "tls")],
+    keys: &["server", "tls", "http", "route", "log"],
+    aliases: &[
+        ("routes", "route"),
+        ("location", "route"),
+        ("ssl", "tls"),
+        ("plain_http", "http"),
+        ("acme", "http"),
+    ],
 };
 
 const SERVER_SCHEMA: Schema = Schema {
@@ -271,12 +283,39 @@ const SERVER_SCHEMA: Schema = Schema {
 };
 
 const TLS_SCHEMA: Schema = Schema {
-    keys: &["cert", "key", "min_version", "certificate"],
+    keys: &[
+        "cert",
+        "key",
+        "min_version",
+        "certificate",
+        "bootstrap",
+        "watch",
+        "poll_interval",
+    ],
     aliases: &[
         ("ssl_certificate", "cert"),
         ("ssl_certificate_key", "key"),
         ("ssl_protocols", "min_version"),
         ("certificates", "certificate"),
+        ("self_signed", "bootstrap"),
+        ("inotify", "watch"),
+        ("watch_files", "watch"),
+        ("reload_interval", "poll_interval"),
+        ("interval", "poll_interval"),
+    ],
+};
+
+const HTTP_SCHEMA: Schema = Schema {
+    keys: &["listen", "acme_webroot", "redirect_to_https"],
+    aliases: &[
+        ("root", "acme_webroot"),
+        ("webroot", "acme_webroot"),
+        ("acme_root", "acme_webroot"),
+        ("acme_challenge_dir", "acme_webroot"),
+        ("return", "redirect_to_https"),
+        ("redirect", "redirect_to_https"),
+        ("https_redirect", "redirect_to_https"),
+        ("force_https", "redirect_to_https"),
     ],
 };
 
@@ -363,9 +402,17 @@ impl Checker<'_> {
         };
         self.check_keys(&top, &TOP_SCHEMA);
 
-        let server = match self.table(&top, "server", "[server]") {
+        let (server, tls_listeners) = match self.table(&top, "server", "[server]") {
             Some(table) => self.server(&table),
-            None => default_server(),
+            None => {
+                let server = default_server();
+                let labels = server
+                    .listen
+                    .iter()
+                    .map(|&address| (address, "the default server.listen".to_string()))
+                    .collect();
+                (server, labels)
+            }
         };
         let tls = match self.table(&top, "tls", "[tls]") {
             Some(table) => self.tls(&table),
@@ -377,6 +424,9 @@ impl Checker<'_> {
                 poll_interval: Some(DEFAULT_POLL_INTERVAL),
             },
         };
+        let http = self
+            .table(&top, "http", "[http]")
+            .map(|table| self.http(&table, &tls_listeners));
         let routes = self.routes(&top);
         let log = match self.table(&top, "log", "[log]") {
             Some(table) => self.log(&table),
@@ -391,7 +441,7 @@ impl Checker<'_> {
             tls,
             routes,
             log,
-            http: None,
+            http,
         }
     }
 
@@ -647,15 +697,25 @@ impl Checker<'_> {
         }
     }
 
-    fn server(&mut self, table: &Table<'_, '_>) -> ServerConfig {
+    /// `[server]`, and its listen addresses with where each was configured
+    /// (to tell a plain-HTTP listener that takes the same address).
+    fn server(&mut self, table: &Table<'_, '_>) -> (ServerConfig, Vec<(SocketAddr, String)>) {
         self.check_keys(table, &SERVER_SCHEMA);
         let defaults = default_server();
-        let listen = self.listen(table).unwrap_or(defaults.listen);
+        let labels: Vec<(SocketAddr, String)> = match self.listen(table, TLS_PORTS) {
+            Some(entries) => entries.into_iter().map(|l| (l.address, l.key)).collect(),
+            None => defaults
+                .listen
+                .iter()
+                .map(|&address| (address, "the default server.listen".to_string()))
+                .collect(),
+        };
+        let listen = labels.iter().map(|(address, _)| *address).collect();
         let max_connections = self
             .count(table, "max_connections", "10000")
             .unwrap_or(DEFAULT_MAX_CONNECTIONS);
         let threads = self.count(table, "threads", "2");
-        ServerConfig {
+        let server = ServerConfig {
             listen,
             handshake_timeout: self.duration(
                 table,
@@ -673,12 +733,15 @@ impl Checker<'_> {
             shutdown_grace: self.duration(table, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE, Zero::Allowed),
             max_connections,
             threads,
-        }
+        };
+        (server, labels)
     }
 
-    /// `listen`: one address or a list of them. `None` when absent.
-    fn listen(&mut self, table: &Table<'_, '_>) -> Option<Vec<SocketAddr>> {
-        const EXAMPLE: &str = "listen = [\"0.0.0.0:443\", \"[::]:443\"]";
+    /// `listen`: one address or a list of them, each with its key and
+    /// where it was written. `None` when absent.
+    fn listen(&mut self, table: &Table<'_, '_>, ports: ListenPorts) -> Option<Vec<Listened>> {
+        let public = ports.public;
+        let example = format!("listen = [\"0.0.0.0:{public}\", \"[::]:{public}\"]");
         let value = table.get("listen")?;
         let key = table.key_path("listen");
         let mut entries: Vec<(String, &Spanned<DeValue<'_>>)> = Vec::new();
@@ -690,7 +753,7 @@ impl Checker<'_> {
                         &value.span(),
                         key,
                         "no address to listen on",
-                        format!("give at least one, for example: {EXAMPLE}"),
+                        format!("give at least one, for example: {example}"),
                     );
                     return None;
                 }
@@ -712,41 +775,115 @@ impl Checker<'_> {
                     value,
                     key,
                     "an address string or a list of them",
-                    format!("for example: {EXAMPLE}"),
+                    format!("for example: {example}"),
                 );
                 return None;
             }
         }
-        let mut addresses: Vec<SocketAddr> = Vec::new();
-        let mut seen: HashMap<SocketAddr, String> = HashMap::new();
+        let mut addresses: Vec<Listened> = Vec::new();
         for (path, item) in entries {
             let DeValue::String(text) = item.get_ref() else {
                 self.type_error(
                     item,
                     path,
                     "an address string",
-                    "write each address in double quotes, for example: \"0.0.0.0:443\"".into(),
+                    format!("write each address in double quotes, for example: \"0.0.0.0:{public}\""),
                 );
                 continue;
             };
-            match parse_listen(text) {
+            match parse_listen(text, ports) {
                 Ok(address) => {
-                    if let Some(first) = seen.get(&address) {
-                        self.error(
-                            &item.span(),
-                            path,
-                            format!("{address} is listed twice (also as {first})"),
-                            "remove one of them",
-                        );
+                    if let Some(first) = addresses.iter().find(|l| l.address == address) {
+                        let message = format!("{address} is listed twice (also as {})", first.key);
+                        self.error(&item.span(), path, message, "remove one of them");
                     } else {
-                        seen.insert(address, path);
-                        addresses.push(address);
+                        addresses.push(Listened {
+                            address,
+                            key: path,
+                            span: item.span(),
+                        });
                     }
                 }
                 Err(invalid) => self.error(&item.span(), path, invalid.message, invalid.hint),
             }
         }
         Some(addresses)
+    }
+
+    /// `[http]`. `tls_listeners` are the TLS addresses with where each was
+    /// configured: a plain listener may not take one of them.
+    fn http(&mut self, table: &Table<'_, '_>, tls_listeners: &[(SocketAddr, String)]) -> HttpConfig {
+        self.check_keys(table, &HTTP_SCHEMA);
+        let listen = match self.listen(table, HTTP_PORTS) {
+            Some(entries) => {
+                for entry in &entries {
+                    let clash = tls_listeners
+                        .iter()
+                        .find(|(tls, _)| same_socket(entry.address, *tls));
+                    if let Some((tls, tls_key)) = clash {
+                        let message = if *tls == entry.address {
+                            format!("{} is also a TLS listener ({tls_key})", entry.address)
+                        } else {
+                            format!(
+                                "{} overlaps the TLS listener {tls} ({tls_key}): both take port {} on that address",
+                                entry.address,
+                                tls.port()
+                            )
+                        };
+                        self.error(
+                            &entry.span,
+                            entry.key.clone(),
+                            message,
+                            "an address serves either TLS or plain HTTP: give [http] its own port, usually 80, for example: listen = [\"0.0.0.0:80\", \"[::]:80\"]",
+                        );
+                    }
+                }
+                entries.into_iter().map(|l| l.address).collect()
+            }
+            None => {
+                if table.get("listen").is_none() {
+                    self.missing(
+                        &table.span,
+                        table.key_path("listen"),
+                        "[http] has no `listen`: plain HTTP needs an address to listen on",
+                        "add the addresses, for example: listen = [\"0.0.0.0:80\", \"[::]:80\"]; or remove [http] to serve TLS only",
+                    );
+                }
+                Vec::new()
+            }
+        };
+        let acme_webroot = self.webroot(table);
+        let redirect_to_https = self.boolean(table, "redirect_to_https", true);
+        HttpConfig {
+            listen,
+            acme_webroot,
+            redirect_to_https,
+        }
+    }
+
+    /// `acme_webroot`: the directory given to certbot's `--webroot -w`,
+    /// resolved against the configuration file's directory.
+    fn webroot(&mut self, table: &Table<'_, '_>) -> Option<PathBuf> {
+        let (path, span) =
+            self.file_path(table, "acme_webroot", "\"/var/www/certbot\"", "/var/www/certbot")?;
+        // The challenge directory itself, or `.well-known`, is a frequent
+        // mistake: the files would be looked for one or two levels too deep.
+        let written = match table.get("acme_webroot").map(|value| value.get_ref()) {
+            Some(DeValue::String(text)) => text.trim(),
+            _ => "",
+        };
+        if let Some(parent) = webroot_parent(written) {
+            self.error(
+                &span,
+                table.key_path("acme_webroot"),
+                format!(
+                    "`{written}` is inside the webroot: portcullis adds /.well-known/acme-challenge/ itself"
+                ),
+                format!("write acme_webroot = \"{parent}\", the directory given to certbot --webroot -w"),
+            );
+            return None;
+        }
+        Some(path)
     }
 
     fn tls(&mut self, table: &Table<'_, '_>) -> TlsConfig {
@@ -764,13 +901,97 @@ impl Checker<'_> {
             }
         }
         let min_version = self.min_version(table);
+        let bootstrap = self.bootstrap(table);
+        let watch = self.boolean(table, "watch", true);
+        let poll_interval = self.poll_interval(table);
         TlsConfig {
             certificates,
             min_version,
-            bootstrap: Bootstrap::Off,
-            watch: true,
-            poll_interval: Some(DEFAULT_POLL_INTERVAL),
+            bootstrap,
+            watch,
+            poll_interval,
         }
+    }
+
+    /// `bootstrap`: `"self-signed"` or absent. Only meaningful with a
+    /// configured certificate, whose files it stands in for.
+    fn bootstrap(&mut self, table: &Table<'_, '_>) -> Bootstrap {
+        const VALID: &str = "valid values: \"self-signed\" (serve a temporary self-signed certificate until the configured files exist); leave bootstrap out to require the files at start";
+        let Some(value) = table.get("bootstrap") else {
+            return Bootstrap::Off;
+        };
+        let key = table.key_path("bootstrap");
+        let configured = ["cert", "key", "certificate"]
+            .iter()
+            .any(|k| table.get(k).is_some());
+        if !configured {
+            self.missing(
+                &value.span(),
+                key.clone(),
+                "`bootstrap` is set but no certificate is configured: there is nothing to bootstrap",
+                "configure the certificate to wait for with cert and key (or [[tls.certificate]]), or remove bootstrap: with no certificate configured, portcullis serves a self-signed one anyway",
+            );
+        }
+        let text = match value.get_ref() {
+            DeValue::String(text) => text.trim(),
+            DeValue::Boolean(_) => {
+                self.type_error(
+                    value,
+                    key,
+                    "a string",
+                    "write bootstrap = \"self-signed\", or leave it out to require the certificate files at start"
+                        .to_string(),
+                );
+                return Bootstrap::Off;
+            }
+            _ => {
+                self.type_error(value, key, "a string", VALID.to_string());
+                return Bootstrap::Off;
+            }
+        };
+        if text == "self-signed" {
+            return Bootstrap::SelfSigned;
+        }
+        let spelled = text.to_ascii_lowercase().replace(['_', ' '], "-");
+        if matches!(spelled.as_str(), "self-signed" | "selfsigned") {
+            self.error(
+                &value.span(),
+                key,
+                format!("`{text}` is not how the mode is written"),
+                "write bootstrap = \"self-signed\"",
+            );
+        } else {
+            self.error(
+                &value.span(),
+                key,
+                format!("`{text}` is not a bootstrap mode"),
+                VALID,
+            );
+        }
+        Bootstrap::Off
+    }
+
+    /// `poll_interval`: `None` for `"0s"` (no polling).
+    fn poll_interval(&mut self, table: &Table<'_, '_>) -> Option<Duration> {
+        let interval = self.duration(table, "poll_interval", DEFAULT_POLL_INTERVAL, Zero::Allowed);
+        if interval.is_zero() {
+            return None;
+        }
+        if interval < MIN_POLL_INTERVAL {
+            if let Some(value) = table.get("poll_interval") {
+                let text = match value.get_ref() {
+                    DeValue::String(text) => text.trim(),
+                    _ => "",
+                };
+                self.error(
+                    &value.span(),
+                    table.key_path("poll_interval"),
+                    format!("`{text}` is too short: every poll reads and parses the certificate files"),
+                    "give at least \"1s\" (certificates change every few weeks), or \"0s\" to turn polling off",
+                );
+            }
+        }
+        Some(interval)
     }
 
     /// The `cert`/`key` pair of `table`, with `names` when the table is a
@@ -800,8 +1021,9 @@ impl Checker<'_> {
             // Self-signed mode when not an entry; both present otherwise.
             _ => {}
         }
-        let cert = self.cert_path(table, "cert", CERT_EXAMPLE);
-        let key = self.cert_path(table, "key", KEY_EXAMPLE);
+        const FULL: &str = "/home/user/certs/fullchain.pem";
+        let cert = self.file_path(table, "cert", CERT_EXAMPLE, FULL);
+        let key = self.file_path(table, "key", KEY_EXAMPLE, FULL);
         let names = if entry { self.names(table) } else { Vec::new() };
         let ((cert, cert_span), (key, key_span)) = (cert?, key?);
         Some(CertificateSource {
@@ -814,13 +1036,15 @@ impl Checker<'_> {
         })
     }
 
-    /// A certificate or key path, resolved against the configuration
-    /// file's directory; `None` when absent or invalid.
-    fn cert_path(
+    /// A file or directory path, resolved against the configuration
+    /// file's directory; `None` when absent or invalid. `example` is a TOML
+    /// value, `full_example` a path to show instead of one with `~`.
+    fn file_path(
         &mut self,
         table: &Table<'_, '_>,
         key: &str,
         example: &str,
+        full_example: &str,
     ) -> Option<(PathBuf, Range<usize>)> {
         let (text, span) = self.string(table, key, example)?;
         if text.trim().is_empty() {
@@ -837,7 +1061,7 @@ impl Checker<'_> {
                 &span,
                 table.key_path(key),
                 format!("`{text}` starts with `~`, which is not expanded"),
-                "write the full path, such as /home/user/certs/fullchain.pem",
+                format!("write the full path, such as {full_example}"),
             );
             return None;
         }
@@ -1125,7 +1349,7 @@ fn syntax_hint(message: &str, on_header: bool) -> String {
     {
         "separate list items with commas and close the list with `]`; if the next line is a setting or a header, the list above it is missing its `]`"
     } else if on_header {
-        "a table header is a name in brackets on a line of its own: [server], [tls], [log], or [[route]] and [[tls.certificate]] for each entry of a list"
+        "a table header is a name in brackets on a line of its own: [server], [tls], [http], [log], or [[route]] and [[tls.certificate]] for each entry of a list"
     } else if message.starts_with("string values must be quoted") {
         "put text in double quotes, for example: upstream = \"http://127.0.0.1:8080\""
     } else if message.contains("string") {
@@ -1189,16 +1413,72 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
+/// One listen address as written: the address, its dotted key and where.
+struct Listened {
+    address: SocketAddr,
+    key: String,
+    span: Range<usize>,
+}
+
+/// The ports shown in the examples of listen messages: the usual public
+/// port of the listener, and the one for "this machine only".
+#[derive(Debug, Clone, Copy)]
+struct ListenPorts {
+    public: u16,
+    local: u16,
+}
+
+const TLS_PORTS: ListenPorts = ListenPorts {
+    public: 443,
+    local: 8443,
+};
+
+const HTTP_PORTS: ListenPorts = ListenPorts {
+    public: 80,
+    local: 80,
+};
+
+/// Whether binding `a` and `b` would take the same socket: the same port
+/// (other than 0, where the system picks a free one) and family, and the
+/// same address or one of them the wildcard. IPv6 sockets are bound
+/// v6-only, so `0.0.0.0:80` and `[::]:80` do not clash.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The directory to write as `acme_webroot` when `written` names
+/// `.well-known` or `.well-known/acme-challenge` inside it.
+fn webroot_parent(written: &str) -> Option<&str> {
+    let trimmed = written.trim_end_matches('/');
+    for suffix in [".well-known/acme-challenge", ".well-known"] {
+        let Some(rest) = trimmed.strip_suffix(suffix) else {
+            continue;
+        };
+        if rest.is_empty() {
+            return Some(".");
+        }
+        if let Some(parent) = rest.strip_suffix('/') {
+            return Some(if parent.is_empty() { "/" } else { parent });
+        }
+    }
+    None
+}
+
 /// A listen address: an IP literal and a port. Port 0 is accepted (the
-/// system picks a free port), which tests rely on.
-fn parse_listen(raw: &str) -> Result<SocketAddr, Invalid> {
-    const ANY_HINT: &str = "write an IP address and a port: \"0.0.0.0:443\" for every IPv4 address, \"[::]:443\" for every IPv6 address, \"127.0.0.1:8443\" for this machine only";
+/// system picks a free port), which tests rely on. `ports` are the ports
+/// the hints show.
+fn parse_listen(raw: &str, ports: ListenPorts) -> Result<SocketAddr, Invalid> {
+    let ListenPorts { public, local } = ports;
+    let any_hint = format!("write an IP address and a port: \"0.0.0.0:{public}\" for every IPv4 address, \"[::]:{public}\" for every IPv6 address, \"127.0.0.1:{local}\" for this machine only");
     let text = raw.trim();
     if let Ok(address) = text.parse::<SocketAddr>() {
         return Ok(address);
     }
     if text.is_empty() {
-        return Err(Invalid::new("the address is empty", ANY_HINT));
+        return Err(Invalid::new("the address is empty", any_hint));
     }
     if let Some((scheme, rest)) = text.split_once("://") {
         return Err(Invalid::new(
@@ -1230,7 +1510,7 @@ fn parse_listen(raw: &str) -> Result<SocketAddr, Invalid> {
                 return Err(Invalid::new(
                     format!("`{text}` is an IPv6 address without brackets"),
                     format!(
-                        "put the address in brackets: \"[{ip}]:{port}\" (or \"[{text}]:8443\" if {port} is part of the address)"
+                        "put the address in brackets: \"[{ip}]:{port}\" (or \"[{text}]:{local}\" if {port} is part of the address)"
                     ),
                 ));
             }
@@ -1241,7 +1521,7 @@ fn parse_listen(raw: &str) -> Result<SocketAddr, Invalid> {
         .trim_end_matches(']')
         .parse::<IpAddr>()
     {
-        let suggestion = SocketAddr::new(ip, 8443);
+        let suggestion = SocketAddr::new(ip, local);
         return Err(Invalid::new(
             format!("`{text}` has no port"),
             format!("add one, for example \"{suggestion}\""),
@@ -1266,12 +1546,12 @@ fn parse_listen(raw: &str) -> Result<SocketAddr, Invalid> {
         }
         return Err(Invalid::new(
             format!("`{port}` is not a port number"),
-            format!("give a port from 1 to 65535, such as \"{host}:8443\""),
+            format!("give a port from 1 to 65535, such as \"{host}:{local}\""),
         ));
     }
     Err(Invalid::new(
         format!("`{text}` is not an IP address and port"),
-        ANY_HINT,
+        any_hint,
     ))
 }
 
@@ -1658,27 +1938,70 @@ mod tests {
 
     #[test]
     fn listen_diagnostics() {
-        assert!(parse_listen("[::]:443").is_ok());
-        assert!(parse_listen("127.0.0.1:0").is_ok());
-        assert!(parse_listen("443").unwrap_err().hint.contains("\"0.0.0.0:443\""));
-        assert!(parse_listen(":443")
-            .unwrap_err()
-            .message
-            .contains("no IP address"));
-        assert!(parse_listen("127.0.0.1").unwrap_err().message.contains("no port"));
-        assert!(parse_listen("::1:443").unwrap_err().hint.contains("[::1]:443"));
-        assert!(parse_listen("localhost:8443")
-            .unwrap_err()
-            .hint
-            .contains("127.0.0.1:8443"));
-        assert!(parse_listen("1.2.3.4:http")
-            .unwrap_err()
-            .message
-            .contains("not a port"));
-        assert!(parse_listen("https://0.0.0.0:443")
+        assert!(parse_listen("[::]:443", TLS_PORTS).is_ok());
+        assert!(parse_listen("127.0.0.1:0", TLS_PORTS).is_ok());
+        assert!(parse_listen("443", TLS_PORTS)
             .unwrap_err()
             .hint
             .contains("\"0.0.0.0:443\""));
+        assert!(parse_listen(":443", TLS_PORTS)
+            .unwrap_err()
+            .message
+            .contains("no IP address"));
+        assert!(parse_listen("127.0.0.1", TLS_PORTS)
+            .unwrap_err()
+            .message
+            .contains("no port"));
+        assert!(parse_listen("::1:443", TLS_PORTS)
+            .unwrap_err()
+            .hint
+            .contains("[::1]:443"));
+        assert!(parse_listen("localhost:8443", TLS_PORTS)
+            .unwrap_err()
+            .hint
+            .contains("127.0.0.1:8443"));
+        assert!(parse_listen("1.2.3.4:http", TLS_PORTS)
+            .unwrap_err()
+            .message
+            .contains("not a port"));
+        assert!(parse_listen("https://0.0.0.0:443", TLS_PORTS)
+            .unwrap_err()
+            .hint
+            .contains("\"0.0.0.0:443\""));
+    }
+
+    #[test]
+    fn listen_hints_use_the_listener_port() {
+        let e = parse_listen("0.0.0.0", HTTP_PORTS).unwrap_err();
+        assert_eq!(e.hint, "add one, for example \"0.0.0.0:80\"");
+        let e = parse_listen("", HTTP_PORTS).unwrap_err();
+        assert!(e.hint.contains("\"[::]:80\""), "{}", e.hint);
+        assert!(!e.hint.contains("443"), "{}", e.hint);
+    }
+
+    #[test]
+    fn sockets_that_clash() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(same_socket(a("0.0.0.0:80"), a("0.0.0.0:80")));
+        assert!(same_socket(a("127.0.0.1:80"), a("0.0.0.0:80")));
+        assert!(same_socket(a("[::]:80"), a("[::1]:80")));
+        assert!(!same_socket(a("0.0.0.0:80"), a("[::]:80")));
+        assert!(!same_socket(a("127.0.0.1:80"), a("127.0.0.2:80")));
+        assert!(!same_socket(a("127.0.0.1:0"), a("127.0.0.1:0")));
+        assert!(!same_socket(a("0.0.0.0:80"), a("0.0.0.0:443")));
+    }
+
+    #[test]
+    fn webroot_parents() {
+        assert_eq!(webroot_parent("/var/www/certbot"), None);
+        assert_eq!(
+            webroot_parent("/var/www/certbot/.well-known/acme-challenge/"),
+            Some("/var/www/certbot")
+        );
+        assert_eq!(webroot_parent("/var/www/.well-known"), Some("/var/www"));
+        assert_eq!(webroot_parent("/.well-known"), Some("/"));
+        assert_eq!(webroot_parent(".well-known/acme-challenge"), Some("."));
+        assert_eq!(webroot_parent("/srv/my.well-known"), None);
     }
 
     #[test]
