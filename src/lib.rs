@@ -23,6 +23,7 @@ pub use error::Error;
 
 use proxy::Shared;
 use server::{Kind, Server};
+use tls::reload::{ReloadHandle, Reloader};
 use tls::store::CertStore;
 
 /// A proxy whose listeners are bound and whose certificates are loaded.
@@ -32,6 +33,8 @@ pub struct Proxy {
     shared: Arc<Shared>,
     store: Arc<CertStore>,
     self_signed: bool,
+    bootstrapped: usize,
+    reloader: Reloader,
 }
 
 impl Proxy {
@@ -40,9 +43,18 @@ impl Proxy {
     pub fn bind(config: Config) -> Result<Proxy, Error> {
         let initial = tls::load_initial(&config.tls)?;
         let store = Arc::new(CertStore::new(initial.certs));
+        let reloader = Reloader::new(
+            initial.slots,
+            store.clone(),
+            config.tls.watch,
+            config.tls.poll_interval,
+        );
         let server_config = tls::server_config(config.tls.min_version, store.clone()).map_err(Error::Tls)?;
         let shared = Arc::new(Shared::new(&config).map_err(Error::Route)?);
-        let plain_addrs = config.http.iter().flat_map(|h| h.listen.iter().map(|&a| (a, Kind::Plain)));
+        let plain_addrs = config
+            .http
+            .iter()
+            .flat_map(|h| h.listen.iter().map(|&a| (a, Kind::Plain)));
         let listeners = config
             .server
             .listen
@@ -61,6 +73,8 @@ impl Proxy {
             shared,
             store,
             self_signed: initial.self_signed,
+            bootstrapped: initial.bootstrapped.len(),
+            reloader,
         })
     }
 
@@ -78,6 +92,17 @@ impl Proxy {
     /// was configured.
     pub fn is_self_signed(&self) -> bool {
         self.self_signed
+    }
+
+    /// How many configured certificates are served by a temporary
+    /// bootstrap certificate until their files appear.
+    pub fn bootstrapped(&self) -> usize {
+        self.bootstrapped
+    }
+
+    /// Asks for a certificate reload (what SIGHUP does) and reads reload counters.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reloader.handle()
     }
 
     /// The certificates in service.
@@ -101,9 +126,11 @@ impl Proxy {
     /// requests in flight finish within the grace period, closes tunnels
     /// and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        self.server
-            .run(self.acceptor, self.shared, shutdown)
-            .await
-            .map_err(Error::Serve)
+        let stop_reloader = tokio_util::sync::CancellationToken::new();
+        let reloader = tokio::spawn(self.reloader.run(stop_reloader.clone()));
+        let result = self.server.run(self.acceptor, self.shared, shutdown).await;
+        stop_reloader.cancel();
+        let _ = reloader.await;
+        result.map_err(Error::Serve)
     }
 }

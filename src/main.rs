@@ -69,7 +69,20 @@ fn check(config: &Config) -> ExitCode {
             if initial.self_signed {
                 println!("  tls     no certificate configured: a temporary self-signed certificate would be served");
             }
-            for cert in initial.certs.iter().filter(|_| !initial.self_signed) {
+            for &index in &initial.bootstrapped {
+                let source = &config.tls.certificates[index];
+                println!(
+                    "  tls     {} does not exist yet: a temporary self-signed certificate would be served \
+                     until it appears (bootstrap = \"self-signed\")",
+                    source.cert.display()
+                );
+            }
+            let real = initial
+                .slots
+                .iter()
+                .zip(&initial.certs)
+                .filter(|(slot, _)| slot.served.is_some());
+            for (_, cert) in real {
                 let f = &cert.facts;
                 println!(
                     "  cert    {} (SANs {}; serial {}; expires {})",
@@ -108,6 +121,24 @@ fn run(config: Config) -> ExitCode {
         if proxy.is_self_signed() {
             warn_self_signed();
         }
+        if proxy.bootstrapped() > 0 {
+            tracing::warn!(
+                "{} configured certificate(s) do not exist yet: serving a temporary self-signed \
+                 certificate in their place until the files appear (bootstrap = \"self-signed\")",
+                proxy.bootstrapped()
+            );
+        }
+        let reload = proxy.reload_handle();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading certificates");
+                reload.reload_now();
+            }
+        });
         for addr in proxy.local_addrs() {
             tracing::info!("listening on https://{addr} ({source})");
         }

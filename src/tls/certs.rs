@@ -475,7 +475,8 @@ pub fn from_pem(
     from_pem_at(cert_pem, key_pem, names, cert_path, key_path, SystemTime::now())
 }
 
-fn read_file(role: FileRole, path: &Path) -> Result<Vec<u8>, CertError> {
+/// Reads one PEM file through `path` as given, with a size cap.
+pub fn read_file(role: FileRole, path: &Path) -> Result<Vec<u8>, CertError> {
     let file = std::fs::File::open(path).map_err(|e| CertError::from_io(role, path, e))?;
     let meta = file.metadata().map_err(|e| CertError::from_io(role, path, e))?;
     if meta.is_dir() {

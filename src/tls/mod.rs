@@ -3,6 +3,7 @@
 //! store that answers each handshake.
 
 pub mod certs;
+pub mod reload;
 pub mod selfsigned;
 pub mod store;
 
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use rustls::version::{TLS12, TLS13};
 use rustls::{ServerConfig, SupportedProtocolVersion};
 
-use crate::config::{ConfigError, ConfigErrors, TlsConfig, TlsVersion};
-use certs::LoadedCert;
+use crate::config::{Bootstrap, ConfigError, ConfigErrors, TlsConfig, TlsVersion};
+use certs::{CertError, LoadedCert};
+use reload::Slot;
 use store::CertStore;
 
 static ALL_VERSIONS: &[&SupportedProtocolVersion] = &[&TLS13, &TLS12];
@@ -41,13 +43,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The certificates to serve at start, or every reason they cannot be served.
+/// The certificates to serve at start.
 pub struct Initial {
     pub certs: Vec<Arc<LoadedCert>>,
     /// True when no certificate was configured and a temporary one was made.
     pub self_signed: bool,
+    /// The configured pairs, for the reloader.
+    pub slots: Vec<Slot>,
+    /// Indexes of the slots served by a bootstrap certificate because their
+    /// files do not exist yet.
+    pub bootstrapped: Vec<usize>,
 }
 
+/// Loads every configured pair, or reports every reason they cannot be
+/// served. With `bootstrap = "self-signed"`, a pair whose files do not
+/// exist yet is served by a temporary certificate instead.
 pub fn load_initial(tls: &TlsConfig) -> Result<Initial, ConfigErrors> {
     if tls.certificates.is_empty() {
         let cert = selfsigned::generate(&[]).map_err(|e| {
@@ -61,13 +71,34 @@ pub fn load_initial(tls: &TlsConfig) -> Result<Initial, ConfigErrors> {
         return Ok(Initial {
             certs: vec![Arc::new(cert)],
             self_signed: true,
+            slots: Vec::new(),
+            bootstrapped: Vec::new(),
         });
     }
-    let mut certs = Vec::new();
+    let mut initial = Initial {
+        certs: Vec::new(),
+        self_signed: false,
+        slots: Vec::new(),
+        bootstrapped: Vec::new(),
+    };
     let mut errors = Vec::new();
-    for source in &tls.certificates {
-        match certs::load(&source.cert, &source.key, &source.names) {
-            Ok(cert) => certs.push(Arc::new(cert)),
+    for (index, source) in tls.certificates.iter().enumerate() {
+        let loaded = match reload::read_pair(source, &source.names) {
+            Ok((cert, hash)) => Ok((cert, Some(hash))),
+            Err(CertError::NotFound { .. }) if tls.bootstrap == Bootstrap::SelfSigned => {
+                initial.bootstrapped.push(index);
+                selfsigned::generate(&source.names).map(|cert| (cert, None))
+            }
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok((cert, served)) => {
+                initial.certs.push(Arc::new(cert));
+                initial.slots.push(Slot {
+                    source: source.clone(),
+                    served,
+                });
+            }
             Err(e) => {
                 let (origin, key) = if e.is_key_problem() {
                     (&source.key_origin, format!("{}.key", source.config_key))
@@ -79,10 +110,7 @@ pub fn load_initial(tls: &TlsConfig) -> Result<Initial, ConfigErrors> {
         }
     }
     if errors.is_empty() {
-        Ok(Initial {
-            certs,
-            self_signed: false,
-        })
+        Ok(initial)
     } else {
         Err(ConfigErrors::from(errors))
     }
