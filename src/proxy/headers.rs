@@ -98,6 +98,68 @@ pub fn add_forwarding(
     }
 }
 
+/// True when `value` is a `host[:port]` as RFC 9110 allows in Host: a
+/// registered name or IPv4 address, or an IPv6 literal in brackets, and an
+/// optional numeric port. No user info, path, space or control character.
+pub fn valid_host(value: &[u8]) -> bool {
+    let port = if value.first() == Some(&b'[') {
+        let Some(end) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &value[1..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        match &value[end + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        }
+    } else {
+        let (host, port) = match value.iter().rposition(|&b| b == b':') {
+            Some(i) => (&value[..i], Some(&value[i + 1..])),
+            None => (value, None),
+        };
+        if host.is_empty() || !host.iter().all(|&b| is_reg_name_byte(b)) {
+            return false;
+        }
+        port
+    };
+    match port {
+        None => true,
+        // Same-length digit strings compare like the numbers they spell.
+        Some(p) => p.len() <= 5 && p.iter().all(u8::is_ascii_digit) && (p.len() < 5 || p <= &b"65535"[..]),
+    }
+}
+
+/// RFC 3986 reg-name: unreserved, percent-encoded and sub-delims, without
+/// the ones that would let a value smuggle user info or a path.
+fn is_reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
 /// HTTP/2 allows the cookie header to be split into several fields; an
 /// HTTP/1.1 upstream expects one (RFC 9113 section 8.2.3).
 pub fn join_cookies(headers: &mut HeaderMap) {
@@ -167,11 +229,45 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2")]);
         let ip = HeaderValue::from_static("192.0.2.7");
         let https = HeaderValue::from_static("https");
-        add_forwarding(&mut h, &ip, &https, Some(&HeaderValue::from_static("example.com")));
+        add_forwarding(
+            &mut h,
+            &ip,
+            &https,
+            Some(&HeaderValue::from_static("example.com")),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "example.com");
+    }
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            "localhost",
+            "example.com:443",
+            "127.0.0.1:8443",
+            "[::1]",
+            "[::1]:443",
+            "a-b.example",
+            "x:",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "exa mple.com",
+            "localhost:notaport",
+            "user@localhost",
+            "a/b",
+            "[::1",
+            "[zz]",
+            "h:65536",
+            ":80",
+            "[::1]x",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

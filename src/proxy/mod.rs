@@ -5,6 +5,7 @@
 pub mod access;
 pub mod body;
 pub mod headers;
+pub mod request_body;
 pub mod respond;
 pub mod routes;
 pub mod tunnel;
@@ -31,6 +32,8 @@ use upstream::UpstreamClient;
 pub struct RouteState {
     client: UpstreamClient,
     authority: Authority,
+    /// The upstream's authority as a Host value, for clients that sent none.
+    host_header: HeaderValue,
     /// `http://host:port`, for logs.
     label: Arc<str>,
 }
@@ -86,11 +89,16 @@ impl Shared {
                     path: rc.path.clone(),
                     upstream: rc.upstream.to_string(),
                 })?;
+                let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| RouteError {
+                    path: rc.path.clone(),
+                    upstream: rc.upstream.to_string(),
+                })?;
                 Ok(Route {
                     config: rc.clone(),
                     state: RouteState {
                         client: upstream::client(rc),
                         authority,
+                        host_header,
                         label: rc.upstream.to_string().into(),
                     },
                 })
@@ -134,12 +142,21 @@ pub async fn handle(
 
     // The authority of an absolute-form or HTTP/2 request wins over Host
     // (RFC 9112 section 3.2.2); HTTP/2 requests usually carry no Host at all.
+    // More than one Host, or one that is not a host[:port], is a 400
+    // (RFC 9112 section 3.2): routing on it would be routing on garbage.
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (first_host, second_host) = (hosts.next(), hosts.next());
+    if second_host.is_some() {
+        return respond::bad_request(log);
+    }
     let host: Option<HeaderValue> = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
+        None => first_host.cloned(),
     };
-    if host.is_none() && req.version() == Version::HTTP_11 {
-        return respond::bad_request(log);
+    match &host {
+        Some(h) if !headers::valid_host(h.as_bytes()) => return respond::bad_request(log),
+        None if req.version() == Version::HTTP_11 => return respond::bad_request(log),
+        _ => {}
     }
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
 
@@ -175,15 +192,33 @@ pub async fn handle(
             headers::join_cookies(h);
         }
         headers::add_forwarding(h, &conn.peer_ip, &conn.proto, host.as_ref());
-        if let Some(host) = &host {
-            h.insert(header::HOST, host.clone());
-        }
+        // An HTTP/1.0 client may send no Host; the upstream speaks
+        // HTTP/1.1, which requires one, so it gets its own authority.
+        let host_out = match &host {
+            Some(host) => host.clone(),
+            None => route.state.host_header.clone(),
+        };
+        h.insert(header::HOST, host_out);
     }
 
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let rc = &route.config;
 
-    let mut response = match tokio::time::timeout(rc.read_timeout, route.state.client.request(req)).await {
+    let (parts, body) = req.into_parts();
+    let (body, body_sent) = request_body::RequestBody::new(body);
+    let exchange = route.state.client.request(Request::from_parts(parts, body));
+    // The wait for response headers starts once the request body is sent.
+    let deadline = async {
+        if let Some(sent) = body_sent {
+            let _ = sent.await;
+        }
+        tokio::time::sleep(rc.read_timeout).await;
+    };
+    let outcome = tokio::select! {
+        r = exchange => Ok(r),
+        () = deadline => Err(()),
+    };
+    let mut response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
             let what = upstream::describe(&err);

@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::RouteConfig;
 
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, super::request_body::RequestBody>;
 
 /// How long an unused pooled connection is kept. Shorter than the idle
 /// timeouts of common application servers (Node's 5 s is the outlier, and

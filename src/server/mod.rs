@@ -92,7 +92,13 @@ impl Server {
                 (Kind::Plain, Some(http)) => Some(http.clone()),
                 _ => None,
             };
-            accepting.spawn(accept_loop(listener, plain, ctx.clone(), connections.clone(), limit.clone()));
+            accepting.spawn(accept_loop(
+                listener,
+                plain,
+                ctx.clone(),
+                connections.clone(),
+                limit.clone(),
+            ));
         }
         accepting.close();
 

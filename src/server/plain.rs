@@ -27,7 +27,9 @@ pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: TcpStream,
         let info = info.clone();
         async move { Ok::<_, Infallible>(handle(ctx, http, info, req).await) }
     });
-    let conn = ctx.http.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+    let conn = ctx
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(tcp), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -45,8 +47,10 @@ async fn handle(
     ctx: Arc<ConnContext>,
     http: Arc<HttpConfig>,
     info: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    // The challenge log names the client.
+    req.extensions_mut().insert(info.peer);
     if let Some(webroot) = &http.acme_webroot {
         if let Some(response) = super::acme::challenge(webroot, &req).await {
             return response;
@@ -61,15 +65,11 @@ async fn handle(
 /// 308 keeps the method and body, so a POST sent to http:// by mistake is
 /// repeated as a POST on https://.
 fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<ProxyBody> {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| {
-            let h = req.headers().get(header::HOST)?.to_str().ok()?;
-            let authority: http::uri::Authority = h.parse().ok()?;
-            Some(authority.host().to_owned())
-        });
+    let host = req.uri().authority().map(|a| a.host().to_owned()).or_else(|| {
+        let h = req.headers().get(header::HOST)?.to_str().ok()?;
+        let authority: http::uri::Authority = h.parse().ok()?;
+        Some(authority.host().to_owned())
+    });
     let Some(host) = host else {
         return respond::bad_request(None);
     };
