@@ -94,23 +94,43 @@ impl ReloadHandle {
 pub struct Reloader {
     slots: Vec<Slot>,
     store: Arc<CertStore>,
-    watch: bool,
     poll: Option<Duration>,
     handle: ReloadHandle,
+    /// Signalled by the watcher's thread on every relevant event.
+    changed: Arc<Notify>,
+    watcher: Option<DirWatcher>,
+    /// A pair looked half-written at the last pass.
+    retry: bool,
 }
 
 impl Reloader {
+    /// Sets up the watches at once, then re-reads the files: a change that
+    /// landed between the first load and the first watch is caught here,
+    /// before the proxy serves anything.
     pub fn new(slots: Vec<Slot>, store: Arc<CertStore>, watch: bool, poll: Option<Duration>) -> Self {
-        Reloader {
+        let changed = Arc::new(Notify::new());
+        let mut watcher = if watch && !slots.is_empty() {
+            DirWatcher::new(changed.clone())
+        } else {
+            None
+        };
+        if let Some(w) = watcher.as_mut() {
+            w.update(&slots);
+        }
+        let mut reloader = Reloader {
             slots,
             store,
-            watch,
             poll,
             handle: ReloadHandle {
                 request: Arc::new(Notify::new()),
                 stats: Arc::new(ReloadStats::default()),
             },
-        }
+            changed,
+            watcher,
+            retry: false,
+        };
+        reloader.retry = reloader.reload_all("start", false);
+        reloader
     }
 
     pub fn handle(&self) -> ReloadHandle {
@@ -122,18 +142,8 @@ impl Reloader {
         if self.slots.is_empty() {
             return;
         }
-        let changed = Arc::new(Notify::new());
-        let mut watcher = if self.watch {
-            DirWatcher::new(changed.clone())
-        } else {
-            None
-        };
-        if let Some(w) = watcher.as_mut() {
-            w.update(&self.slots);
-        }
-        // Files changed between the initial load and the first watch would
-        // otherwise wait for the poll.
-        let mut retry = self.reload_all("start", false);
+        let changed = self.changed.clone();
+        let mut retry = self.retry;
         loop {
             let poll = if self.slots.iter().any(|s| s.served.is_none()) {
                 Some(self.poll.map_or(BOOTSTRAP_POLL, |p| p.min(BOOTSTRAP_POLL)))
@@ -164,7 +174,7 @@ impl Reloader {
                 () = sleep_if(retry) => "re-read of a half-written pair",
             };
             retry = self.reload_all(why, retry && why != "file change");
-            if let Some(w) = watcher.as_mut() {
+            if let Some(w) = self.watcher.as_mut() {
                 w.update(&self.slots);
             }
         }
