@@ -117,6 +117,15 @@ fn run(config: Config) -> ExitCode {
     };
     let source = source_name(&config);
     let result = runtime.block_on(async move {
+        // Handlers first: a signal that arrives once the proxy says it
+        // listens must drain it, not kill it by the default disposition.
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("portcullis: cannot install signal handlers: {e}");
+                return Ok(false);
+            }
+        };
         let proxy = Proxy::bind(config)?;
         if proxy.is_self_signed() {
             warn_self_signed();
@@ -129,11 +138,12 @@ fn run(config: Config) -> ExitCode {
             );
         }
         let reload = proxy.reload_handle();
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = signals;
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                return;
-            };
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading certificates");
                 reload.reload_now();
@@ -148,10 +158,17 @@ fn run(config: Config) -> ExitCode {
         for (prefix, upstream) in proxy.routes() {
             tracing::info!("route {prefix} -> {upstream}");
         }
-        proxy.run(shutdown_signal()).await
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        proxy.run(shutdown).await.map(|()| true)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("portcullis: {e}");
             if e.is_config() {
@@ -185,20 +202,21 @@ fn warn_self_signed() {
     );
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        // Without signal handlers the process still stops on Ctrl-C by the
-        // default disposition; serving on is the useful choice.
-        _ => std::future::pending::<()>().await,
+/// The signals the proxy answers: SIGTERM and SIGINT drain and exit,
+/// SIGHUP re-reads the certificates.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
 }

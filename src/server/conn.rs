@@ -55,7 +55,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
 
     let conn = ctx
         .http
-        .serve_connection_with_upgrades(TokioIo::new(tls), service);
+        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(tls)), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -29,7 +29,7 @@ pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: TcpStream,
     });
     let conn = ctx
         .http
-        .serve_connection_with_upgrades(TokioIo::new(tcp), service);
+        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(tcp)), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
