@@ -578,3 +578,34 @@ async fn hundred_reloads_under_load_fail_no_handshake() {
     assert_eq!(proxy.rejected(), 0);
     proxy.stop().await;
 }
+
+/// SIGHUP makes the binary re-read its certificates, with no watch and no
+/// poll that could have done it instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new();
+    let first = ca.issue(&["localhost"]);
+    write(&d.join("cert.pem"), &first.chain_pem);
+    write(&d.join("key.pem"), &first.key_pem);
+    let origin = Origin::hello().await;
+    let ws = WsOrigin::start().await;
+    let extra = "watch = false\npoll_interval = \"0s\"";
+    let (proxy, addr) =
+        support::process::ProxyProcess::start(d, &config("cert.pem", "key.pem", extra, &origin, &ws)).await;
+    let old = OldConnections::open(addr, &ca).await;
+
+    let second = ca.issue(&["localhost"]);
+    write(&d.join("key.pem"), &second.key_pem);
+    write(&d.join("cert.pem"), &second.chain_pem);
+    assert_eq!(served_serial(addr, &ca).await, serial_of(&first.leaf_der));
+    proxy.signal("HUP");
+    wait_for_serial(addr, &ca, &serial_of(&second.leaf_der)).await;
+    old.still_work().await;
+    let log = proxy.stderr.lock().unwrap().clone();
+    assert!(
+        log.contains("certificate reloaded") && log.contains(&serial_of(&second.leaf_der)),
+        "{log}"
+    );
+}

@@ -5,10 +5,8 @@
 mod support;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use support::process::ProxyProcess;
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -560,134 +559,11 @@ async fn http2_response_survives_a_window_update_sent_after_the_drain() {
 
 // ---------------------------------------------------------------- the binary
 
-/// The proxy binary as a child process, killed on drop if still running.
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    /// Set when the child's stderr reached its end.
-    stderr_done: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Running {
-    /// Starts the binary with `config` written next to the site's
-    /// certificate, and returns it with the address it logged.
-    async fn start(site: &Site, config: &str) -> (Running, SocketAddr) {
-        Running::start_holding_stderr(site, config, None).await
-    }
-
-    /// As `start`; with `hold`, stderr is not read past the "listening on"
-    /// line until `hold` receives (or is dropped), so the child blocks on
-    /// its next large write to stderr.
-    async fn start_holding_stderr(
-        site: &Site,
-        config: &str,
-        hold: Option<std::sync::mpsc::Receiver<()>>,
-    ) -> (Running, SocketAddr) {
-        let path = site.path("proxy.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("--config")
-            .arg(&path)
-            .arg("run")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start the portcullis binary");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, mut rx) = mpsc::unbounded_channel::<SocketAddr>();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = stderr_done.clone();
-        // Keep draining stderr for the child's whole life, so that it never
-        // blocks on a full pipe (unless the test holds it on purpose).
-        std::thread::spawn(move || {
-            let mut hold = hold;
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                {
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-                if let Some(rest) = line.split("listening on https://").nth(1) {
-                    let addr: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
-                        .collect();
-                    if let Ok(addr) = addr.parse() {
-                        let _ = tx.send(addr);
-                    }
-                    if let Some(hold) = hold.take() {
-                        let _ = hold.recv();
-                    }
-                }
-            }
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
-        let running = Running {
-            child,
-            stderr,
-            stderr_done,
-        };
-        let addr = match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-            Ok(Some(addr)) => addr,
-            _ => panic!(
-                "the binary logged no 'listening on https://' line; stderr:\n{}",
-                running.stderr.lock().unwrap()
-            ),
-        };
-        (running, addr)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("cannot run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    async fn wait_exit(&mut self, what: &str) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader take in the last lines before they are checked.
-                let done = self.stderr_done.clone();
-                wait_until(SOON, "the end of the binary's stderr", move || {
-                    done.load(std::sync::atomic::Ordering::SeqCst)
-                })
-                .await;
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the binary did not exit after {what}; stderr:\n{}",
-                self.stderr.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 async fn binary_exits_0_on(signal: &str) {
     let site = Site::new();
     let origin = Origin::hello().await;
     let config = site.config(&route("/", &origin.url()));
-    let (mut running, addr) = Running::start(&site, &config).await;
+    let (mut running, addr) = ProxyProcess::start(site.dir.path(), &config).await;
 
     let (status, _, body) = within(
         SOON,
@@ -737,7 +613,8 @@ async fn binary_handles_sigterm_as_soon_as_it_says_it_is_listening() {
         .map(|i| route(&format!("/r{i}/{long}"), &origin.url()))
         .collect();
     let (go, hold) = std::sync::mpsc::channel::<()>();
-    let (mut running, _addr) = Running::start_holding_stderr(&site, &site.config(&routes), Some(hold)).await;
+    let (mut running, _addr) =
+        ProxyProcess::start_holding_stderr(site.dir.path(), &site.config(&routes), Some(hold)).await;
 
     running.signal("TERM");
     go.send(()).unwrap();

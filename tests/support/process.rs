@@ -1,0 +1,144 @@
+//! The proxy binary as a child process, for tests that need a process of
+//! its own: signals, exit codes, memory measured from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::wait_until;
+
+/// The proxy binary as a child process, killed on drop if still running.
+pub struct ProxyProcess {
+    child: Child,
+    pub stderr: Arc<Mutex<String>>,
+    /// Set when the child's stderr reached its end.
+    stderr_done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl ProxyProcess {
+    /// Starts the binary with `config` written to `dir/proxy.toml`, and
+    /// returns it with the TLS address it logged.
+    pub async fn start(dir: &Path, config: &str) -> (ProxyProcess, SocketAddr) {
+        ProxyProcess::start_holding_stderr(dir, config, None).await
+    }
+
+    /// As `start`; with `hold`, stderr is not read past the "listening on"
+    /// line until `hold` receives (or is dropped), so the child blocks on
+    /// its next large write to stderr.
+    pub async fn start_holding_stderr(
+        dir: &Path,
+        config: &str,
+        hold: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> (ProxyProcess, SocketAddr) {
+        let path = dir.join("proxy.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("--config")
+            .arg(&path)
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the portcullis binary");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel::<SocketAddr>();
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        let stderr_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stderr_done.clone();
+        // Keep draining stderr for the child's whole life, so that it never
+        // blocks on a full pipe (unless the test holds it on purpose).
+        std::thread::spawn(move || {
+            let mut hold = hold;
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                if let Some(rest) = line.split("listening on https://").nth(1) {
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+                        .collect();
+                    if let Ok(addr) = addr.parse() {
+                        let _ = tx.send(addr);
+                    }
+                    if let Some(hold) = hold.take() {
+                        let _ = hold.recv();
+                    }
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let running = ProxyProcess {
+            child,
+            stderr,
+            stderr_done,
+        };
+        let addr = match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some(addr)) => addr,
+            _ => panic!(
+                "the binary logged no 'listening on https://' line; stderr:\n{}",
+                running.stderr.lock().unwrap()
+            ),
+        };
+        (running, addr)
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    pub async fn wait_exit(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader take in the last lines before they are checked.
+                let done = self.stderr_done.clone();
+                wait_until(
+                    Duration::from_secs(10),
+                    "the end of the binary's stderr",
+                    move || done.load(std::sync::atomic::Ordering::SeqCst),
+                )
+                .await;
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the binary did not exit after {what}; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl ProxyProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
