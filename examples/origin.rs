@@ -44,8 +44,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 const WS_MAX_SIZE: usize = 64 << 20;
 /// Size of the static buffer `/bytes/N` is served from.
 const PATTERN_LEN: usize = 256 * 1024;
-const PATTERN_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const PATTERN_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 const PAGE: &str = r#"<!doctype html>
 <html>
@@ -254,9 +253,7 @@ async fn serve_http(listener: TcpListener) {
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(handle);
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
@@ -286,10 +283,8 @@ async fn handle(req: Request<Incoming>) -> Result<Response<OriginBody>, Infallib
         sse_response()
     } else {
         let mut r = Response::new(OriginBody::full(Bytes::from_static(PAGE.as_bytes())));
-        r.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
         r.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
@@ -310,16 +305,11 @@ fn bytes_response(n: u64) -> Response<OriginBody> {
     let body = if n <= PATTERN_LEN as u64 {
         OriginBody::full(chunk.slice(..n as usize))
     } else {
-        OriginBody::Repeat {
-            chunk,
-            remaining: n,
-        }
+        OriginBody::Repeat { chunk, remaining: n }
     };
     let mut r = Response::new(body);
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(n));
     r
 }
@@ -453,8 +443,7 @@ async fn serve_ws(listener: TcpListener) {
     loop {
         let stream = accept(&listener).await;
         tokio::spawn(async move {
-            if let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
-            {
+            if let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await {
                 echo(ws).await;
             }
         });
