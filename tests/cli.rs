@@ -257,3 +257,69 @@ fn address_in_use_is_a_clear_runtime_error() {
         "{err}"
     );
 }
+
+#[test]
+fn check_without_a_file_describes_the_embedded_default() {
+    let o = Command::new(BIN)
+        .arg("check")
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        out.contains("embedded default configuration: configuration is valid"),
+        "{out}"
+    );
+    assert!(out.contains("listen  https://127.0.0.1:8443"), "{out}");
+    assert!(out.contains("route   / -> http://127.0.0.1:8080"), "{out}");
+    assert!(out.contains("route   /ws -> http://127.0.0.1:9222"), "{out}");
+    assert!(out.contains("temporary self-signed certificate"), "{out}");
+}
+
+/// One access-log line per request, with client, request, status, bytes,
+/// duration and upstream; none when `access_log = false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines() {
+    for enabled in [true, false] {
+        let site = Site::new();
+        let origin = support::Origin::hello().await;
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n\
+             [log]\naccess_log = {enabled}\n[[route]]\npath = \"/\"\nupstream = \"{}\"\n",
+            origin.url()
+        );
+        let (proxy, addr) = support::process::ProxyProcess::start(site.dir.path(), &config).await;
+        let (status, _, body) = support::fetch(addr, &site.ca, support::get("/logged?q=1")).await;
+        assert_eq!(status, 200);
+        let (status, _, _) = support::fetch(addr, &site.ca, support::get("/after")).await;
+        assert_eq!(status, 200);
+        let expected = format!("127.0.0.1 \"GET /logged?q=1\" 200 {} ", body.len());
+        let upstream = format!("upstream=http://{}", origin.addr);
+        // The second request's line proves the first one had its chance to be written.
+        let stderr = proxy.stderr.clone();
+        support::wait_until(
+            std::time::Duration::from_secs(10),
+            "the access log of both requests",
+            || {
+                let log = stderr.lock().unwrap();
+                !enabled || log.contains("\"GET /after\"")
+            },
+        )
+        .await;
+        let log = stderr.lock().unwrap().clone();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("\"GET /logged?q=1\""))
+            .collect();
+        if enabled {
+            assert_eq!(lines.len(), 1, "{log}");
+            assert!(
+                lines[0].contains(&expected) && lines[0].contains(&upstream) && lines[0].contains("ms"),
+                "{log}"
+            );
+        } else {
+            assert!(lines.is_empty(), "{log}");
+        }
+    }
+}
