@@ -323,3 +323,22 @@ async fn access_log_lines() {
         }
     }
 }
+
+#[test]
+fn check_reports_a_bootstrap_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[tls]\ncert = \"live/x/fullchain.pem\"\nkey = \"live/x/privkey.pem\"\n\
+         bootstrap = \"self-signed\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let o = portcullis(&["check"], &path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        out.contains("fullchain.pem does not exist yet") && out.contains("bootstrap"),
+        "{out}"
+    );
+}

@@ -144,3 +144,48 @@ async fn the_handshake_deadline_closes_stalled_clients() {
     assert!(written < 200, "the proxy accepted bytes for {written} writes");
     proxy.shutdown().await.unwrap();
 }
+
+/// Several `[[tls.certificate]]` entries: SNI picks the exact name, then a
+/// wildcard, then the first certificate; a client without SNI gets the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_selects_among_several_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new();
+    let first = ca.issue(&["a.example", "127.0.0.1"]);
+    let second = ca.issue(&["b.example"]);
+    let wild = ca.issue(&["*.c.example"]);
+    for (name, issued) in [("a", &first), ("b", &second), ("c", &wild)] {
+        std::fs::write(d.join(format!("{name}.crt")), &issued.chain_pem).unwrap();
+        std::fs::write(d.join(format!("{name}.key")), &issued.key_pem).unwrap();
+    }
+    let origin = Origin::hello().await;
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [[tls.certificate]]\ncert = \"a.crt\"\nkey = \"a.key\"\n\
+         [[tls.certificate]]\ncert = \"b.crt\"\nkey = \"b.key\"\n\
+         [[tls.certificate]]\ncert = \"c.crt\"\nkey = \"c.key\"\n\
+         [[route]]\npath = \"/\"\nupstream = \"{}\"\n",
+        origin.url()
+    );
+    let proxy = ProxyHandle::start(&toml, d).await;
+    let config = client(&ca, rustls::ALL_VERSIONS, &[b"http/1.1"]);
+    let leaf = |name: &'static str| {
+        let config = config.clone();
+        async move {
+            let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+            let server_name = ServerName::try_from(name).unwrap();
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(server_name, tcp)
+                .await
+                .unwrap();
+            tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+        }
+    };
+    assert_eq!(leaf("a.example").await, first.leaf_der);
+    assert_eq!(leaf("B.EXAMPLE").await, second.leaf_der);
+    assert_eq!(leaf("x.c.example").await, wild.leaf_der);
+    // An IP address is never sent as SNI: the client gets the first certificate.
+    assert_eq!(leaf("127.0.0.1").await, first.leaf_der);
+    proxy.shutdown().await.unwrap();
+}
