@@ -7,13 +7,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
 
 /// What every connection task needs, shared by all of them.
@@ -53,9 +57,22 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
         async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
     });
 
+    serve_http(&ctx, tls, service, peer).await;
+}
+
+/// Serves HTTP on an established stream until the client leaves or the
+/// drain begins, then closes it with a lingering drain.
+pub async fn serve_http<I, S>(ctx: &ConnContext, io: I, service: S, peer: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let conn = ctx
         .http
-        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(tls)), service);
+        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

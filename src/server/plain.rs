@@ -9,7 +9,6 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::conn::ConnContext;
@@ -27,20 +26,7 @@ pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: TcpStream,
         let info = info.clone();
         async move { Ok::<_, Infallible>(handle(ctx, http, info, req).await) }
     });
-    let conn = ctx
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(tcp)), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = ctx.drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "plain connection ended with an error");
-    }
+    super::conn::serve_http(&ctx, tcp, service, peer).await;
 }
 
 async fn handle(
