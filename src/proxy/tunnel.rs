@@ -4,13 +4,18 @@
 //! proxy shuts down.
 //!
 //! It never parses frames: it moves bytes, which is why a message of any
-//! size or shape passes.
+//! size or shape passes. An idle tunnel holds no copy buffer: bytes are
+//! read into a per-thread scratch buffer and written on at once, and only
+//! what the other side cannot take yet is kept, in a buffer of its own that
+//! is freed as soon as it drains. Thousands of quiet WebSockets then cost
+//! little more than their sockets and TLS state.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
@@ -18,6 +23,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// The largest read in one go: one TLS record's worth of plaintext.
+const SCRATCH: usize = 16 * 1024;
+
+thread_local! {
+    // Used only inside one synchronous `poll`, never across an await, so a
+    // task that moves between threads never sees another task's bytes.
+    static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
+}
 
 /// How a tunnel ended, for the log.
 #[derive(Debug)]
@@ -40,11 +54,17 @@ pub async fn run(
         Err(e) => return End::Error(io::Error::other(e)),
     };
     let epoch = Instant::now();
-    let activity = Arc::new(AtomicU64::new(0));
-    let mut client = Tracked::new(TokioIo::new(client), epoch, activity.clone());
-    let mut upstream = Tracked::new(TokioIo::new(upstream), epoch, activity.clone());
-
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    // Milliseconds since `epoch` of the last byte moved either way; one
+    // timer then serves both directions.
+    let activity = AtomicU64::new(0);
+    let copy = CopyBoth {
+        client: TokioIo::new(client),
+        upstream: TokioIo::new(upstream),
+        to_upstream: Direction::default(),
+        to_client: Direction::default(),
+        epoch,
+        activity: &activity,
+    };
     let idle = async {
         loop {
             let last = Duration::from_millis(activity.load(Ordering::Relaxed));
@@ -65,52 +85,151 @@ pub async fn run(
     }
 }
 
-/// A stream that records when it last moved a byte, in milliseconds since
-/// the tunnel began, so one timer can serve both directions.
-struct Tracked<T> {
-    inner: T,
-    epoch: Instant,
-    activity: Arc<AtomicU64>,
+/// One direction of the tunnel.
+#[derive(Default)]
+struct Direction {
+    /// Bytes read but not yet taken by the writer; empty (no allocation)
+    /// whenever the writer keeps up.
+    pending: Vec<u8>,
+    written: usize,
+    /// The writer has buffered bytes that a flush must push out.
+    needs_flush: bool,
+    read_eof: bool,
+    done: bool,
+    total: u64,
 }
 
-impl<T> Tracked<T> {
-    fn new(inner: T, epoch: Instant, activity: Arc<AtomicU64>) -> Self {
-        Tracked {
-            inner,
-            epoch,
-            activity,
-        }
-    }
-
-    fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.activity.store(ms, Ordering::Relaxed);
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+impl Direction {
+    /// Moves bytes from `reader` to `writer` until the reader would block;
+    /// ready once the reader ended and the writer was shut down.
+    fn poll_copy<R, W>(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.touch();
+        reader: &mut R,
+        writer: &mut W,
+        touch: &dyn Fn(),
+    ) -> Poll<io::Result<()>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            while self.written < self.pending.len() {
+                let n = ready!(Pin::new(&mut *writer).poll_write(cx, &self.pending[self.written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                self.written += n;
+                self.needs_flush = true;
+            }
+            if !self.pending.is_empty() {
+                // Drained: give the memory back while the tunnel is quiet.
+                self.pending = Vec::new();
+                self.written = 0;
+            }
+            if self.read_eof {
+                if self.needs_flush {
+                    ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                    self.needs_flush = false;
+                }
+                ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
+                return Poll::Ready(Ok(()));
+            }
+            let read = SCRATCH_BUF.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {
+                        let data = buf.filled();
+                        if data.is_empty() {
+                            self.read_eof = true;
+                            return Poll::Ready(Ok(()));
+                        }
+                        touch();
+                        self.total += data.len() as u64;
+                        let mut offset = 0;
+                        while offset < data.len() {
+                            match Pin::new(&mut *writer).poll_write(cx, &data[offset..]) {
+                                Poll::Ready(Ok(0)) => {
+                                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()))
+                                }
+                                Poll::Ready(Ok(n)) => offset += n,
+                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                                Poll::Pending => {
+                                    self.pending = data[offset..].to_vec();
+                                    self.written = 0;
+                                    break;
+                                }
+                            }
+                        }
+                        self.needs_flush = true;
+                        Poll::Ready(Ok(()))
+                    }
+                }
+            });
+            match read {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    // Nothing more to read now: push out what the writer holds.
+                    if self.needs_flush {
+                        ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                        self.needs_flush = false;
+                    }
+                    return Poll::Pending;
+                }
+            }
         }
-        r
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+/// Both directions, until both have ended (a close on one side is passed
+/// on as a shutdown of the other side's write half, and the peer then
+/// closes its own side) or one fails.
+struct CopyBoth<'a, C, U> {
+    client: C,
+    upstream: U,
+    to_upstream: Direction,
+    to_client: Direction,
+    epoch: Instant,
+    activity: &'a AtomicU64,
+}
+
+impl<C, U> Future for CopyBoth<'_, C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    type Output = io::Result<(u64, u64)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (epoch, activity) = (this.epoch, this.activity);
+        let touch = move || activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if !this.to_upstream.done {
+            if let Poll::Ready(r) =
+                this.to_upstream
+                    .poll_copy(cx, &mut this.client, &mut this.upstream, &touch)
+            {
+                r?;
+                this.to_upstream.done = true;
+            }
+        }
+        if !this.to_client.done {
+            if let Poll::Ready(r) = this
+                .to_client
+                .poll_copy(cx, &mut this.upstream, &mut this.client, &touch)
+            {
+                r?;
+                this.to_client.done = true;
+            }
+        }
+        if this.to_upstream.done && this.to_client.done {
+            Poll::Ready(Ok((this.to_upstream.total, this.to_client.total)))
+        } else {
+            Poll::Pending
+        }
     }
 }
