@@ -289,3 +289,62 @@ EOF
     wait_port 127.0.0.1 "$PROXY_PORT" "$PROXY_PID" 30 portcullis
     log "portcullis: https://localhost:$PROXY_PORT (pid $PROXY_PID)"
 }
+
+# ------------------------------------------------------ more ports, polling
+
+# free_ports N: print N distinct ports, one a line, each free on 127.0.0.1
+# for both TCP and UDP a moment ago (all held at once while picking, so
+# no two are the same).
+free_ports() {
+    python3 - "$1" <<'EOF_PY'
+import socket, sys
+n, held, ports = int(sys.argv[1]), [], []
+while len(ports) < n:
+    t = socket.socket()
+    t.bind(("127.0.0.1", 0))
+    port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port))
+    except OSError:
+        u.close()
+        held.append(t)
+        continue
+    held += [t, u]
+    ports.append(port)
+print("\n".join(map(str, ports)))
+EOF_PY
+}
+
+# wait_until SECONDS CMD...: run CMD every poll tick until it succeeds
+# (return 0) or SECONDS have passed (return 1).
+wait_until() {
+    local secs="$1"
+    shift
+    local now deadline
+    now="${EPOCHREALTIME/./}"
+    deadline=$((now + ${secs%.*} * 1000000))
+    until "$@"; do
+        now="${EPOCHREALTIME/./}"
+        [ "$now" -ge "$deadline" ] && return 1
+        poll_tick
+    done
+}
+
+# portcullis_bin: print the portcullis binary's path ($PORTCULLIS_BIN, or
+# the release build, built when missing), for scripts that write their
+# own config instead of using start_portcullis.
+portcullis_bin() {
+    local bin="${PORTCULLIS_BIN:-}"
+    if [ -z "$bin" ]; then
+        bin="$TARGET_DIR/release/portcullis"
+        if [ ! -x "$bin" ]; then
+            log "building portcullis (release)"
+            (cd "$REPO_ROOT" && cargo build --release --quiet --bin portcullis) >&2 ||
+                die "could not build portcullis"
+        fi
+    fi
+    case "$bin" in /*) ;; *) bin="$REPO_ROOT/$bin" ;; esac
+    [ -x "$bin" ] || die "portcullis binary $bin is missing (set PORTCULLIS_BIN)"
+    printf '%s\n' "$bin"
+}
