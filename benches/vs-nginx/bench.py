@@ -1,0 +1,1257 @@
+#!/usr/bin/env python3
+"""portcullis against nginx, on the same machine, origin, certificate and TLS.
+
+Started by run.sh, which installs the tools and builds the binaries:
+
+    bash benches/vs-nginx/run.sh            # full run (~10 min), writes benches/RESULTS.md
+    bash benches/vs-nginx/run.sh --quick    # ~2 min, writes nothing in the repo
+
+Each measurement starts a fresh test origin (pinned with the load generator
+to CPU 1) and a fresh proxy (pinned to CPU 0), warms up, then runs one
+load tool for a fixed time. The proxy's CPU time is read from
+/proc/<pid>/stat (utime + stime of every nginx process, master and
+workers) around the measured run. Upstream connections are counted with
+ss. nginx and portcullis alternate (A B, B A, ...) over the rounds, and
+medians are reported. Every process started here is stopped by its PID
+when the run ends, however it ends.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+PROXIES = ("nginx", "portcullis")
+ALL_SCENARIOS = ("h1", "h2", "h2k", "hs", "big", "ws", "wsmem", "scaling")
+# h2k: h2 again with nginx's upstream keepalive raised to H2K_KEEPALIVE, enough
+# idle connections for all 640 streams in flight (with the default 64, nginx
+# closes most upstream connections after one or two requests).
+H2K_KEEPALIVE = 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BIG = 1 << 20
+
+# ---------------------------------------------------------------- logging
+
+
+def log(msg):
+    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+class BenchError(Exception):
+    pass
+
+
+# ------------------------------------------------------- process tracking
+
+
+class Procs:
+    """Every process started here, so that each is stopped by its PID."""
+
+    def __init__(self):
+        self.live = []  # (name, Popen)
+        self.extra_pids = []  # nginx workers, stopped if the master died first
+
+    def start(self, name, argv, log_path, cpus=None, stdin=subprocess.DEVNULL, stdout=None):
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus] + list(argv)
+        out = open(log_path, "ab")
+        p = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=stdout if stdout is not None else out,
+            stderr=out,
+            close_fds=True,
+        )
+        out.close()
+        self.live.append((name, p))
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, grace=5.0):
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        self.live = [(n, q) for (n, q) in self.live if q is not p]
+
+    def stop_all(self):
+        for name, p in reversed(list(self.live)):
+            try:
+                self.stop(p)
+            except Exception as e:  # keep stopping the others
+                log("could not stop %s (pid %d): %s" % (name, p.pid, e))
+        for pid in self.extra_pids:
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.extra_pids = []
+
+
+PROCS = Procs()
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+# ------------------------------------------------------------- /proc reads
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def cpu_ticks(pids):
+    """utime + stime of each process in `pids`, summed (clock ticks)."""
+    total = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # After the command: state is field 3, utime 14, stime 15 (1-based).
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def pss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            return None
+    return total
+
+
+# ----------------------------------------------------------------- network
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, secs, what):
+    deadline = time.monotonic() + secs
+    while True:
+        if proc.poll() is not None:
+            raise BenchError("%s exited (code %s) before listening" % (what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise BenchError("%s: nothing listening on port %d after %ds" % (what, port, secs))
+        time.sleep(0.02)
+
+
+ADDR_RE = re.compile(r"^(\S+):(\d+)$")
+
+
+def ss_pairs(filter_args):
+    """(local port, peer port) of the TCP sockets ss selects."""
+    r = subprocess.run(
+        ["ss", "-Htn"] + filter_args, capture_output=True, text=True, timeout=20
+    )
+    pairs = []
+    for line in r.stdout.splitlines():
+        ports = [int(m.group(2)) for m in map(ADDR_RE.match, line.split()) if m]
+        if len(ports) >= 2:
+            pairs.append((ports[-2], ports[-1]))
+    return pairs
+
+
+class UpstreamWatch:
+    """Counts the proxy's connections to an origin port: established ones
+    sampled while load runs, plus the ones that ended in TIME-WAIT. The
+    origin is fresh for each measurement, so all of them are this run's."""
+
+    def __init__(self, port, interval=0.25):
+        self.port = port
+        self.interval = interval
+        self.seen = set()
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self):
+        pairs = ss_pairs(["state", "established", "dst", "127.0.0.1:%d" % self.port])
+        self.seen.update(local for local, _ in pairs)
+        self.peak = max(self.peak, len(pairs))
+        self.samples += 1
+        return len(pairs)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.sample()
+            except Exception:
+                pass
+            self._stop.wait(self.interval)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.sample()
+        established_now = len(
+            ss_pairs(["state", "established", "dst", "127.0.0.1:%d" % self.port])
+        )
+        tw = ss_pairs(
+            ["state", "time-wait", "( dport = :%d or sport = :%d )" % (self.port, self.port)]
+        )
+        tw_keys = set()
+        for local, peer in tw:
+            tw_keys.add(peer if local == self.port else local)
+        return {
+            "distinct": len(self.seen | tw_keys),
+            "peak_established": self.peak,
+            "established_at_end": established_now,
+            "time_wait": len(tw_keys),
+        }
+
+
+# ------------------------------------------------------------ tool parsing
+
+
+def wrk_duration_us(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if not m:
+        return None
+    v = float(m.group(1))
+    return v * {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6}[m.group(2)]
+
+
+def wrk_size_bytes(text):
+    m = re.match(r"([\d.]+)([KMGT]?B)$", text)
+    if not m:
+        return None
+    mult = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}[m.group(2)]
+    return float(m.group(1)) * mult
+
+
+def parse_wrk(out):
+    r = {"errors": 0}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+[KMGT]?B) read", out)
+    if not m:
+        raise BenchError("wrk output not understood:\n" + out[-2000:])
+    r["ops"] = int(m.group(1))
+    r["seconds"] = wrk_duration_us(m.group(2) + m.group(3)) / 1e6
+    r["bytes"] = wrk_size_bytes(m.group(4))
+    for pct, key in (("50", "p50_us"), ("99", "p99_us")):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
+        r[key] = wrk_duration_us(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        r["errors"] += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        r["errors"] += sum(int(x) for x in m.groups())
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rate"] = float(m.group(1)) if m else r["ops"] / r["seconds"]
+    return r
+
+
+def parse_h2load(out):
+    r = {}
+    m = re.search(r"finished in ([\d.]+)(ms|s), ([\d.]+) req/s", out)
+    m2 = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        out,
+    )
+    if not m or not m2:
+        raise BenchError("h2load output not understood:\n" + out[-2000:])
+    r["seconds"] = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+    r["rate"] = float(m.group(3))
+    r["ops"] = int(m2.group(4))
+    r["errors"] = int(m2.group(5)) + int(m2.group(6)) + int(m2.group(7))
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if m:
+        r["errors"] += int(m.group(3)) + int(m.group(4))
+    m = re.search(r"Application protocol: (\S+)", out)
+    r["alpn"] = m.group(1) if m else None
+    m = re.search(r"TLS Protocol: (\S+)", out)
+    r["tls"] = m.group(1) if m else None
+    m = re.search(r"Cipher: (\S+)", out)
+    r["cipher"] = m.group(1) if m else None
+    m = re.search(r"Server Temp Key: (.+)", out)
+    r["temp_key"] = m.group(1).strip() if m else None
+    return r
+
+
+def last_json(out):
+    for line in reversed(out.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise BenchError("no JSON result in:\n" + out[-2000:])
+
+
+# ------------------------------------------------------------- the bench
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="portcullis-vs-nginx.")
+        os.chmod(self.work, 0o755)
+        self.pki = os.path.join(self.work, "pki")
+        self.seq = 0
+        self.measurements = []
+        self.checks = {}
+        self.h2_rate = None
+        ncpu = os.cpu_count() or 1
+        if ncpu >= 2:
+            self.proxy_cpus, self.load_cpus, self.scaling_cpus = "0", "1", "0,1"
+        else:
+            log("only one CPU: proxy, origin and load generator share it")
+            self.proxy_cpus = self.load_cpus = self.scaling_cpus = "0"
+        # The driver itself, ss and every helper run beside the load generator.
+        os.sched_setaffinity(0, {int(c) for c in self.load_cpus.split(",")})
+        self.nofile = raise_nofile()
+
+    # ---------------------------------------------------------- set-up
+
+    def make_certs(self):
+        os.makedirs(self.pki)
+        ext = os.path.join(self.pki, "leaf.ext")
+        with open(ext, "w") as f:
+            f.write(
+                "basicConstraints = critical, CA:FALSE\n"
+                "keyUsage = critical, digitalSignature\n"
+                "extendedKeyUsage = serverAuth\n"
+                "subjectAltName = DNS:localhost, IP:127.0.0.1\n"
+            )
+        p = lambda name: os.path.join(self.pki, name)
+        cmds = [
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", p("ca.key"), "-out", p("ca.pem"), "-days", "7",
+             "-subj", "/CN=portcullis bench CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-keyout", p("leaf.key"), "-out", p("leaf.csr"), "-subj", "/CN=localhost"],
+            ["openssl", "x509", "-req", "-in", p("leaf.csr"), "-CA", p("ca.pem"),
+             "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p("leaf.pem"), "-days", "7",
+             "-sha256", "-extfile", ext],
+        ]
+        for c in cmds:
+            subprocess.run(c, check=True, capture_output=True, timeout=30)
+        # nginx workers run as an unprivileged user; the master reads the key.
+        self.cert = p("leaf.pem")
+        self.key = p("leaf.key")
+
+    # ------------------------------------------------------ processes
+
+    def start_origin(self, tag):
+        path = os.path.join(self.work, "origin-%s.log" % tag)
+        p = PROCS.start(
+            "origin",
+            [self.args.origin, "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--threads", "1"],
+            path,
+            cpus=self.load_cpus,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            with open(path) as f:
+                text = f.read()
+            http = re.search(r"^http (\S+):(\d+)$", text, re.M)
+            ws = re.search(r"^ws (\S+):(\d+)$", text, re.M)
+            if http and ws:
+                return p, int(http.group(2)), int(ws.group(2))
+            if p.poll() is not None:
+                raise BenchError("origin exited early:\n" + text[-2000:])
+            if time.monotonic() > deadline:
+                raise BenchError("origin did not report its ports")
+            time.sleep(0.02)
+
+    def fill(self, template, values):
+        with open(os.path.join(HERE, template)) as f:
+            text = f.read()
+        for k, v in values.items():
+            text = text.replace("@%s@" % k, str(v))
+        body = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
+        left = re.findall(r"@[A-Z_]+@", body)
+        if left:
+            raise BenchError("%s: unfilled fields %s" % (template, sorted(set(left))))
+        return text
+
+    def worker_connections(self):
+        return max(1024, min(32768, self.nofile - 64))
+
+    def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None):
+        port = free_port()
+        values = {
+            "PORT": port,
+            "APP": "127.0.0.1:%d" % app_port,
+            "WS": "127.0.0.1:%d" % ws_port,
+            "CERT": self.cert,
+            "KEY": self.key,
+            "WORK": self.work,
+        }
+        logp = os.path.join(self.work, "%s-%s.log" % (proxy, tag))
+        if proxy == "nginx":
+            for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                os.makedirs(os.path.join(self.work, "nginx-tmp", d), exist_ok=True)
+            values.update(
+                WORKERS=workers,
+                NOFILE=self.nofile,
+                WORKER_CONNECTIONS=self.worker_connections(),
+                KEEPALIVE=keepalive or self.args.nginx_keepalive,
+            )
+            conf = os.path.join(self.work, "nginx-%s.conf" % tag)
+            with open(conf, "w") as f:
+                f.write(self.fill("nginx.conf", values))
+            argv = [self.args.nginx, "-p", self.work, "-c", conf,
+                    "-e", os.path.join(self.work, "nginx-error.log")]
+        else:
+            values.update(THREADS=workers, MAX_CONNECTIONS=max(10000, self.worker_connections()))
+            conf = os.path.join(self.work, "portcullis-%s.toml" % tag)
+            with open(conf, "w") as f:
+                f.write(self.fill("portcullis.toml", values))
+            argv = [self.args.portcullis, "--config", conf]
+        p = PROCS.start(proxy, argv, logp, cpus=cpus)
+        wait_port(port, p, 20, proxy)
+        pids = [p.pid]
+        if proxy == "nginx":
+            deadline = time.monotonic() + 10
+            while len(children(p.pid)) < workers:
+                if time.monotonic() > deadline:
+                    raise BenchError("nginx did not start %d workers" % workers)
+                time.sleep(0.02)
+            kids = children(p.pid)
+            pids += kids
+            PROCS.extra_pids.extend(kids)
+        return p, port, pids
+
+    def stop_proxy(self, proxy, p, pids):
+        # SIGTERM: nginx's fast shutdown; portcullis' graceful one.
+        PROCS.stop(p, signal.SIGTERM, grace=10)
+        for pid in pids[1:]:
+            deadline = time.monotonic() + 5
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        PROCS.extra_pids = [x for x in PROCS.extra_pids if x not in pids]
+
+    # ------------------------------------------------------ load tools
+
+    def run_tool(self, argv, timeout, what, stdin=subprocess.DEVNULL):
+        try:
+            r = subprocess.run(
+                ["taskset", "-c", self.load_cpus] + argv,
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as e:
+            partial = lambda b: (b or b"").decode(errors="replace")[-1500:]
+            raise BenchError("%s did not finish within %.0fs (killed):\n%s%s" % (
+                what, timeout, partial(e.stdout), partial(e.stderr)))
+        with open(os.path.join(self.work, "tools.log"), "a") as f:
+            f.write("$ %s\n%s\n%s\n" % (" ".join(argv), r.stdout, r.stderr))
+        if r.returncode != 0:
+            raise BenchError("%s failed (exit %d):\n%s%s" % (what, r.returncode, r.stdout[-1500:], r.stderr[-1500:]))
+        return r.stdout, r.stderr
+
+    def load(self, scenario, port, secs, warm=False):
+        """Runs the scenario's load for `secs` seconds; a result dict."""
+        url = "https://127.0.0.1:%d" % port
+        limit = secs + 60
+        if scenario in ("h1", "scaling", "big"):
+            path, conns = ("/bytes/%d" % BIG, 16) if scenario == "big" else ("/bytes/1024", 64)
+            out, _ = self.run_tool(
+                ["wrk", "-t1", "-c%d" % conns, "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
+                 url + path],
+                limit, "wrk",
+            )
+            return parse_wrk(out)
+        if scenario in ("h2", "h2k"):
+            # By count, not by time: h2load's timing mode (-D) sometimes
+            # never exits after its clients stop. The count is the warm-up's
+            # rate times the wanted seconds, so runs last about that long.
+            if warm or not self.h2_rate:
+                n = 6400
+            else:
+                n = min(20_000_000, max(6400, int(self.h2_rate * secs)))
+            n = -(-n // 640) * 640
+            out, _ = self.run_tool(
+                ["h2load", "-t1", "-c64", "-m10", "-n", str(n), url + "/bytes/1024"],
+                max(limit, 30 + 10 * secs), "h2load",
+            )
+            r = parse_h2load(out)
+            if warm:
+                self.h2_rate = r["rate"]
+            if r["alpn"] != "h2":
+                raise BenchError("h2load did not negotiate h2 (got %r)" % r["alpn"])
+            return r
+        common = ["--addr", "127.0.0.1:%d" % port, "--cert", self.cert]
+        if scenario == "hs":
+            out, err = self.run_tool(
+                [self.args.loadgen, "hs"] + common
+                + ["--duration", "%.2f" % secs, "--concurrency", "16"],
+                limit, "loadgen hs",
+            )
+            j = last_json(out)
+            if j["resumed"] or j["full"] != j["connections"]:
+                raise BenchError("hs: not every handshake was full: %r" % j)
+            neg = re.search(r"negotiated (.*)", err)
+            return {
+                "ops": j["connections"], "seconds": j["seconds"], "rate": j["rate"],
+                "errors": j["errors"], "p50_us": j["p50_us"], "p99_us": j["p99_us"],
+                "handshakes_full": j["full"], "handshakes_resumed": j["resumed"],
+                "negotiated": neg.group(1) if neg else None,
+            }
+        if scenario == "ws":
+            out, _ = self.run_tool(
+                [self.args.loadgen, "ws"] + common
+                + ["--duration", "%.2f" % secs, "--connections", "64"],
+                limit, "loadgen ws",
+            )
+            j = last_json(out)
+            return {
+                "ops": j["messages"], "seconds": j["seconds"], "rate": j["rate"],
+                "errors": j["errors"], "p50_us": j["p50_us"], "p99_us": j["p99_us"],
+            }
+        raise BenchError("no load for " + scenario)
+
+    # ---------------------------------------------------- measurements
+
+    def measure(self, scenario, proxy, rnd):
+        self.seq += 1
+        tag = "%s-%s-r%d" % (scenario, proxy, rnd)
+        workers = 2 if scenario == "scaling" else 1
+        cpus = self.scaling_cpus if scenario == "scaling" else self.proxy_cpus
+        origin, app_port, ws_port = self.start_origin(tag)
+        p = None
+        pids = []
+        try:
+            keepalive = H2K_KEEPALIVE if scenario == "h2k" else None
+            p, port, pids = self.start_proxy(proxy, app_port, ws_port, workers, cpus, tag, keepalive)
+            if scenario == "wsmem":
+                return self.measure_wsmem(proxy, rnd, tag, port, pids, ws_port)
+            if scenario == "hs" and rnd == 0:
+                out, err = self.run_tool(
+                    [self.args.loadgen, "resume-check", "--addr", "127.0.0.1:%d" % port,
+                     "--cert", self.cert],
+                    60, "loadgen resume-check",
+                )
+                self.checks.setdefault("resumption", {})[proxy] = last_json(out)
+            self.h2_rate = None
+            watch_port = ws_port if scenario == "ws" else app_port
+            watch = UpstreamWatch(watch_port).start()
+            warm_ops = 0
+            if self.args.warmup > 0:
+                warm_ops = self.load(scenario, port, self.args.warmup, warm=True)["ops"]
+            t0 = cpu_ticks(pids)
+            w0 = time.monotonic()
+            r = self.load(scenario, port, self.args.duration)
+            wall = time.monotonic() - w0
+            t1 = cpu_ticks(pids)
+            up = watch.stop()
+            if not pid_alive(p.pid):
+                raise BenchError("%s died during %s" % (proxy, scenario))
+            cpu_us = (t1 - t0) * 1e6 / CLK_TCK
+            r.update(
+                scenario=scenario, proxy=proxy, round=rnd, seq=self.seq,
+                cpu_us=cpu_us, cpu_wall_s=wall,
+                cpu_share=cpu_us / 1e6 / wall if wall > 0 else None,
+                cpu_us_per_op=cpu_us / r["ops"] if r["ops"] else None,
+                upstream=up, upstream_ops=r["ops"] + warm_ops,
+            )
+            if scenario == "big":
+                r["mib_per_s"] = r["rate"] * BIG / (1 << 20)
+                r["cpu_us_per_mib"] = cpu_us / (r["ops"] * BIG / (1 << 20)) if r["ops"] else None
+            return r
+        finally:
+            if p is not None:
+                self.stop_proxy(proxy, p, pids)
+            PROCS.stop(origin)
+
+    def measure_wsmem(self, proxy, rnd, tag, port, pids, ws_port):
+        common = ["--addr", "127.0.0.1:%d" % port, "--cert", self.cert]
+        n = self.args.ws_idle
+        # Warm the allocator and TLS state the same way for both: open and
+        # close a few connections first, then take the baseline.
+        self.run_tool([self.args.loadgen, "hold"] + common
+                      + ["--connections", "64", "--hold-max", "0"], 60, "loadgen hold (warm-up)")
+        time.sleep(0.5)
+        before = rss_kib(pids)
+        pss_before = pss_kib(pids)
+        t0 = cpu_ticks(pids)
+        holder = PROCS.start(
+            "loadgen-hold",
+            ["taskset", "-c", self.load_cpus, self.args.loadgen, "hold"] + common
+            + ["--connections", str(n), "--parallel", "64", "--hold-max", "300", "--open-max", "240"],
+            os.path.join(self.work, "hold-%s.log" % tag),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            line = read_line(holder.stdout, 280)
+            if not line:
+                raise BenchError("loadgen hold gave no result")
+            j = json.loads(line)
+            t1 = cpu_ticks(pids)
+            time.sleep(1.0)
+            after = rss_kib(pids)
+            pss_after = pss_kib(pids)
+            upstream = len(ss_pairs(["state", "established", "dst", "127.0.0.1:%d" % ws_port]))
+        finally:
+            try:
+                holder.stdin.close()
+            except OSError:
+                pass
+            try:
+                holder.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            PROCS.stop(holder)
+        held = j["held"]
+        if held == 0:
+            raise BenchError("no WebSocket connection could be held: %r" % j)
+        return {
+            "scenario": "wsmem", "proxy": proxy, "round": rnd, "seq": self.seq,
+            "ops": held, "errors": j["failed"], "seconds": j["open_seconds"],
+            "held": held, "rss_before_kib": before, "rss_after_kib": after,
+            "kib_per_conn": (after - before) / held,
+            "pss_before_kib": pss_before, "pss_after_kib": pss_after,
+            "pss_kib_per_conn": (pss_after - pss_before) / held if pss_before is not None and pss_after is not None else None,
+            "cpu_us": (t1 - t0) * 1e6 / CLK_TCK,
+            "cpu_us_per_open": (t1 - t0) * 1e6 / CLK_TCK / held,
+            "upstream": {"established_while_held": upstream},
+            "first_error": j.get("first_error"),
+        }
+
+    # --------------------------------------------------------- profile
+
+    def profile(self):
+        """cpu-clock samples of each proxy under the h1 load (not counted)."""
+        if not shutil.which("perf"):
+            log("perf is not installed: no profile")
+            return {}
+        out = {}
+        for proxy in PROXIES:
+            tag = "perf-" + proxy
+            origin, app_port, ws_port = self.start_origin(tag)
+            p = None
+            pids = []
+            try:
+                p, port, pids = self.start_proxy(proxy, app_port, ws_port, 1, self.proxy_cpus, tag)
+                self.load("h1", port, max(self.args.warmup, 0.5))
+                data = os.path.join(self.work, "perf-%s.data" % proxy)
+                rec = PROCS.start(
+                    "perf",
+                    ["taskset", "-c", self.load_cpus, "perf", "record", "-e", "cpu-clock",
+                     "-F", "999", "-g", "-o", data, "-p", ",".join(map(str, pids)),
+                     "--", "sleep", "%.2f" % self.args.duration],
+                    os.path.join(self.work, "perf-record.log"),
+                )
+                self.load("h1", port, self.args.duration)
+                rec.wait(timeout=self.args.duration + 60)
+                PROCS.stop(rec)
+                views = {}
+                for view, sort, limit in (("by_dso", "dso", "0.5"), ("by_symbol", "dso,sym", "1.5")):
+                    rep = subprocess.run(
+                        ["perf", "report", "-i", data, "--stdio", "--no-children",
+                         "--sort", sort, "--percent-limit", limit, "-g", "none"],
+                        capture_output=True, text=True, timeout=300,
+                    )
+                    with open(os.path.join(self.work, "perf-%s-%s.txt" % (proxy, view)), "w") as f:
+                        f.write(rep.stdout)
+                    lines = [l.rstrip() for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
+                    views[view] = lines[:20]
+                    s_ = re.search(r"# Samples: (\S+)", rep.stdout)
+                    views["samples"] = s_.group(1) if s_ else None
+                out[proxy] = views
+            finally:
+                if p is not None:
+                    self.stop_proxy(proxy, p, pids)
+                PROCS.stop(origin)
+        return out
+
+    # ------------------------------------------------------------- run
+
+    def run(self):
+        self.make_certs()
+        scenarios = self.args.scenarios
+        t_start = time.monotonic()
+        for rnd in range(self.args.rounds):
+            for scenario in scenarios:
+                order = PROXIES if rnd % 2 == 0 else tuple(reversed(PROXIES))
+                for proxy in order:
+                    r = self.measure(scenario, proxy, rnd)
+                    self.measurements.append(r)
+                    log(describe(r))
+            log("round %d of %d done after %.0fs" % (rnd + 1, self.args.rounds, time.monotonic() - t_start))
+        profile = self.profile() if self.args.perf else {}
+        return time.monotonic() - t_start, profile
+
+
+def read_line(stream, secs):
+    """One line from a pipe, or None after `secs`."""
+    box = []
+    t = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    t.start()
+    t.join(secs)
+    if not box:
+        return None
+    return box[0].decode().strip()
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536
+    for h in (max(hard, want), hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, h), h))
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def describe(r):
+    s = "%-7s %-10s round %d:" % (r["scenario"], r["proxy"], r["round"])
+    if r["scenario"] == "wsmem":
+        return s + " %d idle WebSockets, RSS %+.0f KiB (%.1f KiB each), %d upstream" % (
+            r["held"], r["rss_after_kib"] - r["rss_before_kib"], r["kib_per_conn"],
+            r["upstream"]["established_while_held"])
+    up = r["upstream"]
+    s += " %.0f ops/s, %s CPU us/op, CPU %.0f%%, %d errors; upstream %d conns for %d ops (peak %d)" % (
+        r["rate"], fmt(r["cpu_us_per_op"]), 100 * (r["cpu_share"] or 0), r["errors"],
+        up["distinct"], r["upstream_ops"], up["peak_established"])
+    return s
+
+
+def fmt(v, digits=None):
+    if v is None:
+        return "-"
+    if digits is None:
+        a = abs(v)
+        digits = 0 if a >= 1000 else 1 if a >= 10 else 2 if a >= 1 else 3
+    return "{:,.{d}f}".format(v, d=digits)
+
+
+# ------------------------------------------------------------- reporting
+
+# (scenario, key, label, unit scale, higher is better)
+METRICS = [
+    ("h1", "rate", "h1  requests/s (1 KiB, 64 conns, wrk)", 1, True),
+    ("h1", "p50_us", "h1  latency p50 (ms)", 1e-3, False),
+    ("h1", "p99_us", "h1  latency p99 (ms)", 1e-3, False),
+    ("h1", "cpu_us_per_op", "h1  proxy CPU us/request", 1, False),
+    ("h2", "rate", "h2  requests/s (64 conns x 10 streams, h2load)", 1, True),
+    ("h2", "cpu_us_per_op", "h2  proxy CPU us/request", 1, False),
+    ("h2k", "rate", "h2k requests/s, h2 with nginx upstream keepalive %d" % H2K_KEEPALIVE, 1, True),
+    ("h2k", "cpu_us_per_op", "h2k proxy CPU us/request", 1, False),
+    ("hs", "rate", "hs  full TLS 1.3 handshakes/s (new conn per request)", 1, True),
+    ("hs", "p99_us", "hs  connection time p99 (ms)", 1e-3, False),
+    ("hs", "cpu_us_per_op", "hs  proxy CPU us/handshake+request", 1, False),
+    ("big", "mib_per_s", "big MiB/s (1 MiB responses, 16 conns, wrk)", 1, True),
+    ("big", "cpu_us_per_mib", "big proxy CPU us/MiB", 1, False),
+    ("ws", "rate", "ws  echo round trips/s (64 conns, 128 B)", 1, True),
+    ("ws", "p99_us", "ws  round trip p99 (ms)", 1e-3, False),
+    ("ws", "cpu_us_per_op", "ws  proxy CPU us/message (round trip)", 1, False),
+    ("wsmem", "kib_per_conn", "wsmem RSS KiB per idle WebSocket", 1, False),
+    ("wsmem", "rss_before_kib", "wsmem RSS before (MiB)", 1 / 1024.0, False),
+    ("wsmem", "cpu_us_per_open", "wsmem proxy CPU us per WebSocket opened", 1, False),
+    ("scaling", "rate", "scaling h1 requests/s, 2 workers/threads", 1, True),
+    ("scaling", "cpu_us_per_op", "scaling proxy CPU us/request, 2 workers/threads", 1, False),
+]
+
+
+def summarise(measurements):
+    by = {}
+    for m in measurements:
+        by.setdefault((m["scenario"], m["proxy"]), []).append(m)
+    rows = []
+    for scenario, key, label, scale, higher in METRICS:
+        cells = {}
+        for proxy in PROXIES:
+            vals = [m[key] for m in by.get((scenario, proxy), []) if m.get(key) is not None]
+            if vals:
+                cells[proxy] = {
+                    "median": statistics.median(vals) * scale,
+                    "min": min(vals) * scale,
+                    "max": max(vals) * scale,
+                    "n": len(vals),
+                }
+        if not cells:
+            continue
+        n = cells.get("nginx", {}).get("median")
+        p = cells.get("portcullis", {}).get("median")
+        ratio = p / n if n and p is not None else None
+        rows.append({
+            "scenario": scenario, "metric": key, "label": label,
+            "higher_is_better": higher, "nginx": cells.get("nginx"),
+            "portcullis": cells.get("portcullis"), "ratio": ratio,
+            "reading": reading(ratio, higher),
+        })
+    # Scaling: CPU per request with 2 workers over CPU per request with 1.
+    for proxy in PROXIES:
+        one = [m["cpu_us_per_op"] for m in by.get(("h1", proxy), []) if m.get("cpu_us_per_op")]
+        two = [m["cpu_us_per_op"] for m in by.get(("scaling", proxy), []) if m.get("cpu_us_per_op")]
+        if one and two:
+            rows.append({
+                "scenario": "scaling", "metric": "cpu_2w_over_1w", "proxy": proxy,
+                "label": "scaling %s: CPU/request with 2 workers / with 1" % proxy,
+                "value": statistics.median(two) / statistics.median(one),
+            })
+    return rows
+
+
+def reading(ratio, higher):
+    if ratio is None:
+        return ""
+    if 0.95 <= ratio <= 1.05:
+        return "about equal (within 5%)"
+    if higher:
+        return "portcullis %s by %.0f%%" % (("higher", (ratio - 1) * 100) if ratio > 1 else ("lower", (1 - ratio) * 100))
+    return "portcullis %s by %.0f%%" % (("cheaper/faster", (1 - ratio) * 100) if ratio < 1 else ("costlier/slower", (ratio - 1) * 100))
+
+
+def keepalive_rows(measurements):
+    by = {}
+    for m in measurements:
+        if m["scenario"] == "wsmem":
+            continue
+        by.setdefault((m["scenario"], m["proxy"]), []).append(m)
+    rows = []
+    for scenario in ALL_SCENARIOS:
+        row = {"scenario": scenario}
+        for proxy in PROXIES:
+            ms = by.get((scenario, proxy))
+            if not ms:
+                continue
+            distinct = [m["upstream"]["distinct"] for m in ms]
+            ops = [m["upstream_ops"] for m in ms]
+            row[proxy] = {
+                "distinct_max": max(distinct),
+                "peak_established_max": max(m["upstream"]["peak_established"] for m in ms),
+                "time_wait_max": max(m["upstream"]["time_wait"] for m in ms),
+                "ops_per_conn_min": min(o / max(d, 1) for o, d in zip(ops, distinct)),
+            }
+            # Tunnels (ws) take one upstream connection each by design.
+            if scenario != "ws":
+                row[proxy]["kept_alive"] = row[proxy]["ops_per_conn_min"] >= 10
+        if len(row) > 1:
+            rows.append(row)
+    return rows
+
+
+def table_text(rows):
+    out = []
+    head = ("metric", "nginx", "portcullis", "p/n", "better", "reading")
+    data = []
+    for r in rows:
+        if "value" in r:
+            continue
+        data.append((
+            r["label"],
+            fmt(r["nginx"]["median"]) if r.get("nginx") else "-",
+            fmt(r["portcullis"]["median"]) if r.get("portcullis") else "-",
+            fmt(r["ratio"], 2) if r["ratio"] is not None else "-",
+            "higher" if r["higher_is_better"] else "lower",
+            r["reading"],
+        ))
+    widths = [max(len(str(x[i])) for x in data + [head]) for i in range(len(head))]
+    line = lambda cols: "  ".join(
+        (str(c).ljust(w) if i in (0, 4, 5) else str(c).rjust(w)) for i, (c, w) in enumerate(zip(cols, widths))
+    )
+    out.append(line(head))
+    out.append("  ".join("-" * w for w in widths))
+    for d in data:
+        out.append(line(d))
+    for r in rows:
+        if "value" in r:
+            out.append("%s: %.2f" % (r["label"], r["value"]))
+    return "\n".join(out)
+
+
+def table_md(rows):
+    out = [
+        "| scenario / metric | nginx | portcullis | portcullis/nginx | better | reading |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in rows:
+        if "value" in r:
+            continue
+
+        def cell(c):
+            if not c:
+                return "-"
+            if c["n"] > 1:
+                return "%s <sub>(%s–%s)</sub>" % (fmt(c["median"]), fmt(c["min"]), fmt(c["max"]))
+            return fmt(c["median"])
+
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            r["label"], cell(r.get("nginx")), cell(r.get("portcullis")),
+            fmt(r["ratio"], 2) if r["ratio"] is not None else "-",
+            "higher" if r["higher_is_better"] else "lower", r["reading"]))
+    return "\n".join(out)
+
+
+def environment(args):
+    def cmd(argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            return (r.stdout + r.stderr).strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return "unavailable (%s)" % e
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    rev = cmd(["git", "-C", REPO, "rev-parse", "HEAD"])
+    dirty = cmd(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
+    perf_check = cmd(["perf", "stat", "-e", "instructions", "true"]) if shutil.which("perf") else "perf not installed"
+    nginx_v = cmd([args.nginx, "-V"])
+    openssl = re.search(r"built with (OpenSSL [^\s]+)", nginx_v)
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "kernel": platform.release(),
+        "load_average_at_start": os.getloadavg(),
+        "nginx": cmd([args.nginx, "-v"]),
+        "nginx_openssl": openssl.group(1) if openssl else None,
+        "rustc": cmd(["rustc", "-V"]),
+        "portcullis_rev": rev + (" (with uncommitted changes in src/ or Cargo files)" if dirty else ""),
+        "wrk": cmd(["wrk", "-v"]).splitlines()[0] if shutil.which("wrk") else None,
+        "h2load": cmd(["h2load", "--version"]),
+        "hardware_counters": "not supported here" if "not supported" in perf_check or "not counted" in perf_check else perf_check.splitlines()[0:3],
+    }
+
+
+def write_results_md(path, args, env, rows, ka, measurements, checks, profile, elapsed):
+    L = []
+    L.append("# portcullis vs nginx: latest full run")
+    L.append("")
+    L.append("Written by `benches/vs-nginx/bench.py` at the end of a full run; the raw data is in "
+             "[`RESULTS.json`](RESULTS.json). Re-run it with the command below.")
+    L.append("")
+    L.append("- date: %s (the run took %.0f s)" % (env["date"], elapsed))
+    L.append("- command: `%s`" % args.command)
+    L.append("- machine: %d CPUs, %s, Linux %s; load average at start %s" % (
+        env["nproc"], env["cpu_model"], env["kernel"], ", ".join("%.2f" % x for x in env["load_average_at_start"])))
+    L.append("- versions: %s (%s); portcullis %s, built by %s; wrk: %s; h2load: %s" % (
+        env["nginx"], env["nginx_openssl"], env["portcullis_rev"], env["rustc"], env["wrk"], env["h2load"]))
+    L.append("- rounds: %d, interleaved (nginx first in even rounds, portcullis first in odd ones); "
+             "%.1f s measured per run after %.1f s of warm-up; %d idle WebSockets for wsmem" % (
+                 args.rounds, args.duration, args.warmup, args.ws_idle))
+    L.append("")
+    L.append("**This ran on a shared 2-core virtual machine** on which other test suites may run "
+             "at the same time. Rates are limited by a single load-generator core; the CPU cost "
+             "per operation is the more stable number. Cells are medians over the rounds, with "
+             "the range in small print.")
+    L.append("")
+    L.append(table_md(rows))
+    L.append("")
+    for r in rows:
+        if "value" in r:
+            L.append("- %s: **%.2f**" % (r["label"], r["value"]))
+    L.append("")
+    L.append("## How it is measured")
+    L.append("")
+    L.append("- Each run starts a fresh test origin (`examples/origin.rs`, one thread) and a fresh "
+             "proxy. The proxy is pinned with `taskset` to CPU 0; the origin and the load "
+             "generator to CPU 1. The scaling rows pin the proxy to CPUs 0 and 1 "
+             "(nginx `worker_processes 2`, portcullis `threads = 2`), still with the load on CPU 1.")
+    L.append("- Both proxies use the same ECDSA P-256 certificate, TLS 1.3 only, and the same "
+             "origin. nginx runs in the foreground from `benches/vs-nginx/nginx.conf` "
+             "(upstream `keepalive %d`, `proxy_http_version 1.1`, `Connection \"\"`, session "
+             "cache, `keepalive_requests 100000`, HTTP/2, the /ws location with Upgrade headers "
+             "and `proxy_read_timeout 86400s`, access log off, forwarding headers set); "
+             "portcullis from `benches/vs-nginx/portcullis.toml` (`threads = 1`, "
+             "`access_log = false`, `min_version = \"1.3\"`)." % args.nginx_keepalive)
+    L.append("- Proxy CPU is utime+stime from `/proc/<pid>/stat`, summed over all nginx processes "
+             "(master and workers), read just before and after the measured load run; CPU per "
+             "operation divides it by the operations the load tool completed.")
+    L.append("- h1 and big: `wrk -t1` (64 and 16 connections); h2: `h2load -t1 -c64 -m10`; hs, ws "
+             "and wsmem: `loadgen` (`benches/vs-nginx/loadgen.rs`, rustls with aws-lc-rs and "
+             "tokio-tungstenite, one thread).")
+    L.append("- hs: every request on a new TCP and TLS connection with `Connection: close`, 16 at "
+             "a time. The client builds its rustls `ClientConfig` with "
+             "`resumption = Resumption::disabled()`, so no ClientHello offers a ticket or PSK, "
+             "and it counts `handshake_kind()` on every connection: all were `Full`. The client "
+             "offers X25519 only, which is what OpenSSL 3.0 (nginx, wrk, h2load) uses; "
+             "portcullis would otherwise pick X25519MLKEM768. The server certificate is pinned "
+             "(byte comparison plus the handshake signature check).")
+    res = checks.get("resumption")
+    if res:
+        L.append("- Resumption counter-check (`loadgen resume-check`, two connections with "
+                 "resumption enabled, then two with it disabled): " + "; ".join(
+                     "%s: enabled %s, disabled %s" % (p, " then ".join(v["enabled"]), " then ".join(v["disabled"]))
+                     for p, v in sorted(res.items())) + ". Both servers resume when offered a "
+                 "ticket, so the full handshakes of hs come from the client setting.")
+    neg = sorted({m.get("negotiated") for m in measurements if m.get("negotiated")})
+    if neg:
+        L.append("- hs negotiated: " + "; ".join("`%s`" % n for n in neg))
+    L.append("- ws: 64 WebSocket connections through /ws, one 128-byte binary message in flight "
+             "on each; latency is per round trip. wsmem: RSS (`VmRSS`, all nginx processes) "
+             "before and after opening %d WebSockets through the proxy (each checked with one "
+             "echo, then idle), after a warm-up of 64 opened and closed; the open-file limit "
+             "is raised for this." % args.ws_idle)
+    L.append("")
+    L.append("## Upstream keep-alive check")
+    L.append("")
+    L.append("Connections from the proxy to the origin, counted with `ss` (established ones "
+             "sampled every 0.25 s, plus those left in TIME-WAIT) over warm-up and measured run; "
+             "worst round shown. Operations include the warm-up.")
+    L.append("")
+    L.append("| scenario | nginx: upstream conns (peak open) | nginx: ops per conn | nginx: kept alive | portcullis: upstream conns (peak open) | portcullis: ops per conn | portcullis: kept alive |")
+    L.append("| --- | ---: | ---: | --- | ---: | ---: | --- |")
+    for r in ka:
+        cells = []
+        for proxy in PROXIES:
+            c = r.get(proxy)
+            if c:
+                kept = {True: "yes", False: "**no**", None: "n/a (one per tunnel)"}[c.get("kept_alive")]
+                cells += ["%d (%d)" % (c["distinct_max"], c["peak_established_max"]), fmt(c["ops_per_conn_min"]), kept]
+            else:
+                cells += ["-", "-", "-"]
+        L.append("| %s | %s |" % (r["scenario"], " | ".join(cells)))
+    wsmem = [m for m in measurements if m["scenario"] == "wsmem"]
+    if wsmem:
+        L.append("")
+        L.append("wsmem: established upstream connections while the WebSockets were held: " + ", ".join(
+            "%s round %d: %d" % (m["proxy"], m["round"], m["upstream"]["established_while_held"]) for m in wsmem))
+    L.append("")
+    L.append("## Every run")
+    L.append("")
+    L.append("| # | scenario | round | proxy | ops/s | CPU us/op | proxy CPU share | errors |")
+    L.append("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for m in measurements:
+        if m["scenario"] == "wsmem":
+            L.append("| %d | wsmem | %d | %s | %d held | %s KiB/conn | - | %d |" % (
+                m["seq"], m["round"], m["proxy"], m["held"], fmt(m["kib_per_conn"]), m["errors"]))
+        else:
+            L.append("| %d | %s | %d | %s | %s | %s | %.0f%% | %d |" % (
+                m["seq"], m["scenario"], m["round"], m["proxy"], fmt(m["rate"]),
+                fmt(m["cpu_us_per_op"]), 100 * (m["cpu_share"] or 0), m["errors"]))
+    L.append("")
+    L.append("## Profile")
+    L.append("")
+    L.append("Hardware counters (`perf stat -e instructions true`): %s." % (
+        env["hardware_counters"] if isinstance(env["hardware_counters"], str) else "; ".join(env["hardware_counters"])))
+    if profile:
+        L.append("")
+        L.append("`perf record -e cpu-clock -F 999 -g` on each proxy under the h1 load (a separate "
+                 "run after the rounds, not counted above); `perf report --no-children`, by DSO "
+                 "(over 0.5%) and by symbol (over 1.5%). The Debian nginx binary has no symbols.")
+        for proxy in PROXIES:
+            views = profile.get(proxy)
+            if views:
+                L.append("")
+                L.append("%s (%s samples):" % (proxy, views.get("samples")))
+                L.append("")
+                L.append("```")
+                L.extend(views["by_dso"])
+                L.append("")
+                L.extend(views["by_symbol"])
+                L.append("```")
+    else:
+        L.append("No profile was taken in this run (`--perf` takes one).")
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+# ------------------------------------------------------------------ main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short runs (~2 min in all); writes nothing in the repo")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    ap.add_argument("--duration", type=float, help="seconds measured per run (default 5, quick 1; wrk rounds up to whole seconds)")
+    ap.add_argument("--warmup", type=float, help="seconds of warm-up per run (default 1, quick 0.5)")
+    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                    help="comma-separated subset of %s" % ",".join(ALL_SCENARIOS))
+    ap.add_argument("--ws-idle", type=int, help="idle WebSockets for wsmem (default 5000, quick 1000)")
+    ap.add_argument("--nginx-keepalive", type=int, default=64, help="nginx upstream keepalive (default 64)")
+    ap.add_argument("--perf", action="store_true", help="also record a cpu-clock profile of each proxy under h1")
+    ap.add_argument("--json", help="where to write the JSON results")
+    ap.add_argument("--results-md", help="where to write the Markdown report (full runs: benches/RESULTS.md)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+    ap.add_argument("--portcullis", required=True)
+    ap.add_argument("--origin", required=True)
+    ap.add_argument("--loadgen", required=True)
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--command", default=" ".join(sys.argv), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    args.rounds = args.rounds or 3
+    args.duration = args.duration or (1.0 if args.quick else 5.0)
+    if args.warmup is None:
+        args.warmup = 0.5 if args.quick else 1.0
+    args.ws_idle = args.ws_idle or (1000 if args.quick else 5000)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    bad = [s for s in args.scenarios if s not in ALL_SCENARIOS]
+    if bad:
+        ap.error("unknown scenario(s): %s" % ", ".join(bad))
+    if args.rounds < 1 or args.duration <= 0 or args.duration > 600:
+        ap.error("--rounds must be at least 1 and --duration in (0, 600]")
+    full = not args.quick
+    if args.json is None:
+        args.json = os.path.join(REPO, "benches", "RESULTS.json") if full else os.path.join(HERE, "results", "quick.json")
+    if args.results_md is None and full:
+        args.results_md = os.path.join(REPO, "benches", "RESULTS.md")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    bench = Bench(args)
+    ok = False
+    try:
+        need = 2 * args.ws_idle + 64
+        if "wsmem" in args.scenarios and bench.worker_connections() < need:
+            args.ws_idle = max(100, (bench.worker_connections() - 64) // 2)
+            log("open-file limit %d: wsmem holds %d connections" % (bench.nofile, args.ws_idle))
+        env = environment(args)
+        log("work directory %s; proxy on CPU %s, load and origin on CPU %s" % (
+            bench.work, bench.proxy_cpus, bench.load_cpus))
+        log("%d rounds of %s, %.1fs each after %.1fs warm-up" % (
+            args.rounds, ",".join(args.scenarios), args.duration, args.warmup))
+        elapsed, profile = bench.run()
+        rows = summarise(bench.measurements)
+        ka = keepalive_rows(bench.measurements)
+        print()
+        print(table_text(rows))
+        print()
+        print("upstream keep-alive (distinct upstream connections over warm-up + run, worst round):")
+        for r in ka:
+            parts = []
+            for proxy in PROXIES:
+                c = r.get(proxy)
+                if c:
+                    verdict = {True: ", kept alive", False: ", NOT kept alive", None: ""}[c.get("kept_alive")]
+                    parts.append("%s %d conns (peak %d open, >= %s ops each%s)" % (
+                        proxy, c["distinct_max"], c["peak_established_max"], fmt(c["ops_per_conn_min"]), verdict))
+            print("  %-8s %s" % (r["scenario"], "; ".join(parts)))
+        for m in bench.measurements:
+            if m["scenario"] == "wsmem":
+                print("  wsmem    %s round %d: %d upstream connections open for %d idle WebSockets" % (
+                    m["proxy"], m["round"], m["upstream"]["established_while_held"], m["held"]))
+        if bench.checks.get("resumption"):
+            for p, v in sorted(bench.checks["resumption"].items()):
+                print("resumption check %s: enabled %s, disabled %s" % (p, v["enabled"], v["disabled"]))
+        if profile:
+            for proxy, views in profile.items():
+                print("\nprofile %s (cpu-clock, %s samples), by DSO:" % (proxy, views.get("samples")))
+                print("\n".join(views["by_dso"]))
+                print("by symbol (>1.5%):")
+                print("\n".join(views["by_symbol"]))
+        result = {
+            "command": args.command,
+            "environment": env,
+            "settings": {
+                "rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
+                "scenarios": args.scenarios, "ws_idle": args.ws_idle,
+                "nginx_keepalive": args.nginx_keepalive, "proxy_cpus": bench.proxy_cpus,
+                "load_cpus": bench.load_cpus, "quick": args.quick,
+            },
+            "elapsed_s": elapsed,
+            "summary": rows,
+            "keepalive": ka,
+            "checks": bench.checks,
+            "profile": profile,
+            "measurements": bench.measurements,
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        log("JSON: %s" % args.json)
+        if args.results_md:
+            write_results_md(args.results_md, args, env, rows, ka, bench.measurements,
+                             bench.checks, profile, elapsed)
+            log("report: %s" % args.results_md)
+        ok = True
+    except BenchError as e:
+        log("FAILED: %s" % e)
+    finally:
+        PROCS.stop_all()
+        if ok and not args.keep:
+            shutil.rmtree(bench.work, ignore_errors=True)
+        else:
+            log("work directory kept: %s" % bench.work)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# portcullis against nginx, in one command:
+#
+#   bash benches/vs-nginx/run.sh            # full run (~10 min): benches/RESULTS.md and RESULTS.json
+#   bash benches/vs-nginx/run.sh --quick    # ~2 min smoke run: benches/vs-nginx/results/quick.json
+#   bash benches/vs-nginx/run.sh --help     # every option (rounds, durations, scenarios, --perf)
+#
+# Installs what is missing with apt-get (nginx, wrk, nghttp2-client for
+# h2load, openssl, iproute2 for ss; linux-perf if it can), builds portcullis,
+# the test origin and the load client in release mode, then hands over to
+# bench.py, which starts and stops every process it needs by PID.
+#
+# Environment: CARGO_TARGET_DIR is honoured; PORTCULLIS_BIN, ORIGIN_BIN and
+# LOADGEN_BIN skip the build of that binary.
+
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+COMMAND="bash benches/vs-nginx/run.sh${*:+ $*}"
+
+log() { printf '[run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf '[run] FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+for a in "$@"; do
+    case "$a" in -h | --help)
+        exec python3 "$HERE/bench.py" --help --portcullis x --origin x --loadgen x
+        ;;
+    esac
+done
+
+# ------------------------------------------------------------------ tools
+
+apt_updated=0
+# apt_install OPTIONAL PKG...: install the packages that are not installed.
+apt_install() {
+    local optional="$1" missing=() p
+    shift
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        [ "$optional" = 1 ] && return 0
+        die "missing packages ${missing[*]}: install them (apt-get install ${missing[*]}) or run as root"
+    fi
+    log "apt-get install ${missing[*]}"
+    # Other sessions may hold the dpkg lock for a while: wait for it.
+    local apt=(apt-get -o DPkg::Lock::Timeout=600 -qq)
+    if [ "$apt_updated" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >/dev/null || {
+            [ "$optional" = 1 ] && return 0
+            die "apt-get update failed"
+        }
+        apt_updated=1
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null; then
+        [ "$optional" = 1 ] && {
+            log "optional packages ${missing[*]} could not be installed; going on without them"
+            return 0
+        }
+        die "apt-get install ${missing[*]} failed"
+    fi
+}
+
+apt_install 0 nginx wrk nghttp2-client openssl iproute2 util-linux
+command -v python3 >/dev/null || apt_install 0 python3
+apt_install 1 linux-perf
+command -v h2load >/dev/null || die "h2load is missing after installing nghttp2-client"
+command -v taskset >/dev/null || die "taskset is missing"
+[ "$(nproc)" -ge 2 ] || log "only $(nproc) CPU: proxy and load will share it, results are not meaningful"
+
+# ------------------------------------------------------------------ build
+
+if [ -z "${PORTCULLIS_BIN:-}" ] || [ -z "${ORIGIN_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
+    log "building portcullis, the test origin and the load client (release)"
+    artifacts="$(mktemp)"
+    trap 'rm -f "$artifacts"' EXIT
+    (cd "$REPO" && cargo build --release --bin portcullis --example origin --bench loadgen \
+        --message-format=json-render-diagnostics >"$artifacts") || die "cargo build failed"
+    exe() {
+        python3 - "$artifacts" "$1" "$2" <<'EOF'
+import json, sys
+path, kind, name = sys.argv[1:]
+for line in open(path):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name \
+            and kind in m["target"]["kind"] and m.get("executable"):
+        print(m["executable"])
+        break
+EOF
+    }
+    PORTCULLIS_BIN="${PORTCULLIS_BIN:-$(exe bin portcullis)}"
+    ORIGIN_BIN="${ORIGIN_BIN:-$(exe example origin)}"
+    LOADGEN_BIN="${LOADGEN_BIN:-$(exe bench loadgen)}"
+fi
+for b in "$PORTCULLIS_BIN" "$ORIGIN_BIN" "$LOADGEN_BIN"; do
+    [ -x "$b" ] || die "binary $b is missing"
+done
+
+cd "$REPO"
+python3 "$HERE/bench.py" --portcullis "$PORTCULLIS_BIN" --origin "$ORIGIN_BIN" \
+    --loadgen "$LOADGEN_BIN" --command "$COMMAND" "$@"
