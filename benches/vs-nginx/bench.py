@@ -991,7 +991,8 @@ def environment(args):
         "nginx": cmd([args.nginx, "-v"]),
         "nginx_openssl": openssl.group(1) if openssl else None,
         "rustc": cmd(["rustc", "-V"]),
-        "portcullis_rev": rev + (" (with uncommitted changes in src/ or Cargo files)" if dirty else ""),
+        "portcullis_rev": args.portcullis_rev or (
+            rev + (" (working tree, with uncommitted changes in src/ or Cargo files)" if dirty else "")),
         "wrk": cmd(["wrk", "-v"]).splitlines()[0] if shutil.which("wrk") else None,
         "h2load": cmd(["h2load", "--version"]),
         "hardware_counters": "not supported here" if "not supported" in perf_check or "not counted" in perf_check else perf_check.splitlines()[0:3],
@@ -1154,6 +1155,7 @@ def main():
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     ap.add_argument("--command", default=" ".join(sys.argv), help=argparse.SUPPRESS)
+    ap.add_argument("--portcullis-rev", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     args.rounds = args.rounds or 3

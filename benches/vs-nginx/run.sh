@@ -25,12 +25,23 @@ die() {
     exit 1
 }
 
+# --from-head (taken here, not passed on): build from a clean export of the
+# committed HEAD instead of the working tree, so uncommitted edits in src/
+# are not measured.
+from_head=0
+args=()
 for a in "$@"; do
-    case "$a" in -h | --help)
-        exec python3 "$HERE/bench.py" --help --portcullis x --origin x --loadgen x
+    case "$a" in
+    -h | --help)
+        python3 "$HERE/bench.py" --help --portcullis x --origin x --loadgen x
+        printf '\nrun.sh only:\n  --from-head   build portcullis from a clean export of git HEAD\n'
+        exit 0
         ;;
+    --from-head) from_head=1 ;;
+    *) args+=("$a") ;;
     esac
 done
+set -- ${args[@]+"${args[@]}"}
 
 # ------------------------------------------------------------------ tools
 
@@ -75,11 +86,26 @@ command -v taskset >/dev/null || die "taskset is missing"
 
 # ------------------------------------------------------------------ build
 
+SRC="$REPO"
+REV_ARGS=()
+tmp_files=()
+trap 'rm -rf ${tmp_files[@]+"${tmp_files[@]}"}' EXIT
+if [ "$from_head" = 1 ]; then
+    rev="$(git -C "$REPO" rev-parse HEAD)" || die "not a git checkout"
+    SRC="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-head.XXXXXX")"
+    tmp_files+=("$SRC")
+    git -C "$REPO" archive HEAD | tar -x -C "$SRC" || die "git archive HEAD failed"
+    # A target directory of its own, kept between runs for incremental builds.
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target/vs-nginx-head}"
+    REV_ARGS=(--portcullis-rev "$rev (clean export of HEAD)")
+    log "building from a clean export of HEAD $rev"
+fi
+
 if [ -z "${PORTCULLIS_BIN:-}" ] || [ -z "${ORIGIN_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
     log "building portcullis, the test origin and the load client (release)"
     artifacts="$(mktemp)"
-    trap 'rm -f "$artifacts"' EXIT
-    (cd "$REPO" && cargo build --release --bin portcullis --example origin --bench loadgen \
+    tmp_files+=("$artifacts")
+    (cd "$SRC" && cargo build --release --bin portcullis --example origin --bench loadgen \
         --message-format=json-render-diagnostics >"$artifacts") || die "cargo build failed"
     exe() {
         python3 - "$artifacts" "$1" "$2" <<'EOF'
@@ -106,4 +132,4 @@ done
 
 cd "$REPO"
 python3 "$HERE/bench.py" --portcullis "$PORTCULLIS_BIN" --origin "$ORIGIN_BIN" \
-    --loadgen "$LOADGEN_BIN" --command "$COMMAND" "$@"
+    --loadgen "$LOADGEN_BIN" --command "$COMMAND" ${REV_ARGS[@]+"${REV_ARGS[@]}"} "$@"
