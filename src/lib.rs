@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod gencert;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;

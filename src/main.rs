@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use portcullis::config::{self, Config};
 use portcullis::Proxy;
@@ -29,10 +29,34 @@ enum Command {
     /// Validate the configuration and the certificates it names, then exit:
     /// 0 when valid, 2 with every error otherwise.
     Check,
+    /// Write a development CA, a server certificate and a client
+    /// certificate (for mTLS) it signed, and print how to trust the CA.
+    GenCert(GenCertArgs),
+}
+
+#[derive(Args)]
+struct GenCertArgs {
+    /// Directory to write ca/, server/ and client/ into (created as needed).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Extra names for the server certificate, comma-separated DNS names or
+    /// IP addresses; localhost, 127.0.0.1 and ::1 are always included.
+    #[arg(long, value_name = "NAMES")]
+    names: Vec<String>,
+    /// Validity in days, from 1 to 3650.
+    #[arg(long, value_name = "N", default_value_t = portcullis::gencert::DEFAULT_DAYS)]
+    days: u32,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // gen-cert reads no configuration.
+    if let Some(Command::GenCert(args)) = &cli.command {
+        return gen_cert(args);
+    }
     let config = match &cli.config {
         Some(path) => config::load(path),
         None => Ok(config::embedded_default()),
@@ -47,6 +71,26 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&config),
         Command::Run => run(config),
+        Command::GenCert(args) => gen_cert(&args),
+    }
+}
+
+fn gen_cert(args: &GenCertArgs) -> ExitCode {
+    let opts = portcullis::gencert::Options {
+        dir: args.dir.clone(),
+        names: args.names.clone(),
+        days: args.days,
+        force: args.force,
+    };
+    match portcullis::gencert::run(&opts) {
+        Ok(written) => {
+            print!("{}", written.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis gen-cert: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
