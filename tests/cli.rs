@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rcgen::{CertificateParams, DnType, KeyPair};
+use support::certs::{expired_pair, v1_pair};
 use support::{Site, TestCa};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -106,14 +106,9 @@ fn key_that_does_not_match_the_certificate() {
 #[test]
 fn expired_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let (cert, key) = expired_pair();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
     let config = write_config(dir.path(), "cert.pem", "key.pem");
     for cmd in [&["check"][..], &["run"][..]] {
         expect_config_error(
@@ -127,78 +122,9 @@ fn expired_certificate() {
 fn x509_v1_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // openssl makes a version 1 certificate when no extensions are given.
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-config", "/dev/null", "-extensions", "none"])
-        .current_dir(d)
-        .output()
-        .expect("the openssl command is needed for this test");
-    if !d.join("cert.pem").exists() {
-        // Older openssl needs an empty config section instead.
-        std::fs::write(d.join("v1.cnf"), "[req]\ndistinguished_name=dn\n[dn]\n").unwrap();
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-            ])
-            .args([
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.pem",
-                "-subj",
-                "/CN=localhost",
-                "-config",
-                "v1.cnf",
-            ])
-            .current_dir(d)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let ok = Command::new("openssl")
-            .args([
-                "x509", "-req", "-in", "req.pem", "-signkey", "key.pem", "-out", "cert.pem", "-days", "30",
-            ])
-            .current_dir(d)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    let text = Command::new("openssl")
-        .args(["x509", "-in", "cert.pem", "-noout", "-text"])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
-    assert!(
-        text.contains("Version: 1"),
-        "openssl did not make a v1 certificate ({}):\n{text}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let (cert, key) = v1_pair(d);
+    std::fs::write(d.join("cert.pem"), cert).unwrap();
+    std::fs::write(d.join("key.pem"), key).unwrap();
     let config = write_config(d, "cert.pem", "key.pem");
     expect_config_error(
         &portcullis(&["check"], &config),

@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use portcullis::tls::reload::ReloadHandle;
+use support::certs::{expired_pair, v1_pair};
 use support::*;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -46,42 +45,6 @@ async fn wait_for_serial(addr: std::net::SocketAddr, ca: &TestCa, want: &str) {
             "still serving {got}, want {want}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-struct Running {
-    addr: std::net::SocketAddr,
-    reload: ReloadHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), portcullis::Error>>,
-}
-
-impl Running {
-    async fn start(toml: &str, dir: &Path) -> Running {
-        let config =
-            portcullis::config::from_str(toml, &dir.join("proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let proxy = portcullis::Proxy::bind(config).unwrap_or_else(|e| panic!("{e}"));
-        let addr = proxy.local_addrs()[0];
-        let reload = proxy.reload_handle();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(proxy.run(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            addr,
-            reload,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    fn rejected(&self) -> u64 {
-        self.reload.stats.rejected.load(Ordering::Relaxed)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -144,6 +107,37 @@ fn repoint(link: &Path, target: impl AsRef<Path>) {
     std::fs::rename(&tmp, link).unwrap();
 }
 
+/// Writes `pair` as `d/cert.pem`, then `d/key.pem`; returns those names.
+fn write_plain(d: &Path, pair: &Issued) -> (String, String) {
+    write(&d.join("cert.pem"), &pair.chain_pem);
+    write(&d.join("key.pem"), &pair.key_pem);
+    ("cert.pem".into(), "key.pem".into())
+}
+
+/// Writes `pair` as `d/cert.pem` and `d/key.pem` and starts the proxy on
+/// them, with `extra_tls`, in front of a hello origin and a WebSocket echo.
+async fn start_on_plain_files(d: &Path, pair: &Issued, extra_tls: &str) -> ProxyHandle {
+    write_plain(d, pair);
+    let origin = Origin::hello().await;
+    let ws = WsOrigin::start().await;
+    ProxyHandle::start(&config("cert.pem", "key.pem", extra_tls, &origin, &ws), d).await
+}
+
+/// Rewrites `d/key.pem`, then `d/cert.pem`, in place: the key lands first.
+fn rewrite_key_first(d: &Path, cert: &str, key: &str) {
+    write(&d.join("key.pem"), key);
+    write(&d.join("cert.pem"), cert);
+}
+
+/// Writes `pair` beside `d/key.pem` and `d/cert.pem` and renames the new
+/// files over the old ones, key first.
+fn mv_over(d: &Path, pair: &Issued) {
+    write(&d.join("key.pem.new"), &pair.key_pem);
+    write(&d.join("cert.pem.new"), &pair.chain_pem);
+    std::fs::rename(d.join("key.pem.new"), d.join("key.pem")).unwrap();
+    std::fs::rename(d.join("cert.pem.new"), d.join("cert.pem")).unwrap();
+}
+
 async fn run_style(
     setup: impl FnOnce(&Path, &Issued) -> (String, String),
     renew: impl FnOnce(&Path, &Issued),
@@ -155,7 +149,7 @@ async fn run_style(
     let (cert, key) = setup(dir.path(), &first);
     let origin = Origin::hello().await;
     let ws = WsOrigin::start().await;
-    let proxy = Running::start(&config(&cert, &key, "", &origin, &ws), dir.path()).await;
+    let proxy = ProxyHandle::start(&config(&cert, &key, "", &origin, &ws), dir.path()).await;
     assert_eq!(served_serial(proxy.addr, &ca).await, serial_of(&first.leaf_der));
 
     let old = OldConnections::open(proxy.addr, &ca).await;
@@ -163,7 +157,7 @@ async fn run_style(
     wait_for_serial(proxy.addr, &ca, &serial_of(&second.leaf_der)).await;
     old.still_work().await;
     assert_eq!(proxy.rejected(), 0, "a half-written pair was read");
-    proxy.stop().await;
+    proxy.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,53 +224,26 @@ async fn kubernetes_secret_volume_swaps_data_symlink() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mv_of_new_files_over_the_old_ones() {
-    run_style(
-        |d, first| {
-            write(&d.join("cert.pem"), &first.chain_pem);
-            write(&d.join("key.pem"), &first.key_pem);
-            ("cert.pem".into(), "key.pem".into())
-        },
-        |d, second| {
-            write(&d.join("key.pem.new"), &second.key_pem);
-            write(&d.join("cert.pem.new"), &second.chain_pem);
-            std::fs::rename(d.join("key.pem.new"), d.join("key.pem")).unwrap();
-            std::fs::rename(d.join("cert.pem.new"), d.join("cert.pem")).unwrap();
-        },
-    )
-    .await;
+    run_style(write_plain, mv_over).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_rewrite_like_cp() {
-    run_style(
-        |d, first| {
-            write(&d.join("cert.pem"), &first.chain_pem);
-            write(&d.join("key.pem"), &first.key_pem);
-            ("cert.pem".into(), "key.pem".into())
-        },
-        |d, second| {
-            // std::fs::write truncates and rewrites the same inode, as cp does.
-            write(&d.join("cert.pem"), &second.chain_pem);
-            write(&d.join("key.pem"), &second.key_pem);
-        },
-    )
+    run_style(write_plain, |d, second| {
+        // std::fs::write truncates and rewrites the same inode, as cp does.
+        write(&d.join("cert.pem"), &second.chain_pem);
+        write(&d.join("key.pem"), &second.key_pem);
+    })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_then_certificate_are_read_together() {
     run_style(
-        |d, first| {
-            write(&d.join("cert.pem"), &first.chain_pem);
-            write(&d.join("key.pem"), &first.key_pem);
-            ("cert.pem".into(), "key.pem".into())
-        },
-        |d, second| {
-            // The new key lands first: on its own it does not match the
-            // certificate in service, and must not be paired with it.
-            write(&d.join("key.pem"), &second.key_pem);
-            write(&d.join("cert.pem"), &second.chain_pem);
-        },
+        write_plain,
+        // The new key lands first: on its own it does not match the
+        // certificate in service, and must not be paired with it.
+        |d, second| rewrite_key_first(d, &second.chain_pem, &second.key_pem),
     )
     .await;
 }
@@ -289,11 +256,7 @@ async fn invalid_candidates_are_never_served() {
     let d = dir.path();
     let ca = TestCa::new();
     let good = ca.issue(&["localhost"]);
-    write(&d.join("cert.pem"), &good.chain_pem);
-    write(&d.join("key.pem"), &good.key_pem);
-    let origin = Origin::hello().await;
-    let ws = WsOrigin::start().await;
-    let proxy = Running::start(&config("cert.pem", "key.pem", "", &origin, &ws), d).await;
+    let proxy = start_on_plain_files(d, &good, "").await;
     let good_serial = serial_of(&good.leaf_der);
 
     let other = ca.issue(&["localhost"]);
@@ -320,8 +283,7 @@ async fn invalid_candidates_are_never_served() {
     ];
     for (what, cert, key) in candidates {
         let before = proxy.rejected();
-        write(&d.join("key.pem"), &key);
-        write(&d.join("cert.pem"), &cert);
+        rewrite_key_first(d, &cert, &key);
         wait_until(DEADLINE, &format!("the {what} candidate to be rejected"), || {
             proxy.rejected() > before
         })
@@ -333,61 +295,9 @@ async fn invalid_candidates_are_never_served() {
         );
     }
     let fresh = ca.issue(&["localhost"]);
-    write(&d.join("key.pem"), &fresh.key_pem);
-    write(&d.join("cert.pem"), &fresh.chain_pem);
+    rewrite_key_first(d, &fresh.chain_pem, &fresh.key_pem);
     wait_for_serial(proxy.addr, &ca, &serial_of(&fresh.leaf_der)).await;
-    proxy.stop().await;
-}
-
-fn expired_pair() -> (String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
-}
-
-/// A version 1 certificate: openssl makes one when no extensions are given.
-fn v1_pair(dir: &Path) -> (String, String) {
-    let d = dir.join("v1");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("v1.cnf"), "[req]\ndistinguished_name=dn\n[dn]\n").unwrap();
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "req.pem",
-            "-subj",
-            "/CN=localhost",
-            "-config",
-            "v1.cnf",
-        ])
-        .current_dir(&d)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = std::process::Command::new("openssl")
-        .args([
-            "x509", "-req", "-in", "req.pem", "-signkey", "key.pem", "-out", "cert.pem", "-days", "30",
-        ])
-        .current_dir(&d)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (
-        std::fs::read_to_string(d.join("cert.pem")).unwrap(),
-        std::fs::read_to_string(d.join("key.pem")).unwrap(),
-    )
+    proxy.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,17 +306,11 @@ async fn poll_mode_with_the_watcher_off() {
     let d = dir.path();
     let ca = TestCa::new();
     let first = ca.issue(&["localhost"]);
-    write(&d.join("cert.pem"), &first.chain_pem);
-    write(&d.join("key.pem"), &first.key_pem);
-    let origin = Origin::hello().await;
-    let ws = WsOrigin::start().await;
-    let extra = "watch = false\npoll_interval = \"1s\"";
-    let proxy = Running::start(&config("cert.pem", "key.pem", extra, &origin, &ws), d).await;
+    let proxy = start_on_plain_files(d, &first, "watch = false\npoll_interval = \"1s\"").await;
     let second = ca.issue(&["localhost"]);
-    write(&d.join("key.pem"), &second.key_pem);
-    write(&d.join("cert.pem"), &second.chain_pem);
+    rewrite_key_first(d, &second.chain_pem, &second.key_pem);
     wait_for_serial(proxy.addr, &ca, &serial_of(&second.leaf_der)).await;
-    proxy.stop().await;
+    proxy.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,20 +319,14 @@ async fn explicit_reload_request_with_watch_and_poll_off() {
     let d = dir.path();
     let ca = TestCa::new();
     let first = ca.issue(&["localhost"]);
-    write(&d.join("cert.pem"), &first.chain_pem);
-    write(&d.join("key.pem"), &first.key_pem);
-    let origin = Origin::hello().await;
-    let ws = WsOrigin::start().await;
-    let extra = "watch = false\npoll_interval = \"0s\"";
-    let proxy = Running::start(&config("cert.pem", "key.pem", extra, &origin, &ws), d).await;
+    let proxy = start_on_plain_files(d, &first, "watch = false\npoll_interval = \"0s\"").await;
     let second = ca.issue(&["localhost"]);
-    write(&d.join("key.pem"), &second.key_pem);
-    write(&d.join("cert.pem"), &second.chain_pem);
+    rewrite_key_first(d, &second.chain_pem, &second.key_pem);
     // Nothing watches and nothing polls: the old certificate stays until asked.
     assert_eq!(served_serial(proxy.addr, &ca).await, serial_of(&first.leaf_der));
     proxy.reload.reload_now();
     wait_for_serial(proxy.addr, &ca, &serial_of(&second.leaf_der)).await;
-    proxy.stop().await;
+    proxy.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +344,7 @@ async fn bootstrap_serves_self_signed_until_the_files_appear() {
         &origin,
         &ws,
     );
-    let proxy = Running::start(&toml, d).await;
+    let proxy = ProxyHandle::start(&toml, d).await;
 
     // The bootstrap certificate is not from the CA: read it without verifying.
     let der = unverified_leaf(proxy.addr).await;
@@ -469,7 +367,7 @@ async fn bootstrap_serves_self_signed_until_the_files_appear() {
     }
     // And it verifies against the CA, as a client would check.
     assert_eq!(served_serial(proxy.addr, &ca).await, want);
-    proxy.stop().await;
+    proxy.shutdown().await.unwrap();
 }
 
 /// The leaf certificate a handshake gets, without verifying it: the
@@ -534,11 +432,7 @@ async fn hundred_reloads_under_load_fail_no_handshake() {
     let ca = Arc::new(TestCa::new());
     let a = ca.issue(&["localhost"]);
     let b = ca.issue(&["localhost"]);
-    write(&d.join("cert.pem"), &a.chain_pem);
-    write(&d.join("key.pem"), &a.key_pem);
-    let origin = Origin::hello().await;
-    let ws = WsOrigin::start().await;
-    let proxy = Running::start(&config("cert.pem", "key.pem", "", &origin, &ws), d).await;
+    let proxy = start_on_plain_files(d, &a, "").await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut loaders = Vec::new();
@@ -561,10 +455,7 @@ async fn hundred_reloads_under_load_fail_no_handshake() {
     let pairs = [&b, &a];
     for i in 0..100 {
         let next = pairs[i % 2];
-        write(&d.join("key.pem.new"), &next.key_pem);
-        write(&d.join("cert.pem.new"), &next.chain_pem);
-        std::fs::rename(d.join("key.pem.new"), d.join("key.pem")).unwrap();
-        std::fs::rename(d.join("cert.pem.new"), d.join("cert.pem")).unwrap();
+        mv_over(d, next);
         wait_for_serial(proxy.addr, &ca, &serial_of(&next.leaf_der)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -576,7 +467,7 @@ async fn hundred_reloads_under_load_fail_no_handshake() {
     }
     assert!(total > 0, "the load generators made no handshake");
     assert_eq!(proxy.rejected(), 0);
-    proxy.stop().await;
+    proxy.shutdown().await.unwrap();
 }
 
 /// SIGHUP makes the binary re-read its certificates, with no watch and no
@@ -587,8 +478,7 @@ async fn sighup_reloads_the_binary() {
     let d = dir.path();
     let ca = TestCa::new();
     let first = ca.issue(&["localhost"]);
-    write(&d.join("cert.pem"), &first.chain_pem);
-    write(&d.join("key.pem"), &first.key_pem);
+    write_plain(d, &first);
     let origin = Origin::hello().await;
     let ws = WsOrigin::start().await;
     let extra = "watch = false\npoll_interval = \"0s\"";
@@ -597,8 +487,7 @@ async fn sighup_reloads_the_binary() {
     let old = OldConnections::open(addr, &ca).await;
 
     let second = ca.issue(&["localhost"]);
-    write(&d.join("key.pem"), &second.key_pem);
-    write(&d.join("cert.pem"), &second.chain_pem);
+    rewrite_key_first(d, &second.chain_pem, &second.key_pem);
     assert_eq!(served_serial(addr, &ca).await, serial_of(&first.leaf_der));
     proxy.signal("HUP");
     wait_for_serial(addr, &ca, &serial_of(&second.leaf_der)).await;

@@ -11,17 +11,18 @@
 mod support;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use support::process::ProxyProcess;
 use support::*;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -96,76 +97,6 @@ impl NamedOrigin {
 
 // ---------------------------------------------------------------- the proxy in its own namespace
 
-/// The proxy binary, killed and reaped when dropped (also on panic).
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl ProxyProcess {
-    /// Starts `command` (which must exec the proxy) and waits for the proxy
-    /// to say where it listens.
-    fn spawn(mut command: Command) -> ProxyProcess {
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let lines2 = lines.clone();
-        // Reads stderr to the end, so the proxy never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = addr_tx.send(addr);
-                }
-                lines2.lock().unwrap().push(line);
-            }
-        });
-        let mut process = ProxyProcess {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            stderr: lines,
-        };
-        match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => process.addr = addr,
-            Err(_) => panic!(
-                "the proxy did not say where it listens (exit: {:?}); stderr:\n{}",
-                process.child.try_wait(),
-                process.stderr_text()
-            ),
-        }
-        process
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `... listening on https://127.0.0.1:43121 (/tmp/x/proxy.toml)` -> the address.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("listening on https://")? + "listening on https://".len()..];
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '(' || c == '\u{1b}')
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 /// Rewrites the hosts file in place (same inode), so the bind mount over
 /// /etc/hosts in the proxy's namespace sees the new content.
 fn write_hosts(path: &Path, ip: &str) {
@@ -218,9 +149,8 @@ async fn a_restarted_upstream_with_a_new_address_is_found_without_restarting_the
     std::fs::write(&hosts, "").unwrap();
     write_hosts(&hosts, "127.0.0.2");
 
-    let cfg = site.config(&format!(
-        "[[route]]\npath = \"/\"\nupstream = \"http://{NAME}:{port}\"\nconnect_timeout = \"2s\"\n"
-    ));
+    let upstream = format!("http://{NAME}:{port}");
+    let cfg = site.config(&route("/", &upstream, "connect_timeout = \"2s\""));
     let config_path = site.path("proxy.toml");
     std::fs::write(&config_path, cfg).unwrap();
     let mut command = Command::new("unshare");
@@ -234,10 +164,10 @@ async fn a_restarted_upstream_with_a_new_address_is_found_without_restarting_the
         .env("HOSTS", &hosts)
         .env("BIN", env!("CARGO_BIN_EXE_portcullis"))
         .env("CFG", &config_path);
-    let proxy = ProxyProcess::spawn(command);
+    let (proxy, addr) = ProxyProcess::start_command(command).await;
 
     for _ in 0..3 {
-        let (status, _, body) = fetch(proxy.addr, &site.ca, get("/who")).await;
+        let (status, _, body) = fetch(addr, &site.ca, get("/who")).await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::OK, "from A"),
@@ -259,7 +189,7 @@ async fn a_restarted_upstream_with_a_new_address_is_found_without_restarting_the
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut failures = Vec::new();
     loop {
-        let (status, _, body) = fetch(proxy.addr, &site.ca, get("/who")).await;
+        let (status, _, body) = fetch(addr, &site.ca, get("/who")).await;
         match (status, body.as_str()) {
             (StatusCode::OK, "from B") => break,
             (StatusCode::BAD_GATEWAY, _) => failures.push(status),
@@ -276,7 +206,7 @@ async fn a_restarted_upstream_with_a_new_address_is_found_without_restarting_the
     }
     // And it stays there.
     for _ in 0..3 {
-        let (status, _, body) = fetch(proxy.addr, &site.ca, get("/who")).await;
+        let (status, _, body) = fetch(addr, &site.ca, get("/who")).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "from B"));
     }
     assert_eq!(a.served.load(Ordering::SeqCst), 3, "A answered after it stopped");

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use support::process::ProxyProcess;
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -24,24 +24,11 @@ use tokio_tungstenite::tungstenite::Message;
 /// hang into a failure with a message, it measures nothing.
 const SOON: Duration = Duration::from_secs(10);
 
-async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
-}
-
-fn route(path: &str, upstream: &str) -> String {
-    format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n\n")
-}
-
 /// A configuration with a shutdown grace far longer than any deadline in
 /// these tests: whatever the drain finishes "soon" it finished because the
 /// work was done, never because the grace period ran out.
 fn config_long_grace(routes: &str) -> String {
-    format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"1h\"\n\n\
-         [tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n\n{routes}"
-    )
+    tls_config("shutdown_grace = \"1h\"", routes)
 }
 
 /// An origin whose every request waits for a permit on `release` after
@@ -119,6 +106,13 @@ async fn exchange(
     Ok((status, got.freeze()))
 }
 
+/// What a request held through the drain got must be 200 and all of `body`.
+fn assert_whole_body(status: http::StatusCode, got: &Bytes, body: &Bytes) {
+    assert_eq!(status, 200);
+    assert_eq!(got.len(), body.len(), "the body was cut");
+    assert!(got == body, "the body differs");
+}
+
 /// Polls until a TCP connection to `addr` is refused.
 async fn wait_refused(addr: SocketAddr) {
     within(SOON, "new connections to be refused", async {
@@ -137,32 +131,41 @@ async fn wait_refused(addr: SocketAddr) {
     .await
 }
 
-/// A WebSocket echo origin that reports on the channel when a
-/// connection's stream ends.
-async fn end_watching_ws_origin() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = tx.send(());
-            });
-        }
-    });
-    (addr, rx)
+/// The proxy, with a long grace, in front of a `HeldOrigin` answering `body`.
+async fn proxy_to_held(site: &Site, body: Bytes) -> (HeldOrigin, ProxyHandle) {
+    let held = HeldOrigin::start(body).await;
+    let proxy = ProxyHandle::start(
+        &config_long_grace(&route("/", &held.origin.url(), "")),
+        site.dir.path(),
+    )
+    .await;
+    (held, proxy)
+}
+
+/// Begins the shutdown while `in_flight` (a `what`) waits at the origin:
+/// new connections are refused but the proxy keeps going; once the origin
+/// answers, the whole `body` arrives and the proxy returns.
+async fn shutdown_finishes_in_flight(
+    mut proxy: ProxyHandle,
+    held: &HeldOrigin,
+    in_flight: tokio::task::JoinHandle<Result<(http::StatusCode, Bytes), String>>,
+    what: &str,
+    body: &Bytes,
+) {
+    proxy.begin_shutdown();
+    wait_refused(proxy.addr).await;
+    assert!(!proxy.is_finished(), "the proxy stopped with a {what} in flight");
+
+    held.release.add_permits(1);
+    let (status, got) = within(SOON, &format!("the {what} in flight to complete"), in_flight)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the {what} in flight failed at shutdown: {e}"));
+    assert_whole_body(status, &got, body);
+
+    within(SOON, "the proxy to return", proxy.shutdown())
+        .await
+        .unwrap();
 }
 
 // ---------------------------------------------------------------- in-process
@@ -171,34 +174,12 @@ async fn end_watching_ws_origin() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
 async fn graceful_shutdown_finishes_an_http1_request_in_flight() {
     let site = Site::new();
     let body = body_of(1 << 20);
-    let mut held = HeldOrigin::start(body.clone()).await;
-    let mut proxy = ProxyHandle::start(
-        &config_long_grace(&route("/", &held.origin.url())),
-        site.dir.path(),
-    )
-    .await;
-    let addr = proxy.addr;
+    let (mut held, proxy) = proxy_to_held(&site, body.clone()).await;
 
-    let mut send = h1(addr, &site.ca).await;
+    let mut send = h1(proxy.addr, &site.ca).await;
     let in_flight = tokio::spawn(async move { exchange(send.send_request(get("/slow"))).await });
     assert_eq!(held.wait_arrived().await, "/slow");
-
-    proxy.begin_shutdown();
-    wait_refused(addr).await;
-    assert!(!proxy.is_finished(), "the proxy stopped with a request in flight");
-
-    held.release.add_permits(1);
-    let (status, got) = within(SOON, "the request in flight to complete", in_flight)
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("the request in flight failed at shutdown: {e}"));
-    assert_eq!(status, 200);
-    assert_eq!(got.len(), body.len(), "the body was cut");
-    assert!(got == body, "the body differs");
-
-    within(SOON, "the proxy to return", proxy.shutdown())
-        .await
-        .unwrap();
+    shutdown_finishes_in_flight(proxy, &held, in_flight, "request", &body).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,35 +189,13 @@ async fn graceful_shutdown_finishes_an_http2_stream_in_flight() {
     // client sends no WINDOW_UPDATE while reading it: that case is
     // `http2_response_survives_a_window_update_sent_after_the_drain`.
     let body = body_of(512 << 10);
-    let mut held = HeldOrigin::start(body.clone()).await;
-    let mut proxy = ProxyHandle::start(
-        &config_long_grace(&route("/", &held.origin.url())),
-        site.dir.path(),
-    )
-    .await;
-    let addr = proxy.addr;
+    let (mut held, proxy) = proxy_to_held(&site, body.clone()).await;
 
-    let mut send = h2(addr, &site.ca).await;
+    let mut send = h2(proxy.addr, &site.ca).await;
     let req = Request::get("https://localhost/slow-h2").body(empty()).unwrap();
     let in_flight = tokio::spawn(async move { exchange(send.send_request(req)).await });
     assert_eq!(held.wait_arrived().await, "/slow-h2");
-
-    proxy.begin_shutdown();
-    wait_refused(addr).await;
-    assert!(!proxy.is_finished(), "the proxy stopped with a stream in flight");
-
-    held.release.add_permits(1);
-    let (status, got) = within(SOON, "the stream in flight to complete", in_flight)
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("the stream in flight failed at shutdown: {e}"));
-    assert_eq!(status, 200);
-    assert_eq!(got.len(), body.len(), "the body was cut");
-    assert!(got == body, "the body differs");
-
-    within(SOON, "the proxy to return", proxy.shutdown())
-        .await
-        .unwrap();
+    shutdown_finishes_in_flight(proxy, &held, in_flight, "stream", &body).await;
 }
 
 /// An open tunnel keeps working while a request is still in flight after
@@ -246,11 +205,11 @@ async fn graceful_shutdown_finishes_an_http2_stream_in_flight() {
 async fn open_tunnel_is_closed_at_shutdown_after_requests_in_flight() {
     let site = Site::new();
     let mut held = HeldOrigin::start(Bytes::from_static(b"done")).await;
-    let (ws_addr, mut ws_ended) = end_watching_ws_origin().await;
+    let (ws_origin, mut ws_ended) = end_watching_origin().await;
     let routes = format!(
         "{}{}",
-        route("/", &held.origin.url()),
-        route("/ws", &format!("http://{ws_addr}"))
+        route("/", &held.origin.url(), ""),
+        route("/ws", &ws_origin.url(), "")
     );
     let mut proxy = ProxyHandle::start(&config_long_grace(&routes), site.dir.path()).await;
     let addr = proxy.addr;
@@ -312,7 +271,11 @@ async fn open_tunnel_is_closed_at_shutdown_after_requests_in_flight() {
 async fn idle_connections_do_not_hold_the_drain() {
     let site = Site::new();
     let origin = Origin::hello().await;
-    let proxy = ProxyHandle::start(&config_long_grace(&route("/", &origin.url())), site.dir.path()).await;
+    let proxy = ProxyHandle::start(
+        &config_long_grace(&route("/", &origin.url(), "")),
+        site.dir.path(),
+    )
+    .await;
 
     let mut one = h1(proxy.addr, &site.ca).await;
     let resp = one.send_request(get("/a")).await.unwrap();
@@ -496,12 +459,7 @@ async fn http2_response_survives_a_window_update_sent_after_the_drain() {
     const WINDOW: u32 = 256 << 10;
     let site = Site::new();
     let body = body_of(240 << 10);
-    let mut held = HeldOrigin::start(body.clone()).await;
-    let mut proxy = ProxyHandle::start(
-        &config_long_grace(&route("/", &held.origin.url())),
-        site.dir.path(),
-    )
-    .await;
+    let (mut held, mut proxy) = proxy_to_held(&site, body.clone()).await;
     let addr = proxy.addr;
 
     // A client socket whose buffer holds the whole response unread.
@@ -549,9 +507,7 @@ async fn http2_response_survives_a_window_update_sent_after_the_drain() {
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("the response was cut after the proxy closed the connection: {e}"));
-    assert_eq!(status, 200);
-    assert_eq!(got.len(), body.len(), "the body was cut");
-    assert!(got == body, "the body differs");
+    assert_whole_body(status, &got, &body);
     within(SOON, "the proxy to return", proxy.shutdown())
         .await
         .unwrap();
@@ -562,7 +518,7 @@ async fn http2_response_survives_a_window_update_sent_after_the_drain() {
 async fn binary_exits_0_on(signal: &str) {
     let site = Site::new();
     let origin = Origin::hello().await;
-    let config = site.config(&route("/", &origin.url()));
+    let config = site.config(&route("/", &origin.url(), ""));
     let (mut running, addr) = ProxyProcess::start(site.dir.path(), &config).await;
 
     let (status, _, body) = within(
@@ -610,7 +566,7 @@ async fn binary_handles_sigterm_as_soon_as_it_says_it_is_listening() {
     // About 200 KB of "route ... -> ..." lines: more than a pipe holds.
     let long = "x".repeat(1000);
     let routes: String = (0..200)
-        .map(|i| route(&format!("/r{i}/{long}"), &origin.url()))
+        .map(|i| route(&format!("/r{i}/{long}"), &origin.url(), ""))
         .collect();
     let (go, hold) = std::sync::mpsc::channel::<()>();
     let (mut running, _addr) =

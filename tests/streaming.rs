@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,14 +13,11 @@ use futures_util::stream::{self, StreamExt};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
+use support::process::ProxyProcess;
 use support::*;
 use tokio::sync::Notify;
 
 // ---------------------------------------------------------------- helpers
-
-fn route(path: &str, upstream: &str, extra: &str) -> String {
-    format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n\n")
-}
 
 /// A streaming body from a stream of chunks.
 fn stream_body<S>(chunks: S) -> Body
@@ -234,97 +229,6 @@ const CHUNK: usize = 64 * 1024;
 /// The proxy's peak resident memory must stay far below one body.
 const MEMORY_LIMIT: u64 = 64 * MIB;
 
-/// The proxy binary, killed and reaped when dropped (also on panic).
-struct ProxyProcess {
-    child: Child,
-    addr: std::net::SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl ProxyProcess {
-    /// Runs the built binary with `config_path` and waits for it to say
-    /// where it listens.
-    fn spawn(config_path: &std::path::Path) -> ProxyProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("--config")
-            .arg(config_path)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start the portcullis binary");
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let lines2 = lines.clone();
-        // Reads stderr to the end, so the proxy never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = addr_tx.send(addr);
-                }
-                lines2.lock().unwrap().push(line);
-            }
-        });
-        let mut process = ProxyProcess {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            stderr: lines,
-        };
-        match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => process.addr = addr,
-            Err(_) => panic!(
-                "the proxy did not say where it listens (exit: {:?}); stderr:\n{}",
-                process.child.try_wait(),
-                process.stderr_text()
-            ),
-        }
-        process
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// A field of /proc/<pid>/status, in bytes (`VmHWM`, `VmRSS`).
-    fn memory(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(&format!("{field}:")))
-            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()));
-        let kb: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("cannot read {line:?}"));
-        kb * 1024
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `... listening on https://127.0.0.1:43121 (/tmp/x/proxy.toml)` -> the address.
-fn listening_addr(line: &str) -> Option<std::net::SocketAddr> {
-    let rest = &line[line.find("listening on https://")? + "listening on https://".len()..];
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '(' || c == '\u{1b}')
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 /// The origin for the big transfers: `/upload` counts what it receives,
 /// `/download` streams `BIG` bytes in chunks made on the fly.
 async fn bulk_origin() -> Origin {
@@ -396,15 +300,13 @@ async fn a_hundred_mib_each_way_with_bounded_proxy_memory() {
     let site = Site::new();
     let origin = bulk_origin().await;
     let cfg = site.config(&route("/", &origin.url(), ""));
-    let config_path = site.path("proxy.toml");
-    std::fs::write(&config_path, cfg).unwrap();
-    let mut proxy = ProxyProcess::spawn(&config_path);
+    let (mut proxy, addr) = ProxyProcess::start(site.dir.path(), &cfg).await;
     let baseline = proxy.memory("VmHWM");
     let want = format!("{BIG} {}", expected_sum());
     let deadline = Duration::from_secs(300);
 
     // HTTP/1.1 upload, then download, on one client connection.
-    let mut send = h1(proxy.addr, &site.ca).await;
+    let mut send = h1(addr, &site.ca).await;
     let req = Request::post("/upload")
         .header("host", "localhost")
         .body(big_upload_body())
@@ -421,7 +323,7 @@ async fn a_hundred_mib_each_way_with_bounded_proxy_memory() {
     assert_eq!((n, sum), (BIG, expected_sum()), "HTTP/1.1 download");
 
     // HTTP/2 both ways.
-    let mut send = h2(proxy.addr, &site.ca).await;
+    let mut send = h2(addr, &site.ca).await;
     let req = Request::post("https://localhost/upload")
         .body(big_upload_body())
         .unwrap();
@@ -449,7 +351,7 @@ async fn a_hundred_mib_each_way_with_bounded_proxy_memory() {
         MEMORY_LIMIT / MIB
     );
     assert!(
-        proxy.child.try_wait().unwrap().is_none(),
+        proxy.try_wait().is_none(),
         "the proxy died; stderr:\n{}",
         proxy.stderr_text()
     );

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use hyper::body::Incoming;
 use support::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -26,33 +25,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 type Client = WebSocketStream<TlsStream<TcpStream>>;
-type Server = WebSocketStream<TcpStream>;
 
 /// Generous bound for anything that should happen "soon": it only turns a
 /// hang into a failure with a message, it measures nothing.
 const SOON: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- helpers
-
-async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
-}
-
-/// One `[[route]]` table.
-fn route(path: &str, upstream: &str, extra: &str) -> String {
-    format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n")
-}
-
-/// A configuration like `Site::config` (certificate files named as the
-/// `Site` writes them), with extra `[server]` keys.
-fn config_with_server(server_extra: &str, routes: &str) -> String {
-    format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"10s\"\n{server_extra}\n\n\
-         [tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n\n{routes}"
-    )
-}
 
 /// A proxy with `/ws` routed to `upstream` (route keys in `extra`).
 async fn proxy_to(site: &Site, upstream: &str, extra: &str) -> ProxyHandle {
@@ -105,69 +83,6 @@ fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
     }
-}
-
-/// A WebSocket origin whose behaviour on each connection is a script given
-/// by the test (tokio-tungstenite server on 127.0.0.1:0).
-struct ScriptedWsOrigin {
-    addr: SocketAddr,
-}
-
-impl ScriptedWsOrigin {
-    async fn start<F, Fut>(script: F) -> ScriptedWsOrigin
-    where
-        F: Fn(Server) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let script = Arc::new(script);
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let script = script.clone();
-                tokio::spawn(async move {
-                    if let Ok(ws) =
-                        tokio_tungstenite::accept_async_with_config(tcp, Some(big_messages())).await
-                    {
-                        script(ws).await;
-                    }
-                });
-            }
-        });
-        ScriptedWsOrigin { addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-/// An echo origin that reports on the returned channel when a connection's
-/// stream ends (end of stream or error).
-async fn end_watching_origin() -> (ScriptedWsOrigin, mpsc::UnboundedReceiver<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let origin = ScriptedWsOrigin::start(move |mut ws: Server| {
-        let tx = tx.clone();
-        async move {
-            loop {
-                match ws.next().await {
-                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                        if ws.send(m).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => break,
-                }
-            }
-            let _ = tx.send(());
-        }
-    })
-    .await;
-    (origin, rx)
 }
 
 async fn echo_text(ws: &mut Client, text: &str) {
@@ -345,7 +260,7 @@ async fn client_close_code_and_reason_reach_the_origin_and_come_back() {
 async fn origin_close_code_and_reason_reach_the_client() {
     let site = Site::new();
     let (replies_tx, mut replies) = mpsc::unbounded_channel::<Option<(u16, String)>>();
-    let origin = ScriptedWsOrigin::start(move |mut ws: Server| {
+    let origin = ScriptedWsOrigin::start(move |mut ws: WsServer| {
         let replies_tx = replies_tx.clone();
         async move {
             // Echo one message, then close with a code and a reason.
@@ -517,7 +432,10 @@ async fn a_thousand_concurrent_tunnels_echo() {
     let origin = WsOrigin::start().await;
     // All handshakes share two cores with everything else: a long handshake
     // deadline keeps a slow machine from turning into a failure.
-    let cfg = config_with_server("handshake_timeout = \"120s\"", &route("/ws", &origin.url(), ""));
+    let cfg = tls_config(
+        "shutdown_grace = \"10s\"\nhandshake_timeout = \"120s\"",
+        &route("/ws", &origin.url(), ""),
+    );
     let proxy = ProxyHandle::start(&cfg, site.dir.path()).await;
     let addr = proxy.addr;
 
@@ -803,7 +721,7 @@ async fn client_resetting_its_connection_ends_the_origin_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_dropping_its_connection_ends_the_client_side() {
     let site = Site::new();
-    let origin = ScriptedWsOrigin::start(|mut ws: Server| async move {
+    let origin = ScriptedWsOrigin::start(|mut ws: WsServer| async move {
         while let Some(Ok(m)) = ws.next().await {
             if m.to_text().is_ok_and(|t| t == "vanish") {
                 // Dropping the stream closes the TCP connection, no close frame.
@@ -831,7 +749,7 @@ async fn origin_dropping_its_connection_ends_the_client_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_greeting_sent_with_the_101_reaches_the_client() {
     let site = Site::new();
-    let origin = ScriptedWsOrigin::start(|mut ws: Server| async move {
+    let origin = ScriptedWsOrigin::start(|mut ws: WsServer| async move {
         if ws.send(Message::text("welcome")).await.is_err() {
             return;
         }

@@ -7,6 +7,7 @@
 // tungstenite's handshake callback returns its own large error type.
 #![allow(clippy::result_large_err)]
 
+pub mod certs;
 pub mod process;
 
 use std::convert::Infallible;
@@ -26,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -40,6 +41,13 @@ pub fn full(data: impl Into<Bytes>) -> Body {
 
 pub fn empty() -> Body {
     full(Bytes::new())
+}
+
+/// Awaits `fut`, panicking with `what` if it takes longer than `limit`.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
 }
 
 /// Polls `cond` until it holds or `timeout` passes; panics with `what` on timeout.
@@ -137,16 +145,30 @@ impl Site {
     /// A configuration with TLS from this site and the given routes
     /// (`[[route]]` tables as TOML text), listening on 127.0.0.1:0.
     pub fn config(&self, routes: &str) -> String {
-        format!(
-            "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"10s\"\n\n[tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n\n{routes}"
-        )
+        tls_config("shutdown_grace = \"10s\"", routes)
     }
+}
+
+/// A configuration listening on 127.0.0.1:0 with the certificate files a
+/// `Site` writes, `server_keys` in its `[server]` table, and `routes`.
+pub fn tls_config(server_keys: &str, routes: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{server_keys}\n\n\
+         [tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n\n{routes}"
+    )
+}
+
+/// One `[[route]]` table, with `extra` keys.
+pub fn route(path: &str, upstream: &str, extra: &str) -> String {
+    format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n")
 }
 
 // ---------------------------------------------------------------- the proxy
 
 pub struct ProxyHandle {
     pub addr: SocketAddr,
+    /// Asks for a certificate reload and counts its outcomes.
+    pub reload: portcullis::tls::reload::ReloadHandle,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), portcullis::Error>>,
 }
@@ -158,12 +180,14 @@ impl ProxyHandle {
             portcullis::config::from_str(toml, &dir.join("proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
         let proxy = portcullis::Proxy::bind(config).unwrap_or_else(|e| panic!("{e}"));
         let addr = proxy.local_addrs()[0];
+        let reload = proxy.reload_handle();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy.run(async move {
             let _ = stopped.await;
         }));
         ProxyHandle {
             addr,
+            reload,
             stop: Some(stop),
             task,
         }
@@ -184,6 +208,14 @@ impl ProxyHandle {
 
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
+    }
+
+    /// How many reload candidates were refused so far.
+    pub fn rejected(&self) -> u64 {
+        self.reload
+            .stats
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -345,6 +377,73 @@ impl WsOrigin {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// The server end of a WebSocket at a `ScriptedWsOrigin`.
+pub type WsServer = WebSocketStream<TcpStream>;
+
+/// A WebSocket origin whose behaviour on each connection is a script given
+/// by the test (tokio-tungstenite server on 127.0.0.1:0).
+pub struct ScriptedWsOrigin {
+    pub addr: SocketAddr,
+}
+
+impl ScriptedWsOrigin {
+    pub async fn start<F, Fut>(script: F) -> ScriptedWsOrigin
+    where
+        F: Fn(WsServer) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(script);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let script = script.clone();
+                tokio::spawn(async move {
+                    if let Ok(ws) =
+                        tokio_tungstenite::accept_async_with_config(tcp, Some(big_messages())).await
+                    {
+                        script(ws).await;
+                    }
+                });
+            }
+        });
+        ScriptedWsOrigin { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// An echo origin that reports on the returned channel when a connection's
+/// stream ends (end of stream or error).
+pub async fn end_watching_origin() -> (ScriptedWsOrigin, mpsc::UnboundedReceiver<()>) {
+    use tokio_tungstenite::tungstenite::Message;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let origin = ScriptedWsOrigin::start(move |mut ws: WsServer| {
+        let tx = tx.clone();
+        async move {
+            loop {
+                match ws.next().await {
+                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                        if ws.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                }
+            }
+            let _ = tx.send(());
+        }
+    })
+    .await;
+    (origin, rx)
 }
 
 pub fn big_messages() -> WebSocketConfig {

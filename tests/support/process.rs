@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,17 +46,30 @@ impl ProxyProcess {
     ) -> (ProxyProcess, SocketAddr) {
         let path = dir.join("proxy.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("--config")
-            .arg(&path)
-            .arg("run")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command.arg("--config").arg(&path).arg("run");
+        ProxyProcess::spawn(command, hold).await
+    }
+
+    /// Starts `command`, which must exec the binary (through a wrapper such
+    /// as `unshare` if need be), with the environment and pipes of `start`,
+    /// and returns it with the TLS address it logged.
+    pub async fn start_command(command: Command) -> (ProxyProcess, SocketAddr) {
+        ProxyProcess::spawn(command, None).await
+    }
+
+    async fn spawn(
+        mut command: Command,
+        hold: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> (ProxyProcess, SocketAddr) {
+        let mut child = command
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("cannot start the portcullis binary");
+            .unwrap_or_else(|e| panic!("cannot start the portcullis binary ({command:?}): {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, mut rx) = mpsc::unbounded_channel::<SocketAddr>();
         let pipe = child.stderr.take().unwrap();
@@ -89,7 +102,7 @@ impl ProxyProcess {
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
-        let running = ProxyProcess {
+        let mut running = ProxyProcess {
             child,
             stderr,
             stderr_done,
@@ -97,11 +110,41 @@ impl ProxyProcess {
         let addr = match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
             Ok(Some(addr)) => addr,
             _ => panic!(
-                "the binary logged no 'listening on https://' line; stderr:\n{}",
-                running.stderr.lock().unwrap()
+                "the binary logged no 'listening on https://' line (exit: {:?}); stderr:\n{}",
+                running.try_wait(),
+                running.stderr_text()
             ),
         };
         (running, addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the child wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The child's exit status if it has exited, `None` while it runs.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// A field of /proc/<pid>/status, in bytes (`VmHWM`, `VmRSS`).
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()));
+        let kb: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read {line:?}"));
+        kb * 1024
     }
 
     pub fn signal(&self, name: &str) {
@@ -134,11 +177,5 @@ impl ProxyProcess {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl ProxyProcess {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
