@@ -26,6 +26,17 @@ pub struct Config {
     /// `[http]`: the plain-HTTP listener (ACME challenges, redirects);
     /// `None` when the table is absent.
     pub http: Option<HttpConfig>,
+    /// `[admin]`: health, metrics and live connections; `None` (off) when
+    /// the table is absent.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `listen`: default `127.0.0.1:9901`, never a public address unless
+    /// written so.
+    pub listen: SocketAddr,
 }
 
 /// `[server]`: the TLS listeners and connection-level limits.
@@ -169,4 +180,13 @@ pub struct LogConfig {
     /// `level`: a tracing filter such as "info" or "portcullis=debug".
     /// Default "info"; `RUST_LOG` wins when set.
     pub level: String,
+    /// `format`: "text" (default, nginx combined-like) or "json", one
+    /// object per line.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }

@@ -32,7 +32,7 @@ use toml::Spanned;
 use super::duration::{self, Zero};
 use super::error::Invalid;
 use super::{
-    Bootstrap, CertificateSource, Config, ConfigError, ConfigErrors, HttpConfig, LogConfig, Origin,
+    Bootstrap, CertificateSource, Config, LogFormat, ConfigError, ConfigErrors, HttpConfig, LogConfig, Origin,
     RouteConfig, Scheme, ServerConfig, TlsConfig, TlsVersion, Upstream,
 };
 
@@ -433,6 +433,7 @@ impl Checker<'_> {
             None => LogConfig {
                 access_log: true,
                 level: DEFAULT_LOG_LEVEL.to_string(),
+                format: LogFormat::Text,
             },
         };
         Config {
@@ -442,6 +443,7 @@ impl Checker<'_> {
             routes,
             log,
             http,
+            admin: None,
         }
     }
 
@@ -1303,7 +1305,11 @@ impl Checker<'_> {
             },
             None => DEFAULT_LOG_LEVEL.to_string(),
         };
-        LogConfig { access_log, level }
+        LogConfig {
+            access_log,
+            level,
+            format: LogFormat::Text,
+        }
     }
 }
 
