@@ -874,9 +874,10 @@ def reading(ratio, higher):
         return ""
     if 0.95 <= ratio <= 1.05:
         return "about equal (within 5%)"
-    if higher:
-        return "portcullis %s by %.0f%%" % (("higher", (ratio - 1) * 100) if ratio > 1 else ("lower", (1 - ratio) * 100))
-    return "portcullis %s by %.0f%%" % (("cheaper/faster", (1 - ratio) * 100) if ratio < 1 else ("costlier/slower", (ratio - 1) * 100))
+    pct = abs(ratio - 1) * 100
+    if ratio > 1:
+        return "portcullis %.0f%% higher (%s)" % (pct, "better" if higher else "worse")
+    return "portcullis %.0f%% lower (%s)" % (pct, "worse" if higher else "better")
 
 
 def keepalive_rows(measurements):
@@ -1015,11 +1016,12 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
     L.append("- rounds: %d, interleaved (nginx first in even rounds, portcullis first in odd ones); "
              "%.1f s measured per run after %.1f s of warm-up; %d idle WebSockets for wsmem" % (
                  args.rounds, args.duration, args.warmup, args.ws_idle))
+    L.append("- load average at the end: %s" % ", ".join("%.2f" % x for x in os.getloadavg()))
     L.append("")
-    L.append("**This ran on a shared 2-core virtual machine** on which other test suites may run "
+    L.append("**This ran on a shared %d-core virtual machine** on which other test suites may run "
              "at the same time. Rates are limited by a single load-generator core; the CPU cost "
              "per operation is the more stable number. Cells are medians over the rounds, with "
-             "the range in small print.")
+             "the range in small print." % env["nproc"])
     L.append("")
     L.append(table_md(rows))
     L.append("")
