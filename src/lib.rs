@@ -5,9 +5,12 @@
 //! shutdown future completes, then drains. The binary is a thin shell
 //! around these two calls; tests drive them directly.
 
+pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod gencert;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;
@@ -36,6 +39,7 @@ pub struct Proxy {
     self_signed: bool,
     bootstrapped: usize,
     reloader: Reloader,
+    admin: Option<(std::net::TcpListener, Arc<admin::AdminState>)>,
 }
 
 impl Proxy {
@@ -51,7 +55,29 @@ impl Proxy {
             config.tls.poll_interval,
         );
         let server_config = tls::server_config(config.tls.min_version, store.clone()).map_err(Error::Tls)?;
-        let shared = Arc::new(Shared::new(&config).map_err(Error::Route)?);
+        let connections = Arc::new(connections::ConnRegistry::default());
+        let mut metrics = metrics::Metrics::new();
+        metrics.register_sources(
+            connections.clone(),
+            store.clone(),
+            reloader.handle().stats.clone(),
+        );
+        let metrics = Arc::new(metrics);
+        let admin = match &config.admin {
+            Some(admin) => {
+                let addr = admin.listen;
+                let listener = server::listener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+                let state = Arc::new(admin::AdminState {
+                    metrics: metrics.clone(),
+                    connections: connections.clone(),
+                    reloads: reloader.handle().stats.clone(),
+                    serving: std::sync::atomic::AtomicBool::new(false),
+                });
+                Some((listener, state))
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(&config, metrics, connections).map_err(Error::Route)?);
         let plain_addrs = config
             .http
             .iter()
@@ -76,6 +102,7 @@ impl Proxy {
             self_signed: initial.self_signed,
             bootstrapped: initial.bootstrapped.len(),
             reloader,
+            admin,
         })
     }
 
@@ -93,6 +120,11 @@ impl Proxy {
     /// was configured.
     pub fn is_self_signed(&self) -> bool {
         self.self_signed
+    }
+
+    /// The admin listener's bound address, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// How many configured certificates are served by a temporary
@@ -127,11 +159,19 @@ impl Proxy {
     /// requests in flight finish within the grace period, closes tunnels
     /// and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let stop_reloader = tokio_util::sync::CancellationToken::new();
-        let reloader = tokio::spawn(self.reloader.run(stop_reloader.clone()));
+        let stop_background = tokio_util::sync::CancellationToken::new();
+        let reloader = tokio::spawn(self.reloader.run(stop_background.clone()));
+        let admin = self.admin.map(|(listener, state)| {
+            // The TLS listeners were bound in `bind`; they accept from here on.
+            state.serving.store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(admin::serve(listener, state, stop_background.clone()))
+        });
         let result = self.server.run(self.acceptor, self.shared, shutdown).await;
-        stop_reloader.cancel();
+        stop_background.cancel();
         let _ = reloader.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         result.map_err(Error::Serve)
     }
 }

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RouteConfig};
+use crate::connections::{Conn, ConnRegistry};
+use crate::metrics::{Metrics, RouteMetrics, UpstreamError};
 use access::AccessRecord;
 use body::ProxyBody;
 use routes::{Route, RouteTable};
@@ -36,6 +38,7 @@ pub struct RouteState {
     host_header: HeaderValue,
     /// `http://host:port`, for logs.
     label: Arc<str>,
+    metrics: RouteMetrics,
 }
 
 /// State shared by every connection.
@@ -47,11 +50,17 @@ pub struct Shared {
     /// tracked here for the shutdown drain.
     pub tunnels: TaskTracker,
     pub tunnel_cancel: CancellationToken,
+    pub metrics: Arc<Metrics>,
+    /// Requests answered before a route was chosen (400, 404, 405).
+    unrouted: RouteMetrics,
+    pub connections: Arc<ConnRegistry>,
 }
 
 /// Facts about one client connection, computed once per connection.
 #[derive(Debug)]
 pub struct ConnInfo {
+    /// The connection's entry in the live-connection registry.
+    pub conn: Arc<Conn>,
     pub peer: SocketAddr,
     pub peer_ip: HeaderValue,
     /// `https` on the TLS listeners, `http` on the plain one.
@@ -62,13 +71,19 @@ static HTTPS: HeaderValue = HeaderValue::from_static("https");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+    pub fn new(conn: Arc<Conn>, tls: bool) -> Self {
+        let peer = conn.peer;
         let ip = peer.ip().to_canonical().to_string();
         // An IP address renders as ASCII digits, dots, colons and hex letters,
         // all valid in a header value.
         let peer_ip = HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let proto = if tls { HTTPS.clone() } else { HTTP.clone() };
-        ConnInfo { peer, peer_ip, proto }
+        ConnInfo {
+            conn,
+            peer,
+            peer_ip,
+            proto,
+        }
     }
 }
 
@@ -80,7 +95,11 @@ pub struct RouteError {
 }
 
 impl Shared {
-    pub fn new(config: &Config) -> Result<Self, RouteError> {
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        connections: Arc<ConnRegistry>,
+    ) -> Result<Self, RouteError> {
         let routes = config
             .routes
             .iter()
@@ -100,6 +119,7 @@ impl Shared {
                         authority,
                         host_header,
                         label: rc.upstream.to_string().into(),
+                        metrics: metrics.route(&format!("{}{}", rc.host.as_deref().unwrap_or(""), rc.path)),
                     },
                 })
             })
@@ -109,6 +129,9 @@ impl Shared {
             access_log: config.log.access_log,
             tunnels: TaskTracker::new(),
             tunnel_cancel: CancellationToken::new(),
+            unrouted: metrics.route("-"),
+            metrics,
+            connections,
         })
     }
 
@@ -118,10 +141,22 @@ impl Shared {
 }
 
 /// Handles one request from a client. Never fails: every problem is a response.
-pub async fn handle(
-    shared: Arc<Shared>,
-    conn: Arc<ConnInfo>,
+pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let mut routed = None;
+    let response = route_and_forward(&shared, &conn, req, &mut routed).await;
+    let metrics = routed.as_ref().map_or(&shared.unrouted, |r| &r.state.metrics);
+    metrics.record(response.status().as_u16(), start.elapsed().as_secs_f64());
+    response
+}
+
+/// Routes `req` and forwards it; `routed` receives the route, if any, for
+/// the metrics.
+async fn route_and_forward(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
+    routed: &mut Option<Arc<Route<RouteState>>>,
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| AccessRecord {
         client: conn.peer.ip().to_canonical(),
@@ -163,6 +198,7 @@ pub async fn handle(
     let Some(route) = shared.routes.find(host_str, req.uri().path()) else {
         return respond::not_found(log);
     };
+    let route = routed.insert(route.clone());
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
     }
@@ -222,10 +258,17 @@ pub async fn handle(
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
             let what = upstream::describe(&err);
+            let kind = if err.is_connect() {
+                UpstreamError::Connect
+            } else {
+                UpstreamError::Protocol
+            };
+            route.state.metrics.upstream_error(kind);
             tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "{what}");
             return respond::bad_gateway(log);
         }
         Err(_) => {
+            route.state.metrics.upstream_error(UpstreamError::Timeout);
             tracing::warn!(route = %rc.path, upstream = %route.state.label, timeout = ?rc.read_timeout, "upstream sent no response headers in time");
             return respond::gateway_timeout(log);
         }
@@ -239,6 +282,7 @@ pub async fn handle(
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
             // An upstream switching protocols unasked is broken.
+            route.state.metrics.upstream_error(UpstreamError::Protocol);
             tracing::warn!(route = %rc.path, upstream = %route.state.label, "upstream answered 101 to a request that asked for no upgrade");
             return respond::bad_gateway(log);
         };
@@ -247,9 +291,14 @@ pub async fn handle(
         let idle = rc.tunnel_idle_timeout;
         let cancel = shared.tunnel_cancel.clone();
         let route_path = rc.path.clone();
+        let (metrics, entry) = (shared.metrics.clone(), conn.conn.clone());
+        metrics.tunnels_active.inc();
+        entry.tunnels.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         shared.tunnels.spawn(async move {
             let end = tunnel::run(client_upgrade, upstream_upgrade, idle, cancel).await;
             tracing::debug!(route = %route_path, ?end, "tunnel ended");
+            metrics.tunnels_active.dec();
+            entry.tunnels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));

@@ -17,6 +17,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::counting::Counting;
+use crate::connections::TlsFacts;
+use crate::metrics::{HandshakeLabels, Metrics};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
 
@@ -34,22 +37,35 @@ pub struct ConnContext {
 
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
     super::listener::tune_accepted(&tcp);
+    let metrics = &ctx.shared.metrics;
+    let mut registration = ctx.shared.connections.open(peer);
+    let _active = ActiveConnection::new(metrics);
+    let tcp = Counting::new(tcp, registration.conn().clone());
 
     let tls = match tokio::time::timeout(ctx.handshake_timeout, ctx.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         // Scanners and health checkers fail handshakes all day; at debug
         // level they do not drown the log.
         Ok(Err(e)) => {
+            metrics.handshake(&failed_handshake());
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            metrics.handshake(&failed_handshake());
             tracing::debug!(%peer, timeout = ?ctx.handshake_timeout, "TLS handshake timed out");
             return;
         }
     };
+    let facts = tls_facts(tls.get_ref().1);
+    metrics.handshake(&HandshakeLabels {
+        version: facts.version.clone(),
+        cipher: facts.cipher.clone(),
+        result: "ok".to_owned(),
+    });
+    registration.list(Some(facts));
 
-    let info = Arc::new(ConnInfo::new(peer, true));
+    let info = Arc::new(ConnInfo::new(registration.conn().clone(), true));
     let shared = ctx.shared.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
@@ -58,6 +74,48 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
     });
 
     serve_http(&ctx, tls, service, peer).await;
+}
+
+fn failed_handshake() -> HandshakeLabels {
+    HandshakeLabels {
+        version: String::new(),
+        cipher: String::new(),
+        result: "failed".to_owned(),
+    }
+}
+
+/// What the handshake settled, for `/connections` and the metrics.
+fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
+    let name = |v: Option<String>| v.unwrap_or_default();
+    TlsFacts {
+        sni: tls.server_name().map(str::to_owned),
+        alpn: tls
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        version: name(tls.protocol_version().and_then(|v| v.as_str().map(str::to_owned))),
+        cipher: name(
+            tls.negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str().map(str::to_owned)),
+        ),
+        client_subject: None,
+    }
+}
+
+/// Counts a connection in the active gauge for as long as it lives.
+pub struct ActiveConnection<'a>(&'a Metrics);
+
+impl<'a> ActiveConnection<'a> {
+    pub fn new(metrics: &'a Metrics) -> Self {
+        metrics.connections_total.inc();
+        metrics.connections_active.inc();
+        ActiveConnection(metrics)
+    }
+}
+
+impl Drop for ActiveConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_active.dec();
+    }
 }
 
 /// Serves HTTP on an established stream until the client leaves or the

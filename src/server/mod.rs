@@ -4,6 +4,7 @@
 
 mod acme;
 mod conn;
+mod counting;
 mod linger;
 pub mod listener;
 mod plain;

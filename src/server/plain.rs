@@ -18,7 +18,11 @@ use crate::proxy::{self, respond, ConnInfo};
 
 pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: TcpStream, peer: SocketAddr) {
     super::listener::tune_accepted(&tcp);
-    let info = Arc::new(ConnInfo::new(peer, false));
+    let _active = super::conn::ActiveConnection::new(&ctx.shared.metrics);
+    let mut registration = ctx.shared.connections.open(peer);
+    registration.list(None);
+    let tcp = super::counting::Counting::new(tcp, registration.conn().clone());
+    let info = Arc::new(ConnInfo::new(registration.conn().clone(), false));
     let ctx2 = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = ctx2.clone();

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ pub struct Slot {
 pub struct ReloadStats {
     pub published: AtomicU64,
     pub rejected: AtomicU64,
+    /// Configured certificates still served by a bootstrap certificate.
+    pub bootstrapping: AtomicUsize,
 }
 
 /// A handle to ask for a reload (what SIGHUP does) and read the counters.
@@ -188,6 +190,8 @@ impl Reloader {
         for index in 0..self.slots.len() {
             retry |= self.reload_one(index, why, final_try);
         }
+        let waiting = self.slots.iter().filter(|s| s.served.is_none()).count();
+        self.handle.stats.bootstrapping.store(waiting, Ordering::Relaxed);
         retry
     }
 

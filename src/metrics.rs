@@ -1,0 +1,295 @@
+//! Prometheus metrics: requests by route and status class, latency by
+//! route, connections, tunnels, TLS handshakes, bytes, upstream errors,
+//! certificate expiry and reloads. Handles for the hot path are made once
+//! per route at start, so counting a request is an atomic increment, not a
+//! label lookup; values that already live elsewhere (bytes, certificates,
+//! reload counts) are read at scrape time by collectors.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::connections::ConnRegistry;
+use crate::tls::reload::ReloadStats;
+use crate::tls::store::CertStore;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    route: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub version: String,
+    pub cipher: String,
+    pub result: String,
+}
+
+/// Why an upstream exchange failed, for `portcullis_upstream_errors_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamError {
+    Connect = 0,
+    Timeout = 1,
+    Protocol = 2,
+}
+
+/// The per-route handles the request path uses.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    /// Indexed by status class: 1xx .. 5xx.
+    by_class: [Counter; 5],
+    latency: Histogram,
+    upstream_errors: [Counter; 3],
+}
+
+impl RouteMetrics {
+    /// Counts a response with `status`, `seconds` after the request arrived.
+    pub fn record(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.latency.observe(seconds);
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        self.upstream_errors[kind as usize].inc();
+    }
+}
+
+/// Every metric of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    handshakes: Family<HandshakeLabels, Counter>,
+    pub connections_active: Gauge,
+    pub connections_total: Counter,
+    pub tunnels_active: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status class",
+            requests.clone(),
+        );
+        let latency =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers, by route",
+            latency.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream exchanges that failed, by route and kind (connect, timeout, protocol)",
+            upstream_errors.clone(),
+        );
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes, by protocol version, cipher suite and result",
+            handshakes.clone(),
+        );
+        let connections_active = Gauge::default();
+        registry.register(
+            "connections_active",
+            "Client connections open now",
+            connections_active.clone(),
+        );
+        let connections_total = Counter::default();
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            connections_total.clone(),
+        );
+        let tunnels_active = Gauge::default();
+        registry.register(
+            "tunnels_active",
+            "Upgraded (WebSocket) tunnels open now",
+            tunnels_active.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            handshakes,
+            connections_active,
+            connections_total,
+            tunnels_active,
+        }
+    }
+
+    /// The handles for one route, labelled with its host and path.
+    pub fn route(&self, label: &str) -> RouteMetrics {
+        let count = |status: &str| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                route: label.to_owned(),
+                status: status.to_owned(),
+            })
+        };
+        let error = |kind: &str| {
+            self.upstream_errors.get_or_create_owned(&UpstreamErrorLabels {
+                route: label.to_owned(),
+                kind: kind.to_owned(),
+            })
+        };
+        RouteMetrics {
+            by_class: [
+                count("1xx"),
+                count("2xx"),
+                count("3xx"),
+                count("4xx"),
+                count("5xx"),
+            ],
+            latency: self.latency.get_or_create_owned(&RouteLabels {
+                route: label.to_owned(),
+            }),
+            upstream_errors: [error("connect"), error("timeout"), error("protocol")],
+        }
+    }
+
+    pub fn handshake(&self, labels: &HandshakeLabels) {
+        self.handshakes.get_or_create(labels).inc();
+    }
+
+    /// Adds the collectors that read state owned elsewhere at scrape time.
+    pub fn register_sources(
+        &mut self,
+        connections: Arc<ConnRegistry>,
+        certs: Arc<CertStore>,
+        reloads: Arc<ReloadStats>,
+    ) {
+        self.registry.register_collector(Box::new(Sources {
+            connections,
+            certs,
+            reloads,
+        }));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            let _ = writeln!(out, "# metrics could not be encoded");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabels {
+    name: String,
+    serial: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: String,
+}
+
+#[derive(Debug)]
+struct Sources {
+    connections: Arc<ConnRegistry>,
+    certs: Arc<CertStore>,
+    reloads: Arc<ReloadStats>,
+}
+
+impl Collector for Sources {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (bytes_in, bytes_out) = self.connections.total_bytes();
+        for (name, help, value) in [
+            (
+                "bytes_received",
+                "Bytes received from clients, TLS records included",
+                bytes_in,
+            ),
+            (
+                "bytes_sent",
+                "Bytes sent to clients, TLS records included",
+                bytes_out,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "certificate_not_after_seconds",
+            "When each certificate in service expires, as a Unix timestamp",
+            None,
+            MetricType::Gauge,
+        )?;
+        let snapshot = self.certs.snapshot();
+        for cert in snapshot.certs() {
+            let f = &cert.facts;
+            let labels = CertLabels {
+                name: cert.names.first().cloned().unwrap_or_else(|| f.subject.clone()),
+                serial: f.serial.clone(),
+            };
+            let not_after = f
+                .not_after
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            ConstGauge::new(not_after).encode(family.encode_family(&labels)?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "certificate_reloads",
+            "Certificate reloads, published or rejected",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, value) in [
+            ("ok", self.reloads.published.load(Ordering::Relaxed)),
+            ("rejected", self.reloads.rejected.load(Ordering::Relaxed)),
+        ] {
+            let labels = ReloadLabels {
+                result: result.to_owned(),
+            };
+            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
