@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::counting::Counting;
 use crate::connections::TlsFacts;
-use crate::metrics::{HandshakeLabels, Metrics};
+use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
 
@@ -38,9 +38,8 @@ pub struct ConnContext {
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
     super::listener::tune_accepted(&tcp);
     let metrics = &ctx.shared.metrics;
-    let mut registration = ctx.shared.connections.open(peer);
-    let _active = ActiveConnection::new(metrics);
-    let tcp = Counting::new(tcp, registration.conn().clone());
+    let registration = ctx.shared.connections.open(peer);
+    let tcp = Counting::new(tcp, registration, metrics.clone());
 
     let tls = match tokio::time::timeout(ctx.handshake_timeout, ctx.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
@@ -57,15 +56,17 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    let mut tls = tls;
     let facts = tls_facts(tls.get_ref().1);
     metrics.handshake(&HandshakeLabels {
         version: facts.version.clone(),
         cipher: facts.cipher.clone(),
         result: "ok".to_owned(),
     });
-    registration.list(Some(facts));
+    let conn = tls.get_ref().0.conn().clone();
+    tls.get_mut().0.list(Some(facts));
 
-    let info = Arc::new(ConnInfo::new(registration.conn().clone(), true));
+    let info = Arc::new(ConnInfo::new(conn, true));
     let shared = ctx.shared.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
@@ -98,23 +99,6 @@ fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
                 .and_then(|c| c.suite().as_str().map(str::to_owned)),
         ),
         client_subject: None,
-    }
-}
-
-/// Counts a connection in the active gauge for as long as it lives.
-pub struct ActiveConnection<'a>(&'a Metrics);
-
-impl<'a> ActiveConnection<'a> {
-    pub fn new(metrics: &'a Metrics) -> Self {
-        metrics.connections_total.inc();
-        metrics.connections_active.inc();
-        ActiveConnection(metrics)
-    }
-}
-
-impl Drop for ActiveConnection<'_> {
-    fn drop(&mut self) {
-        self.0.connections_active.dec();
     }
 }
 

@@ -1,5 +1,8 @@
-//! A stream that counts the bytes it moves into its connection's entry,
-//! for `/connections` and the byte counters of `/metrics`.
+//! A client stream that counts the bytes it moves into its connection's
+//! entry, for `/connections` and the byte counters of `/metrics`. It also
+//! owns the connection's registration and its place in the active gauge,
+//! so both last exactly as long as the socket: through an upgrade, the
+//! tunnel, and the lingering close.
 
 use std::io;
 use std::pin::Pin;
@@ -9,16 +12,50 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::connections::Conn;
+use crate::connections::{Conn, Registration, TlsFacts};
+use crate::metrics::Metrics;
 
 pub struct Counting<T> {
     inner: T,
     conn: Arc<Conn>,
+    registration: Registration,
+    _active: ActiveConnection,
 }
 
 impl<T> Counting<T> {
-    pub fn new(inner: T, conn: Arc<Conn>) -> Self {
-        Counting { inner, conn }
+    pub fn new(inner: T, registration: Registration, metrics: Arc<Metrics>) -> Self {
+        Counting {
+            inner,
+            conn: registration.conn().clone(),
+            registration,
+            _active: ActiveConnection::new(metrics),
+        }
+    }
+
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// Lists the connection in `/connections`, with its TLS facts.
+    pub fn list(&mut self, tls: Option<TlsFacts>) {
+        self.registration.list(tls);
+    }
+}
+
+/// Counts a connection in the active gauge for as long as it lives.
+struct ActiveConnection(Arc<Metrics>);
+
+impl ActiveConnection {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.connections_total.inc();
+        metrics.connections_active.inc();
+        ActiveConnection(metrics)
+    }
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.connections_active.dec();
     }
 }
 

@@ -18,11 +18,10 @@ use crate::proxy::{self, respond, ConnInfo};
 
 pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: TcpStream, peer: SocketAddr) {
     super::listener::tune_accepted(&tcp);
-    let _active = super::conn::ActiveConnection::new(&ctx.shared.metrics);
-    let mut registration = ctx.shared.connections.open(peer);
-    registration.list(None);
-    let tcp = super::counting::Counting::new(tcp, registration.conn().clone());
-    let info = Arc::new(ConnInfo::new(registration.conn().clone(), false));
+    let registration = ctx.shared.connections.open(peer);
+    let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone());
+    tcp.list(None);
+    let info = Arc::new(ConnInfo::new(tcp.conn().clone(), false));
     let ctx2 = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = ctx2.clone();
