@@ -731,6 +731,23 @@ class Bench:
                     views[view] = lines[:20]
                     s_ = re.search(r"# Samples: (\S+)", rep.stdout)
                     views["samples"] = s_.group(1) if s_ else None
+                # The user-space part alone, in shares of all samples: the
+                # kernel's TCP work hides it in the symbol view.
+                dsos = [l.split()[-1] for l in views["by_dso"]
+                        if l.split() and not l.split()[-1].startswith("[")]
+                if dsos:
+                    rep = subprocess.run(
+                        ["perf", "report", "-i", data, "--stdio", "--no-children",
+                         "--sort", "dso,sym", "--percent-limit", "0.7", "-g", "none",
+                         "--percentage", "absolute", "--dsos", ",".join(dsos)],
+                        capture_output=True, text=True, timeout=300,
+                    )
+                    with open(os.path.join(self.work, "perf-%s-user.txt" % proxy), "w") as f:
+                        f.write(rep.stdout)
+                    views["user_symbols"] = [
+                        l.rstrip() for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")
+                    ][:25]
+                views["by_component"] = components(data)
                 out[proxy] = views
             finally:
                 if p is not None:
@@ -754,6 +771,38 @@ class Bench:
             log("round %d of %d done after %.0fs" % (rnd + 1, self.args.rounds, time.monotonic() - t_start))
         profile = self.profile() if self.args.perf else {}
         return time.monotonic() - t_start, profile
+
+
+SYMBOL_CRATE = re.compile(r"^[<&*\s]*(?:dyn\s+)?([A-Za-z_][A-Za-z0-9_]*)::")
+
+
+def components(data):
+    """Shares of all samples by where the code comes from: the kernel, each
+    shared library, and inside a statically linked Rust binary each crate
+    (by the first path segment of the symbol; aws-lc's C by its prefix)."""
+    rep = subprocess.run(
+        ["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
+         "--percent-limit", "0", "-g", "none", "--percentage", "absolute"],
+        capture_output=True, text=True, timeout=300,
+    )
+    shares = {}
+    for line in rep.stdout.splitlines():
+        m = re.match(r"^\s*([\d.]+)%\s+(\S+)\s+\[([.k])\]\s+(.*)$", line)
+        if not m:
+            continue
+        pct, dso, kind, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4).strip()
+        if kind == "k" or dso.startswith("["):
+            key = "kernel"
+        elif dso in ("portcullis",) or dso.startswith("portcullis"):
+            if sym.startswith("aws_lc") or sym.startswith("GFp") or "_avx" in sym and "::" not in sym:
+                key = "portcullis: aws-lc (C)"
+            else:
+                c = SYMBOL_CRATE.match(sym)
+                key = "portcullis: %s" % (c.group(1) if c else "other")
+        else:
+            key = dso
+        shares[key] = shares.get(key, 0.0) + pct
+    return ["%6.2f%%  %s" % (v, k) for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.5]
 
 
 def read_line(stream, secs):
@@ -1128,6 +1177,21 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
                 L.append("")
                 L.extend(views["by_symbol"])
                 L.append("```")
+                if views.get("by_component"):
+                    L.append("")
+                    L.append("%s by component (kernel, each library, and each crate inside a "
+                             "statically linked binary; over 0.5%%):" % proxy)
+                    L.append("")
+                    L.append("```")
+                    L.extend(views["by_component"])
+                    L.append("```")
+                if views.get("user_symbols"):
+                    L.append("")
+                    L.append("%s, user space only (shares of all samples, over 0.7%%):" % proxy)
+                    L.append("")
+                    L.append("```")
+                    L.extend(views["user_symbols"])
+                    L.append("```")
     else:
         L.append("No profile was taken in this run (`--perf` takes one).")
     L.append("")
@@ -1221,6 +1285,11 @@ def main():
                 print("\n".join(views["by_dso"]))
                 print("by symbol (>1.5%):")
                 print("\n".join(views["by_symbol"]))
+                print("by component (>0.5% of all samples):")
+                print("\n".join(views.get("by_component") or []))
+                if views.get("user_symbols"):
+                    print("user space by symbol (>0.7% of all samples):")
+                    print("\n".join(views["user_symbols"]))
         result = {
             "command": args.command,
             "environment": env,
