@@ -668,10 +668,17 @@ async fn an_upstream_stalling_mid_body_fails_the_client_read() {
         let first = Bytes::from_static(b"the first part of the body; ");
         let chunks = stream::iter(vec![first]).chain(stream::pending());
         let mut resp = Response::new(stream_body(chunks));
-        if req.uri().path() == "/sized" {
-            // A declared length that is never reached.
-            resp.headers_mut()
-                .insert("content-length", "1000".parse().unwrap());
+        match req.uri().path() {
+            // Declared lengths that are never reached.
+            "/sized" => {
+                resp.headers_mut()
+                    .insert("content-length", "1000".parse().unwrap());
+            }
+            "/big-sized" => {
+                resp.headers_mut()
+                    .insert("content-length", "1000000".parse().unwrap());
+            }
+            _ => {}
         }
         resp
     })
@@ -679,7 +686,30 @@ async fn an_upstream_stalling_mid_body_fails_the_client_read() {
     let cfg = site.config(&route_with("/", &origin.url(), "read_timeout = \"300ms\""));
     let proxy = ProxyHandle::start(&cfg, site.dir.path()).await;
 
-    for path in ["/chunked", "/sized"] {
+    // A small body of declared length is read whole before the head goes
+    // out, so its stall is answered with a 504 before anything was sent.
+    let resp = h1(proxy.addr, &site.ca)
+        .await
+        .send_request(get("/sized"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        504,
+        "a stalled small body was not answered with 504"
+    );
+    let resp = h2(proxy.addr, &site.ca)
+        .await
+        .send_request(get_h2("/sized"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        504,
+        "HTTP/2: a stalled small body was not answered with 504"
+    );
+
+    for path in ["/chunked", "/big-sized"] {
         // HTTP/1.1: the connection must be cut, not the body ended cleanly.
         let mut send = h1(proxy.addr, &site.ca).await;
         let resp = send.send_request(get(path)).await.unwrap();
