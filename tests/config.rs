@@ -6,9 +6,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use portcullis::config::{
-    embedded_default, from_str, load, Bootstrap, Config, ConfigError, ConfigErrors, Origin, TlsVersion,
-    EMBEDDED_DEFAULT,
+    from_str, Bootstrap, Config, ConfigError, ConfigErrors, LogFormat, Origin, TlsVersion, EMBEDDED_DEFAULT,
 };
+
+/// No environment: `load` and `embedded_default` apply PORTCULLIS_LISTEN,
+/// PORTCULLIS_TLS_CERT and PORTCULLIS_TLS_KEY from the process, and what
+/// these tests check must not depend on the shell of whoever runs them.
+/// tests/env_and_logs.rs covers the variables.
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    Config::load_with_env(path, &no_env)
+}
 
 /// A route that makes an otherwise empty file valid.
 const ROUTE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\n";
@@ -569,7 +580,7 @@ fn a_directory_is_not_a_config_file() {
 
 #[test]
 fn embedded_default_loads() {
-    let config = embedded_default();
+    let config = Config::embedded_default_with_env(&no_env).unwrap();
     assert!(config.source.is_none());
     assert_eq!(
         config.server.listen,
@@ -645,6 +656,42 @@ fn example_file_loads_with_every_default() {
     assert_eq!(config.tls.watch, defaults.tls.watch);
     assert_eq!(config.tls.poll_interval, defaults.tls.poll_interval);
     assert!(config.http.is_none());
+    assert!(config.admin.is_none());
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+/// The example's [admin] block is commented out (the listener is off by
+/// default); uncommented, it must load and show the default address.
+#[test]
+fn example_admin_block_loads_when_uncommented() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml.example")).unwrap();
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|line| *line != "# [admin]")
+        .take_while(|line| line.starts_with('#') || line.is_empty())
+        // Up to the next commented-out table.
+        .enumerate()
+        .take_while(|(index, line)| *index == 0 || !is_commented_table(line))
+        .map(|(_, line)| line)
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|line| *line == "[admin]" || line.starts_with("listen = "))
+        .collect();
+    assert_eq!(block, ["[admin]", "listen = \"127.0.0.1:9901\""]);
+    let config = parse(&format!("{}\n{ROUTE}", block.join("\n")));
+    assert_eq!(
+        config.admin.expect("[admin] parsed").listen,
+        addr("127.0.0.1:9901")
+    );
+    for page in ["/healthz", "/readyz", "/metrics", "/connections"] {
+        assert!(text.contains(page), "proxy.toml.example does not mention {page}");
+    }
+}
+
+/// Whether `line` is a commented-out table header, such as `# [admin]`.
+fn is_commented_table(line: &str) -> bool {
+    line.strip_prefix("# ")
+        .is_some_and(|rest| rest.starts_with('[') && rest.ends_with(']') && !rest.contains(' '))
 }
 
 /// The example's [http] block is commented out (binding port 80 needs
@@ -657,6 +704,10 @@ fn example_http_block_loads_when_uncommented() {
         .lines()
         .skip_while(|line| *line != "# [http]")
         .take_while(|line| line.starts_with('#') || line.is_empty())
+        // Up to the next commented-out table.
+        .enumerate()
+        .take_while(|(index, line)| *index == 0 || !is_commented_table(line))
+        .map(|(_, line)| line)
         .filter_map(|line| line.strip_prefix("# "))
         .filter(|line| {
             *line == "[http]"
@@ -707,6 +758,8 @@ fn example_file_documents_every_key() {
         "tunnel_idle_timeout",
         "access_log",
         "level",
+        "format",
+        "[admin]",
         "bootstrap",
         "watch",
         "poll_interval",
@@ -1071,4 +1124,156 @@ redirect_to_https = 1
         ],
         "{errors}"
     );
+}
+
+// ---------------------------------------------------------------- [admin]
+
+#[test]
+fn admin_is_off_without_its_table_and_on_loopback_9901_with_it() {
+    assert!(parse(ROUTE).admin.is_none());
+    let config = parse(&format!("[admin]\n{ROUTE}"));
+    assert_eq!(config.admin.unwrap().listen, addr("127.0.0.1:9901"));
+    let config = parse(&format!("[admin]\nlisten = \"[::1]:9000\"\n{ROUTE}"));
+    assert_eq!(config.admin.unwrap().listen, addr("[::1]:9000"));
+    // Port 0, as tests use it: a fresh port, so no clash with anything.
+    let config = parse(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{ROUTE}"
+    ));
+    assert_eq!(config.admin.unwrap().listen, addr("127.0.0.1:0"));
+}
+
+#[test]
+fn admin_keys_and_types_are_checked() {
+    let e = error(&format!("[admin]\nlisen = \"127.0.0.1:9901\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:1: admin.lisen: unknown key `lisen` in [admin]\n  help: did you mean `listen`?"
+    );
+    let e = error(&format!("[admin]\nbind = \"127.0.0.1:9901\"\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `listen`");
+    let e = error(&format!("[admin]\nport = 9901\n{ROUTE}"));
+    assert_eq!(e.hint, "valid keys in [admin]: listen");
+
+    let e = error(&format!("[admin]\nlisten = [\"127.0.0.1:9901\"]\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:10: admin.listen: expected an address string, found a list\n  help: the admin listener takes one address, for example: listen = \"127.0.0.1:9901\""
+    );
+    let e = error(&format!("[admin]\nlisten = 9901\n{ROUTE}"));
+    assert_eq!(e.message, "expected an address string, found an integer");
+    assert_eq!(
+        e.hint,
+        "give an IP address with the port, for example: listen = \"127.0.0.1:9901\""
+    );
+    let e = error(&format!("[admin]\nlisten = true\n{ROUTE}"));
+    assert_eq!(e.hint, "for example: listen = \"127.0.0.1:9901\"");
+
+    let e = error(&format!("[admin]\nlisten = \"localhost:9901\"\n{ROUTE}"));
+    assert_eq!(e.key, "admin.listen");
+    assert_eq!((e.origin.line, e.origin.column), (2, 10));
+    assert_eq!(
+        e.message,
+        "`localhost` is not an IP address; listen addresses are IP literals, not names"
+    );
+    let e = error(&format!("[admin]\nlisten = \"127.0.0.1\"\n{ROUTE}"));
+    assert_eq!(e.hint, "add one, for example \"127.0.0.1:9901\"");
+
+    let e = error(&format!("admin = true\n{ROUTE}"));
+    assert_eq!(e.key, "admin");
+    assert_eq!(e.message, "expected a table, found a boolean");
+
+    let e = error(&format!("[metrics]\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `admin`");
+}
+
+#[test]
+fn admin_listen_may_not_take_a_tls_or_plain_http_address() {
+    let e = error(&format!(
+        "[server]\nlisten = [\"0.0.0.0:443\", \"127.0.0.1:9000\"]\n[admin]\nlisten = \"127.0.0.1:9000\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:4:10: admin.listen: 127.0.0.1:9000 is also a TLS listener (server.listen[1])\n  help: the admin listener needs an address of its own: give [admin] another port, for example: listen = \"127.0.0.1:9901\""
+    );
+
+    // The default address, under a TLS wildcard on its port: reported at
+    // the [admin] header, since no address is written.
+    let e = error(&format!(
+        "[server]\nlisten = \"0.0.0.0:9901\"\n\n[admin]\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "admin.listen");
+    assert_eq!(e.origin.line, 4);
+    assert_eq!(
+        e.message,
+        "127.0.0.1:9901 (the default admin.listen) overlaps the TLS listener 0.0.0.0:9901 (server.listen): both take port 9901 on that address"
+    );
+    assert!(e.hint.ends_with("listen = \"127.0.0.1:9902\""), "{}", e.hint);
+
+    // Without [server], the default TLS address counts.
+    let e = error(&format!("[admin]\nlisten = \"127.0.0.1:8443\"\n{ROUTE}"));
+    assert_eq!(
+        e.message,
+        "127.0.0.1:8443 is also a TLS listener (the default server.listen)"
+    );
+
+    let e = error(&format!(
+        "[http]\nlisten = [\"0.0.0.0:80\", \"[::]:80\"]\n[admin]\nlisten = \"[::1]:80\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        e.message,
+        "[::1]:80 overlaps the plain-HTTP listener [::]:80 (http.listen[1]): both take port 80 on that address"
+    );
+
+    // Other ports, or the other family, are fine.
+    let config = parse(&format!(
+        "[server]\nlisten = \"0.0.0.0:443\"\n[http]\nlisten = \"0.0.0.0:80\"\n[admin]\nlisten = \"[::1]:443\"\n{ROUTE}"
+    ));
+    assert_eq!(config.admin.unwrap().listen, addr("[::1]:443"));
+}
+
+#[test]
+fn admin_errors_are_reported_with_the_others() {
+    let errors = errors(&format!(
+        "[admin]\nlisten = \"nowhere\"\nbanana = 1\n[log]\nformat = \"xml\"\n{ROUTE}"
+    ));
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["admin.listen", "admin.banana", "log.format"], "{errors}");
+}
+
+// ---------------------------------------------------------------- [log] format
+
+#[test]
+fn log_format_is_text_by_default_or_json() {
+    assert_eq!(parse(ROUTE).log.format, LogFormat::Text);
+    assert_eq!(
+        parse(&format!("[log]\nlevel = \"warn\"\n{ROUTE}")).log.format,
+        LogFormat::Text
+    );
+    assert_eq!(
+        parse(&format!("[log]\nformat = \"text\"\n{ROUTE}")).log.format,
+        LogFormat::Text
+    );
+    assert_eq!(
+        parse(&format!("[log]\nformat = \"json\"\n{ROUTE}")).log.format,
+        LogFormat::Json
+    );
+}
+
+#[test]
+fn log_format_errors_list_the_valid_values() {
+    let e = error(&format!("[log]\nformat = \"xml\"\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:10: log.format: `xml` is not a log format\n  help: valid values: \"text\" (one line per request, like nginx's combined format) or \"json\" (one JSON object per line)"
+    );
+    let e = error(&format!("[log]\nformat = \"JSON\"\n{ROUTE}"));
+    assert_eq!(e.message, "`JSON` is not how the format is written");
+    assert_eq!(e.hint, "write format = \"json\"");
+    let e = error(&format!("[log]\nformat = true\n{ROUTE}"));
+    assert_eq!(e.message, "expected a string, found a boolean");
+    assert!(e.hint.starts_with("valid values: \"text\""), "{}", e.hint);
+    let e = error(&format!("[log]\nlog_format = \"json\"\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `format`");
+    let e = error(&format!("[log]\nbanana = 1\n{ROUTE}"));
+    assert_eq!(e.hint, "valid keys in [log]: access_log, level, format");
 }

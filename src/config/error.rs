@@ -17,7 +17,9 @@ use std::fmt;
 /// editor shows for a line containing non-ASCII text.
 ///
 /// A line of 0 means "the file as a whole" (it could not be read, for
-/// example); such an origin displays as just the file name.
+/// example); such an origin displays as just the file name. A value from
+/// an environment variable has such an origin too, named after the
+/// variable (see [`Origin::environment`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
     pub file: String,
@@ -42,6 +44,12 @@ impl Origin {
             line: 0,
             column: 0,
         }
+    }
+
+    /// A value given by the environment variable `name` rather than by a
+    /// file: it has no position, and displays as `environment variable NAME`.
+    pub fn environment(name: &str) -> Self {
+        Origin::whole_file(format!("environment variable {name}"))
     }
 
     /// The position of byte `offset` in `text`, which is the content of `file`.
@@ -280,6 +288,17 @@ mod tests {
             "proxy.toml:3:7: server.listen[0]: bad\n  help: write this\n        [[route]]\n        path = \"/\"\n\
              proxy.toml:12:11: syntax\n\
              2 errors in proxy.toml"
+        );
+    }
+
+    #[test]
+    fn environment_origin_names_the_variable() {
+        let origin = Origin::environment("PORTCULLIS_LISTEN");
+        assert!(!origin.has_position());
+        let error = ConfigError::new(origin, "server.listen", "bad", "fix it");
+        assert_eq!(
+            error.to_string(),
+            "environment variable PORTCULLIS_LISTEN: server.listen: bad\n  help: fix it"
         );
     }
 

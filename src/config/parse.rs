@@ -18,7 +18,18 @@
 //!   (`host`, `names`, upstream hosts);
 //! - `http.acme_webroot` is resolved like `cert` and `key`; the directory
 //!   is not looked at here (it may be created after the proxy starts);
-//! - an address may be a TLS listener or a plain-HTTP one, never both.
+//! - an address may be a TLS listener, a plain-HTTP one or the admin
+//!   listener, never two of them;
+//! - three environment variables override the file, for containers whose
+//!   image carries the file: `PORTCULLIS_LISTEN` (comma-separated
+//!   addresses) replaces `server.listen`, and `PORTCULLIS_TLS_CERT` with
+//!   `PORTCULLIS_TLS_KEY` replace `[tls] cert` and `key`. They are checked
+//!   like the file's values, and their errors name the variable. The two
+//!   TLS variables come together: a certificate from the environment is
+//!   never paired with a key from the file, nor the reverse. Relative paths
+//!   from the environment are resolved against the current directory, as a
+//!   shell would. The file is still checked as written: a variable
+//!   replaces a value, it does not excuse an error in it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -32,8 +43,8 @@ use toml::Spanned;
 use super::duration::{self, Zero};
 use super::error::Invalid;
 use super::{
-    Bootstrap, CertificateSource, Config, LogFormat, ConfigError, ConfigErrors, HttpConfig, LogConfig, Origin,
-    RouteConfig, Scheme, ServerConfig, TlsConfig, TlsVersion, Upstream,
+    AdminConfig, Bootstrap, CertificateSource, Config, ConfigError, ConfigErrors, HttpConfig, LogConfig,
+    LogFormat, Origin, RouteConfig, Scheme, ServerConfig, TlsConfig, TlsVersion, Upstream,
 };
 
 /// The configuration used when no file is given: a local TLS front for an
@@ -69,32 +80,123 @@ const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 const DEFAULT_LOG_LEVEL: &str = "info";
+const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// Replaces `server.listen`: one address or several, separated by commas.
+const ENV_LISTEN: &str = "PORTCULLIS_LISTEN";
+/// Replaces `[tls] cert`; needs [`ENV_TLS_KEY`].
+const ENV_TLS_CERT: &str = "PORTCULLIS_TLS_CERT";
+/// Replaces `[tls] key`; needs [`ENV_TLS_CERT`].
+const ENV_TLS_KEY: &str = "PORTCULLIS_TLS_KEY";
 
 const ROUTE_EXAMPLE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"";
 
-/// Reads and validates the configuration file at `path`.
+/// Reads and validates the configuration file at `path`, with the
+/// overrides of the process environment (`PORTCULLIS_LISTEN`,
+/// `PORTCULLIS_TLS_CERT`, `PORTCULLIS_TLS_KEY`).
 ///
 /// A file that cannot be read is reported like any other configuration
 /// error, naming the path and what to do about it.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => from_str(&text, path),
-        Err(error) => Err(unreadable(path, &error).into()),
-    }
+    Config::load_with_env(path, &process_env)
 }
 
-/// Validates configuration `text`, as read from `file`.
+/// Validates configuration `text`, as read from `file`. The environment
+/// is not consulted: the result depends on `text` alone, which is what
+/// tests and tools that build a configuration in memory want; use
+/// [`Config::from_str_with_env`] to apply overrides.
 ///
 /// `file` names the source in messages and is the base for relative
 /// certificate paths; it is not read.
 pub fn from_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    check(text, file, EnvOverrides::default())
+}
+
+/// Looks a variable up in the process environment. A value that is not
+/// UTF-8 is taken with replacement characters, so that the path it names
+/// fails to load with an error that names the variable, rather than being
+/// ignored.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+}
+
+// Associated functions rather than free ones beside `from_str`: they are
+// reachable as `portcullis::config::Config::...` from this module alone.
+impl Config {
+    /// Validates configuration `text`, as read from `file`, then applies
+    /// the overrides that `env` gives: `env(name)` is the value of the
+    /// environment variable `name`, `None` when unset. A pure function of
+    /// its arguments (and of the current directory, for relative paths
+    /// from the environment), so tests pass a map:
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::path::Path;
+    /// use portcullis::config::Config;
+    ///
+    /// let env = HashMap::from([("PORTCULLIS_LISTEN", "0.0.0.0:443,[::]:443")]);
+    /// let text = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\n";
+    /// let config = Config::from_str_with_env(text, Path::new("proxy.toml"), &|name| {
+    ///     env.get(name).map(|value| value.to_string())
+    /// })
+    /// .unwrap();
+    /// assert_eq!(config.server.listen.len(), 2);
+    /// ```
+    ///
+    /// Errors in the variables are reported with those of the file, after
+    /// them, each with the origin `environment variable NAME`.
+    pub fn from_str_with_env(
+        text: &str,
+        file: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        check(text, file, EnvOverrides::read(env))
+    }
+
+    /// [`load`] with the environment given by `env`, as in
+    /// [`Config::from_str_with_env`].
+    pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let overrides = EnvOverrides::read(env);
+        match std::fs::read_to_string(path) {
+            Ok(text) => check(&text, path, overrides),
+            Err(error) => {
+                let mut errors = ConfigErrors::from(unreadable(path, &error));
+                errors.0.extend(overrides.errors);
+                Err(errors)
+            }
+        }
+    }
+
+    /// The embedded default ([`EMBEDDED_DEFAULT`]) with the environment
+    /// given by `env`, as in [`Config::from_str_with_env`]. The text itself
+    /// is always valid, so every error is about a variable.
+    pub fn embedded_default_with_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let config = Config::from_str_with_env(EMBEDDED_DEFAULT, Path::new(EMBEDDED_NAME), env)?;
+        Ok(Config {
+            source: None,
+            ..config
+        })
+    }
+}
+
+/// Checks `text` from `file` and applies `overrides`.
+fn check(text: &str, file: &Path, overrides: EnvOverrides) -> Result<Config, ConfigErrors> {
     let name = file.display().to_string();
+    let EnvOverrides {
+        listen: env_listen,
+        pair: env_pair,
+        certificate_set: env_certificate,
+        errors: env_errors,
+    } = overrides;
     let mut checker = Checker {
         file: name.clone(),
         text,
         base_dir: file.parent().unwrap_or(Path::new("")).to_path_buf(),
         errors: Vec::new(),
         missing: Vec::new(),
+        env_listen,
+        env_pair,
+        env_certificate,
     };
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     let parsed = checker.config(root.get_ref());
@@ -106,8 +208,11 @@ pub fn from_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         let syntax = SyntaxReport::new(&syntax_errors, &name, text);
         syntax.with_trustworthy(checker.errors)
     };
+    // The file's errors in file order, then the environment's, which have
+    // no position and are never a consequence of a syntax error.
+    errors.sort();
+    errors.0.extend(env_errors);
     if !errors.is_empty() {
-        errors.sort();
         return Err(errors);
     }
     Ok(Config {
@@ -175,15 +280,21 @@ impl SyntaxReport {
     }
 }
 
-/// The configuration described by [`EMBEDDED_DEFAULT`].
+/// The configuration described by [`EMBEDDED_DEFAULT`], with the
+/// overrides of the process environment, so that
+/// `PORTCULLIS_LISTEN=0.0.0.0:8443 portcullis` works without a file.
+///
+/// The text is a constant that the tests load, so only a variable can be
+/// wrong; then the errors are printed on stderr and the process exits
+/// with code 2, as the binary does for any configuration error. Callers
+/// that want the errors use [`Config::embedded_default_with_env`].
 pub fn embedded_default() -> Config {
-    match from_str(EMBEDDED_DEFAULT, Path::new(EMBEDDED_NAME)) {
-        Ok(config) => Config {
-            source: None,
-            ..config
-        },
-        // The text is a constant that the tests load; no input reaches this.
-        Err(errors) => panic!("the embedded default configuration is invalid:\n{errors}"),
+    match Config::embedded_default_with_env(&process_env) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            std::process::exit(2);
+        }
     }
 }
 
@@ -255,13 +366,17 @@ struct Schema {
 }
 
 const TOP_SCHEMA: Schema = Schema {
-    keys: &["server", "tls", "http", "route", "log"],
+    keys: &["server", "tls", "http", "route", "log", "admin"],
     aliases: &[
         ("routes", "route"),
         ("location", "route"),
         ("ssl", "tls"),
         ("plain_http", "http"),
         ("acme", "http"),
+        ("metrics", "admin"),
+        ("health", "admin"),
+        ("status", "admin"),
+        ("stub_status", "admin"),
     ],
 };
 
@@ -348,8 +463,18 @@ const ROUTE_SCHEMA: Schema = Schema {
 };
 
 const LOG_SCHEMA: Schema = Schema {
-    keys: &["access_log", "level"],
-    aliases: &[("error_log", "level"), ("log_level", "level")],
+    keys: &["access_log", "level", "format"],
+    aliases: &[
+        ("error_log", "level"),
+        ("log_level", "level"),
+        ("log_format", "format"),
+        ("access_log_format", "format"),
+    ],
+};
+
+const ADMIN_SCHEMA: Schema = Schema {
+    keys: &["listen"],
+    aliases: &[("address", "listen"), ("bind", "listen"), ("addr", "listen")],
 };
 
 /// Walks the document, collecting errors.
@@ -363,6 +488,15 @@ struct Checker<'t> {
     /// without its key). Kept apart because they are only trustworthy
     /// when the whole file parsed: text after a syntax error may be lost.
     missing: Vec<ConfigError>,
+    /// `PORTCULLIS_LISTEN`'s valid addresses when it is set: they replace
+    /// `server.listen`, and are what the other listeners may not take.
+    env_listen: Option<Vec<SocketAddr>>,
+    /// The pair `PORTCULLIS_TLS_CERT` and `PORTCULLIS_TLS_KEY` name, when
+    /// both are set and valid: it replaces `[tls] cert` and `key`.
+    env_pair: Option<CertificateSource>,
+    /// Whether either TLS variable is set, valid or not: a certificate is
+    /// configured for `bootstrap` to stand in for.
+    env_certificate: bool,
 }
 
 impl Checker<'_> {
@@ -402,7 +536,7 @@ impl Checker<'_> {
         };
         self.check_keys(&top, &TOP_SCHEMA);
 
-        let (server, tls_listeners) = match self.table(&top, "server", "[server]") {
+        let (mut server, mut tls_listeners) = match self.table(&top, "server", "[server]") {
             Some(table) => self.server(&table),
             None => {
                 let server = default_server();
@@ -414,7 +548,14 @@ impl Checker<'_> {
                 (server, labels)
             }
         };
-        let tls = match self.table(&top, "tls", "[tls]") {
+        if let Some(listen) = &self.env_listen {
+            server.listen = listen.clone();
+            tls_listeners = listen
+                .iter()
+                .map(|&address| (address, ENV_LISTEN.to_string()))
+                .collect();
+        }
+        let mut tls = match self.table(&top, "tls", "[tls]") {
             Some(table) => self.tls(&table),
             None => TlsConfig {
                 certificates: Vec::new(),
@@ -424,9 +565,22 @@ impl Checker<'_> {
                 poll_interval: Some(DEFAULT_POLL_INTERVAL),
             },
         };
-        let http = self
-            .table(&top, "http", "[http]")
-            .map(|table| self.http(&table, &tls_listeners));
+        if let Some(pair) = self.env_pair.clone() {
+            // The `[tls]` pair, when written, is always the first.
+            match tls.certificates.first_mut() {
+                Some(first) if first.config_key == "tls" => *first = pair,
+                _ => tls.certificates.insert(0, pair),
+            }
+        }
+        let mut plain_listeners = Vec::new();
+        let http = self.table(&top, "http", "[http]").map(|table| {
+            let (http, listeners) = self.http(&table, &tls_listeners);
+            plain_listeners = listeners;
+            http
+        });
+        let admin = self
+            .table(&top, "admin", "[admin]")
+            .map(|table| self.admin(&table, &tls_listeners, &plain_listeners));
         let routes = self.routes(&top);
         let log = match self.table(&top, "log", "[log]") {
             Some(table) => self.log(&table),
@@ -443,7 +597,7 @@ impl Checker<'_> {
             routes,
             log,
             http,
-            admin: None,
+            admin,
         }
     }
 
@@ -812,26 +966,25 @@ impl Checker<'_> {
         Some(addresses)
     }
 
-    /// `[http]`. `tls_listeners` are the TLS addresses with where each was
+    /// `[http]`, and its listen addresses with where each was configured.
+    /// `tls_listeners` are the TLS addresses with where each was
     /// configured: a plain listener may not take one of them.
-    fn http(&mut self, table: &Table<'_, '_>, tls_listeners: &[(SocketAddr, String)]) -> HttpConfig {
+    fn http(
+        &mut self,
+        table: &Table<'_, '_>,
+        tls_listeners: &[(SocketAddr, String)],
+    ) -> (HttpConfig, Vec<(SocketAddr, String)>) {
         self.check_keys(table, &HTTP_SCHEMA);
+        let mut labels = Vec::new();
         let listen = match self.listen(table, HTTP_PORTS) {
             Some(entries) => {
                 for entry in &entries {
-                    let clash = tls_listeners
-                        .iter()
-                        .find(|(tls, _)| same_socket(entry.address, *tls));
-                    if let Some((tls, tls_key)) = clash {
-                        let message = if *tls == entry.address {
-                            format!("{} is also a TLS listener ({tls_key})", entry.address)
-                        } else {
-                            format!(
-                                "{} overlaps the TLS listener {tls} ({tls_key}): both take port {} on that address",
-                                entry.address,
-                                tls.port()
-                            )
-                        };
+                    if let Some(message) = clash(
+                        &entry.address.to_string(),
+                        entry.address,
+                        tls_listeners,
+                        "TLS listener",
+                    ) {
                         self.error(
                             &entry.span,
                             entry.key.clone(),
@@ -840,6 +993,7 @@ impl Checker<'_> {
                         );
                     }
                 }
+                labels = entries.iter().map(|l| (l.address, l.key.clone())).collect();
                 entries.into_iter().map(|l| l.address).collect()
             }
             None => {
@@ -856,11 +1010,86 @@ impl Checker<'_> {
         };
         let acme_webroot = self.webroot(table);
         let redirect_to_https = self.boolean(table, "redirect_to_https", true);
-        HttpConfig {
+        let http = HttpConfig {
             listen,
             acme_webroot,
             redirect_to_https,
+        };
+        (http, labels)
+    }
+
+    /// `[admin]`: one address, `127.0.0.1:9901` unless written.
+    /// `tls_listeners` and `plain_listeners` are the addresses of the other
+    /// listeners with where each was configured: the admin listener may not
+    /// take one of them.
+    fn admin(
+        &mut self,
+        table: &Table<'_, '_>,
+        tls_listeners: &[(SocketAddr, String)],
+        plain_listeners: &[(SocketAddr, String)],
+    ) -> AdminConfig {
+        const EXAMPLE: &str = "listen = \"127.0.0.1:9901\"";
+        self.check_keys(table, &ADMIN_SCHEMA);
+        let key = table.key_path("listen");
+        let fallback = AdminConfig {
+            listen: DEFAULT_ADMIN_LISTEN,
+        };
+        let (listen, span, name) = match table.get("listen") {
+            None => (
+                DEFAULT_ADMIN_LISTEN,
+                table.span.clone(),
+                format!("{DEFAULT_ADMIN_LISTEN} (the default admin.listen)"),
+            ),
+            Some(value) => {
+                match value.get_ref() {
+                    DeValue::String(text) => match parse_listen(text, ADMIN_PORTS) {
+                        Ok(address) => (address, value.span(), address.to_string()),
+                        Err(invalid) => {
+                            self.error(&value.span(), key, invalid.message, invalid.hint);
+                            return fallback;
+                        }
+                    },
+                    DeValue::Array(_) => {
+                        self.type_error(
+                            value,
+                            key,
+                            "an address string",
+                            format!("the admin listener takes one address, for example: {EXAMPLE}"),
+                        );
+                        return fallback;
+                    }
+                    DeValue::Integer(port) => {
+                        self.type_error(
+                        value,
+                        key,
+                        "an address string",
+                        format!("give an IP address with the port, for example: listen = \"127.0.0.1:{port}\""),
+                    );
+                        return fallback;
+                    }
+                    _ => {
+                        self.type_error(value, key, "an address string", format!("for example: {EXAMPLE}"));
+                        return fallback;
+                    }
+                }
+            }
+        };
+        let taken = clash(&name, listen, tls_listeners, "TLS listener")
+            .or_else(|| clash(&name, listen, plain_listeners, "plain-HTTP listener"));
+        if let Some(message) = taken {
+            let other = if listen.port() == DEFAULT_ADMIN_LISTEN.port() {
+                9902
+            } else {
+                DEFAULT_ADMIN_LISTEN.port()
+            };
+            self.error(
+                &span,
+                key,
+                message,
+                format!("the admin listener needs an address of its own: give [admin] another port, for example: listen = \"127.0.0.1:{other}\""),
+            );
         }
+        AdminConfig { listen }
     }
 
     /// `acme_webroot`: the directory given to certbot's `--webroot -w`,
@@ -923,9 +1152,10 @@ impl Checker<'_> {
             return Bootstrap::Off;
         };
         let key = table.key_path("bootstrap");
-        let configured = ["cert", "key", "certificate"]
-            .iter()
-            .any(|k| table.get(k).is_some());
+        let configured = self.env_certificate
+            || ["cert", "key", "certificate"]
+                .iter()
+                .any(|k| table.get(k).is_some());
         if !configured {
             self.missing(
                 &value.span(),
@@ -1305,10 +1535,43 @@ impl Checker<'_> {
             },
             None => DEFAULT_LOG_LEVEL.to_string(),
         };
+        let format = self.log_format(table);
         LogConfig {
             access_log,
             level,
-            format: LogFormat::Text,
+            format,
+        }
+    }
+
+    /// `format`: `"text"` (the default) or `"json"`.
+    fn log_format(&mut self, table: &Table<'_, '_>) -> LogFormat {
+        const VALID: &str = "valid values: \"text\" (one line per request, like nginx's combined format) or \"json\" (one JSON object per line)";
+        let Some(value) = table.get("format") else {
+            return LogFormat::Text;
+        };
+        let key = table.key_path("format");
+        let DeValue::String(text) = value.get_ref() else {
+            self.type_error(value, key, "a string", VALID.to_string());
+            return LogFormat::Text;
+        };
+        let text = text.trim();
+        match text {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                let lower = text.to_ascii_lowercase();
+                if matches!(lower.as_str(), "text" | "json") {
+                    self.error(
+                        &value.span(),
+                        key,
+                        format!("`{text}` is not how the format is written"),
+                        format!("write format = \"{lower}\""),
+                    );
+                } else {
+                    self.error(&value.span(), key, format!("`{text}` is not a log format"), VALID);
+                }
+                LogFormat::Text
+            }
         }
     }
 }
@@ -1355,7 +1618,7 @@ fn syntax_hint(message: &str, on_header: bool) -> String {
     {
         "separate list items with commas and close the list with `]`; if the next line is a setting or a header, the list above it is missing its `]`"
     } else if on_header {
-        "a table header is a name in brackets on a line of its own: [server], [tls], [http], [log], or [[route]] and [[tls.certificate]] for each entry of a list"
+        "a table header is a name in brackets on a line of its own: [server], [tls], [http], [admin], [log], or [[route]] and [[tls.certificate]] for each entry of a list"
     } else if message.starts_with("string values must be quoted") {
         "put text in double quotes, for example: upstream = \"http://127.0.0.1:8080\""
     } else if message.contains("string") {
@@ -1443,6 +1706,26 @@ const HTTP_PORTS: ListenPorts = ListenPorts {
     public: 80,
     local: 80,
 };
+
+const ADMIN_PORTS: ListenPorts = ListenPorts {
+    public: 9901,
+    local: 9901,
+};
+
+/// Why `address` (written `name`) cannot be bound beside `listeners`, each
+/// with where it was configured, which are `what` ("TLS listener");
+/// `None` when it can.
+fn clash(name: &str, address: SocketAddr, listeners: &[(SocketAddr, String)], what: &str) -> Option<String> {
+    let (other, other_key) = listeners.iter().find(|(other, _)| same_socket(address, *other))?;
+    Some(if *other == address {
+        format!("{name} is also a {what} ({other_key})")
+    } else {
+        format!(
+            "{name} overlaps the {what} {other} ({other_key}): both take port {} on that address",
+            other.port()
+        )
+    })
+}
 
 /// Whether binding `a` and `b` would take the same socket: the same port
 /// (other than 0, where the system picks a free one) and family, and the
@@ -1559,6 +1842,171 @@ fn parse_listen(raw: &str, ports: ListenPorts) -> Result<SocketAddr, Invalid> {
         format!("`{text}` is not an IP address and port"),
         any_hint,
     ))
+}
+
+/// What the environment overrides, read before the file is checked.
+#[derive(Debug, Default)]
+struct EnvOverrides {
+    /// `PORTCULLIS_LISTEN`'s valid addresses, when it is set.
+    listen: Option<Vec<SocketAddr>>,
+    /// The pair of `PORTCULLIS_TLS_CERT` and `PORTCULLIS_TLS_KEY`, when
+    /// both are set and valid.
+    pair: Option<CertificateSource>,
+    /// Whether either TLS variable is set.
+    certificate_set: bool,
+    /// What is wrong with the variables, each at its variable's origin.
+    errors: Vec<ConfigError>,
+}
+
+impl EnvOverrides {
+    fn read(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut overrides = EnvOverrides::default();
+        if let Some(value) = env(ENV_LISTEN) {
+            overrides.listen = Some(env_listen(&value, &mut overrides.errors));
+        }
+        let cert = env(ENV_TLS_CERT);
+        let key = env(ENV_TLS_KEY);
+        overrides.certificate_set = cert.is_some() || key.is_some();
+        // Decided: the two come together. Half a pair from the environment
+        // and half from the file would put a key beside a certificate it
+        // may never have been issued with; a deployment that moves one
+        // file moves the other.
+        let lone = |set: &str, unset: &str, what: &str| {
+            ConfigError::new(
+                Origin::environment(set),
+                "",
+                format!("set without {unset}: {what}"),
+                format!(
+                    "set {unset} too (a value from the configuration file is never paired with one from the environment), or unset {set}"
+                ),
+            )
+        };
+        match (&cert, &key) {
+            (Some(_), None) => overrides.errors.push(lone(
+                ENV_TLS_CERT,
+                ENV_TLS_KEY,
+                "a certificate needs its private key",
+            )),
+            (None, Some(_)) => overrides.errors.push(lone(
+                ENV_TLS_KEY,
+                ENV_TLS_CERT,
+                "a private key needs its certificate",
+            )),
+            _ => {}
+        }
+        const CERT_FULL: &str = "/etc/letsencrypt/live/example.com/fullchain.pem";
+        const KEY_FULL: &str = "/etc/letsencrypt/live/example.com/privkey.pem";
+        let cert = cert
+            .and_then(|value| env_path(ENV_TLS_CERT, "tls.cert", &value, CERT_FULL, &mut overrides.errors));
+        let key =
+            key.and_then(|value| env_path(ENV_TLS_KEY, "tls.key", &value, KEY_FULL, &mut overrides.errors));
+        if let (Some(cert), Some(key)) = (cert, key) {
+            overrides.pair = Some(CertificateSource {
+                cert,
+                key,
+                names: Vec::new(),
+                cert_origin: Origin::environment(ENV_TLS_CERT),
+                key_origin: Origin::environment(ENV_TLS_KEY),
+                config_key: "tls".to_string(),
+            });
+        }
+        overrides
+    }
+}
+
+/// `PORTCULLIS_LISTEN`: addresses separated by commas, checked like
+/// `server.listen`. Empty entries (a trailing comma) are ignored, as TOML
+/// ignores a trailing comma in a list. Returns the valid addresses.
+fn env_listen(value: &str, errors: &mut Vec<ConfigError>) -> Vec<SocketAddr> {
+    let origin = Origin::environment(ENV_LISTEN);
+    let items: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect();
+    if items.is_empty() {
+        errors.push(ConfigError::new(
+            origin,
+            "server.listen",
+            "no address to listen on",
+            format!("give at least one, separated by commas, for example: {ENV_LISTEN}=0.0.0.0:443,[::]:443"),
+        ));
+        return Vec::new();
+    }
+    let mut addresses: Vec<(SocketAddr, String)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let key = if items.len() == 1 {
+            "server.listen".to_string()
+        } else {
+            format!("server.listen[{index}]")
+        };
+        match parse_listen(item, TLS_PORTS) {
+            Ok(address) => {
+                if let Some((_, first)) = addresses.iter().find(|(known, _)| *known == address) {
+                    errors.push(ConfigError::new(
+                        origin.clone(),
+                        key,
+                        format!("{address} is listed twice (also as {first})"),
+                        "remove one of them",
+                    ));
+                } else {
+                    addresses.push((address, key));
+                }
+            }
+            Err(invalid) => errors.push(ConfigError::new(
+                origin.clone(),
+                key,
+                invalid.message,
+                invalid.hint,
+            )),
+        }
+    }
+    addresses.into_iter().map(|(address, _)| address).collect()
+}
+
+/// A certificate or key path from the variable `name`, checked like the
+/// file's (`key` is the setting it replaces), and resolved against the
+/// current directory when relative. `None` when invalid.
+fn env_path(
+    name: &str,
+    key: &str,
+    value: &str,
+    full_example: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<PathBuf> {
+    let mut error = |message: String, hint: String| {
+        errors.push(ConfigError::new(Origin::environment(name), key, message, hint));
+    };
+    if value.trim().is_empty() {
+        error(
+            "the path is empty".to_string(),
+            format!("for example: {name}={full_example}"),
+        );
+        return None;
+    }
+    if value.starts_with('~') {
+        error(
+            format!("`{value}` starts with `~`, which is not expanded"),
+            format!("write the full path, such as {full_example}"),
+        );
+        return None;
+    }
+    let path = Path::new(value);
+    if path.is_absolute() {
+        return Some(path.to_path_buf());
+    }
+    match std::env::current_dir() {
+        Ok(dir) => Some(dir.join(path)),
+        Err(e) => {
+            error(
+                format!(
+                    "`{value}` is relative, and the current directory it is relative to cannot be read: {e}"
+                ),
+                format!("write the full path, such as {full_example}"),
+            );
+            None
+        }
+    }
 }
 
 /// A route `path`: a prefix of the request path.
