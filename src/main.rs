@@ -142,7 +142,7 @@ fn check(config: &Config) -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
-    portcullis::telemetry::init(&config.log.level);
+    portcullis::telemetry::init_with(&config.log);
     let mut runtime = match config.server.threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
