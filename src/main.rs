@@ -10,6 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use portcullis::config::{self, Config};
 use portcullis::Proxy;
 
+// Many small, short-lived allocations per request (header maps, futures,
+// buffers): mimalloc serves them from thread-local pages, which profiles
+// show cheaper than glibc's malloc here.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "A TLS-terminating reverse proxy")]
 struct Cli {
@@ -59,7 +65,7 @@ fn main() -> ExitCode {
     }
     let config = match &cli.config {
         Some(path) => config::load(path),
-        None => Ok(config::embedded_default()),
+        None => Config::embedded_default_with_env(&|name| std::env::var(name).ok()),
     };
     let config = match config {
         Ok(c) => c,

@@ -165,6 +165,7 @@ impl Reloader {
                     // settle, so the pair is read together.
                     loop {
                         tokio::select! {
+                            () = cancel.cancelled() => return,
                             () = changed.notified() => continue,
                             () = tokio::time::sleep(DEBOUNCE) => break,
                         }

@@ -48,6 +48,15 @@ impl ProxyProcess {
         std::fs::write(&path, config).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         command.arg("--config").arg(&path).arg("run");
+        // The file says everything: a developer's environment must not.
+        for var in [
+            "PORTCULLIS_CONFIG",
+            "PORTCULLIS_LISTEN",
+            "PORTCULLIS_TLS_CERT",
+            "PORTCULLIS_TLS_KEY",
+        ] {
+            command.env_remove(var);
+        }
         ProxyProcess::spawn(command, hold).await
     }
 
