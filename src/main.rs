@@ -205,6 +205,9 @@ fn run(config: Config) -> ExitCode {
         for addr in proxy.plain_addrs() {
             tracing::info!("listening on http://{addr} (ACME challenges and redirects)");
         }
+        if let Some(addr) = proxy.admin_addr() {
+            tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections)");
+        }
         for (prefix, upstream) in proxy.routes() {
             tracing::info!("route {prefix} -> {upstream}");
         }
