@@ -348,3 +348,69 @@ portcullis_bin() {
     [ -x "$bin" ] || die "portcullis binary $bin is missing (set PORTCULLIS_BIN)"
     printf '%s\n' "$bin"
 }
+
+# -------------------------------------------------- longer-lived test certs
+
+# reissue_certs DAYS: after make_certs, issue the CA and the server
+# certificate again, with the same keys, names and extensions, valid from
+# now for DAYS days. make_certs' 30 days fall inside the expiry warnings
+# of TLS graders (testssl: < 60 days is MEDIUM, < 30 HIGH); 90 days is
+# what certbot gets from Let's Encrypt. CA_PEM, CERT_PEM and KEY_PEM keep
+# their paths.
+reissue_certs() {
+    local days="$1" d="$WORK/pki"
+    if [ ! -f "$d/ca.key" ] || [ ! -f "$d/server.csr" ]; then
+        die "reissue_certs needs make_certs first"
+    fi
+    (
+        cd "$d"
+        openssl req -x509 -new -key ca.key -out ca.pem -days "$days" \
+            -subj "/CN=portcullis interop test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out server.pem -days "$days" -sha256 -extfile server.ext 2>/dev/null
+        cat server.pem >fullchain.pem
+    ) || die "could not issue the test certificates again for $days days"
+}
+
+# ------------------------------------------------------------ counted checks
+
+# counted_checks LABEL: count the pass and fail calls that follow; at exit
+# (an abort by die counts as a failure) print the logs when something
+# failed, then the closing line "LABEL: N passed, N failed", then clean
+# up as usual. The logs are moved to $WORK/logs so that they are printed
+# once, before the closing line.
+PASSED=0
+FAILED=0
+pass() {
+    PASSED=$((PASSED + 1))
+    log "PASS $*"
+}
+fail() {
+    FAILED=$((FAILED + 1))
+    log "FAIL $*"
+}
+counted_checks() {
+    _CHECKS_LABEL="$1"
+    trap _counted_exit EXIT
+}
+_counted_rc() { return "$1"; }
+_counted_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then
+        FAILED=1
+    fi
+    if [ "$FAILED" -gt 0 ] && [ "$rc" -eq 0 ]; then
+        rc=1
+    fi
+    if [ "$rc" -ne 0 ]; then
+        _dump_logs
+        mkdir -p "$WORK/logs"
+        mv "$WORK"/*.log "$WORK/logs/" 2>/dev/null || true
+    fi
+    printf '%s: %d passed, %d failed\n' "$_CHECKS_LABEL" "$PASSED" "$FAILED"
+    # _cleanup takes the exit status from $?.
+    _counted_rc "$rc" || _cleanup
+    _cleanup
+}
