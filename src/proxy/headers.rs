@@ -160,6 +160,56 @@ fn is_reg_name_byte(b: u8) -> bool {
         )
 }
 
+/// True when a request has no Transfer-Encoding, or exactly one header line
+/// whose whole value is `chunked` (any case, optional whitespace).
+pub fn transfer_encoding_is_plain_chunked(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(v), None) => v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked")),
+        (Some(_), Some(_)) => false,
+    }
+}
+
+/// Makes a response's framing unambiguous before it is passed on: a
+/// Content-Length beside Transfer-Encoding is dropped (RFC 9112 section
+/// 6.3: the chunked framing wins and is what was decoded), and a repeated
+/// or listed Content-Length of one value becomes a single value. False
+/// when the values disagree.
+pub fn normalize_response_length(headers: &mut HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+        return true;
+    }
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let (Some(first), second) = (values.next(), values.next()) else {
+        return true;
+    };
+    if second.is_none() && !first.as_bytes().contains(&b',') {
+        return true;
+    }
+    let mut agreed: Option<u64> = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        let Ok(text) = v.to_str() else { return false };
+        for part in text.split(',') {
+            let Ok(n) = part.trim().parse::<u64>() else {
+                return false;
+            };
+            if agreed.is_some_and(|a| a != n) {
+                return false;
+            }
+            agreed = Some(n);
+        }
+    }
+    match agreed {
+        Some(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            true
+        }
+        None => false,
+    }
+}
+
 /// HTTP/2 allows the cookie header to be split into several fields; an
 /// HTTP/1.1 upstream expects one (RFC 9113 section 8.2.3).
 pub fn join_cookies(headers: &mut HeaderMap) {

@@ -28,6 +28,7 @@ use crate::connections::{Conn, ConnRegistry};
 use crate::metrics::{Metrics, RouteMetrics, UpstreamError};
 use access::AccessRecord;
 use body::ProxyBody;
+use request_body::ReadAheadError;
 use routes::{Route, RouteTable};
 use upstream::UpstreamClient;
 
@@ -176,6 +177,18 @@ async fn route_and_forward(
     if req.method() == Method::CONNECT {
         return respond::method_not_allowed(log);
     }
+    // Only origin-form and absolute-form targets name a resource here; an
+    // authority-form or asterisk-form target has no path to route.
+    if !req.uri().path().starts_with('/') {
+        return respond::bad_request(log);
+    }
+    // HTTP/1.x framing: one final `chunked` and nothing else. Anything
+    // subtler (`chunked, chunked`, two lines) is where request smuggling
+    // lives; the connection is closed so no byte after it is read as a
+    // request.
+    if req.version() < Version::HTTP_2 && !headers::transfer_encoding_is_plain_chunked(req.headers()) {
+        return respond::bad_request_close(log);
+    }
 
     // The authority of an absolute-form or HTTP/2 request wins over Host
     // (RFC 9112 section 3.2.2); HTTP/2 requests usually carry no Host at all.
@@ -243,11 +256,19 @@ async fn route_and_forward(
     let rc = &route.config;
 
     let (parts, body) = req.into_parts();
-    let (body, body_sent) = request_body::RequestBody::new(body);
+    let (body, tracking) = match request_body::RequestBody::prepare(body, rc.read_timeout).await {
+        Ok(prepared) => prepared,
+        Err(ReadAheadError::Malformed(e)) => {
+            tracing::debug!(route = %rc.path, error = %e, "malformed request body refused before forwarding");
+            return respond::bad_request_close(log);
+        }
+        Err(ReadAheadError::Timeout) => return respond::request_timeout(log),
+    };
+    let client_failed = tracking.client_failed;
     let exchange = route.state.client.request(Request::from_parts(parts, body));
     // The wait for response headers starts once the request body is sent.
     let deadline = async {
-        if let Some(sent) = body_sent {
+        if let Some(sent) = tracking.sent {
             let _ = sent.await;
         }
         tokio::time::sleep(rc.read_timeout).await;
@@ -258,6 +279,11 @@ async fn route_and_forward(
     };
     let mut response = match outcome {
         Ok(Ok(response)) => response,
+        Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+            // The client broke its own body mid-way: its fault, not the upstream's.
+            tracing::debug!(route = %rc.path, "request body failed while being forwarded");
+            return respond::bad_request_close(log);
+        }
         Ok(Err(err)) => {
             let what = upstream::describe(&err);
             let kind = if err.is_connect() {
@@ -306,6 +332,11 @@ async fn route_and_forward(
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
     }
 
+    if !headers::normalize_response_length(response.headers_mut()) {
+        route.state.metrics.upstream_error(UpstreamError::Protocol);
+        tracing::warn!(route = %rc.path, upstream = %route.state.label, "upstream sent conflicting Content-Length values");
+        return respond::bad_gateway(log);
+    }
     headers::remove_hop_by_hop(response.headers_mut(), false);
     let (parts, body) = response.into_parts();
     // A small body of known length is read whole before the head goes out,

@@ -1,42 +1,93 @@
-//! The request body sent upstream: the client's body passed on as it
-//! streams, and, when there is one, a signal when it has been sent in
-//! full. The route's `read_timeout` counts from that moment, so a long
-//! upload is never mistaken for a silent upstream.
+//! The request body sent upstream. A chunked body is read ahead up to
+//! `READ_AHEAD` before anything is forwarded, so a framing error in it (a
+//! bad chunk size, a broken chunk) is answered with 400 and the upstream
+//! never sees the request; past that, and for bodies of declared length,
+//! it streams. It also signals when it has been sent in full, so the
+//! route's `read_timeout` counts from then, and records whether the
+//! client broke it, so the answer is a 400 and not a 502.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 
-pin_project! {
-    pub struct RequestBody {
-        #[pin]
-        inner: Incoming,
-        // Fired (by send or drop) when the body is done; `None` for a body
-        // that was empty from the start, whose timer starts at once.
-        done: Option<oneshot::Sender<()>>,
-    }
+/// How much of a chunked request body is read before it is forwarded.
+pub const READ_AHEAD: usize = 64 * 1024;
+
+/// Why a request body could not even start to be forwarded.
+#[derive(Debug)]
+pub enum ReadAheadError {
+    /// The client's framing is broken: 400.
+    Malformed(hyper::Error),
+    /// The client sent nothing for the route's read timeout: 408.
+    Timeout,
+}
+
+pub struct RequestBody {
+    ahead: VecDeque<Frame<Bytes>>,
+    rest: Option<Incoming>,
+    /// Fired (by send or drop) once the body is done; `None` for a body
+    /// that is done from the start, whose timer starts at once.
+    done: Option<oneshot::Sender<()>>,
+    client_failed: Arc<AtomicBool>,
+}
+
+/// What the request path keeps of a body it hands to the upstream client.
+pub struct Tracking {
+    /// Resolves once the body has been sent in full.
+    pub sent: Option<oneshot::Receiver<()>>,
+    /// Set when the client's body failed while it was being forwarded.
+    pub client_failed: Arc<AtomicBool>,
 }
 
 impl RequestBody {
-    /// Wraps `inner`; the receiver resolves once the body has been sent,
-    /// or at once when there is no body.
-    pub fn new(inner: Incoming) -> (Self, Option<oneshot::Receiver<()>>) {
-        if inner.is_end_stream() {
-            return (RequestBody { inner, done: None }, None);
+    /// Wraps `inner`, reading a chunked body ahead first.
+    pub async fn prepare(mut inner: Incoming, wait: Duration) -> Result<(Self, Tracking), ReadAheadError> {
+        let client_failed = Arc::new(AtomicBool::new(false));
+        let mut ahead = VecDeque::new();
+        let chunked = !inner.is_end_stream() && inner.size_hint().exact().is_none();
+        let mut finished = false;
+        if chunked {
+            let mut read = 0;
+            while read < READ_AHEAD {
+                match tokio::time::timeout(wait, inner.frame()).await {
+                    Err(_) => return Err(ReadAheadError::Timeout),
+                    Ok(None) => {
+                        finished = true;
+                        break;
+                    }
+                    Ok(Some(Err(e))) => return Err(ReadAheadError::Malformed(e)),
+                    Ok(Some(Ok(frame))) => {
+                        read += frame.data_ref().map_or(0, Bytes::len);
+                        ahead.push_back(frame);
+                    }
+                }
+            }
         }
-        let (tx, rx) = oneshot::channel();
-        (
-            RequestBody {
-                inner,
-                done: Some(tx),
-            },
-            Some(rx),
-        )
+        let rest = (!finished).then_some(inner);
+        let empty = ahead.is_empty() && rest.as_ref().is_none_or(Body::is_end_stream);
+        let (done, sent) = if empty || rest.is_none() {
+            // Nothing left to wait for: the timer starts at once.
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let body = RequestBody {
+            ahead,
+            rest,
+            done,
+            client_failed: client_failed.clone(),
+        };
+        Ok((body, Tracking { sent, client_failed }))
     }
 }
 
@@ -45,24 +96,53 @@ impl Body for RequestBody {
     type Error = hyper::Error;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            if let Some(done) = this.done.take() {
-                let _ = done.send(());
+        let this = &mut *self;
+        if let Some(frame) = this.ahead.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let polled = match this.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        };
+        match &polled {
+            Poll::Ready(Some(Err(_))) => {
+                this.client_failed.store(true, Ordering::Relaxed);
+                this.done.take();
             }
+            Poll::Ready(None) => {
+                if let Some(done) = this.done.take() {
+                    let _ = done.send(());
+                }
+            }
+            _ => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ahead.is_empty() && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let ahead: u64 = self
+            .ahead
+            .iter()
+            .map(|f| f.data_ref().map_or(0, |d| d.len() as u64))
+            .sum();
+        match &self.rest {
+            None => SizeHint::with_exact(ahead),
+            Some(rest) => {
+                let hint = rest.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(hint.lower() + ahead);
+                if let Some(upper) = hint.upper() {
+                    out.set_upper(upper + ahead);
+                }
+                out
+            }
+        }
     }
 }

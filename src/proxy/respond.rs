@@ -25,6 +25,28 @@ pub fn bad_request(log: Option<AccessRecord>) -> Response<ProxyBody> {
     local(StatusCode::BAD_REQUEST, "400 bad request\n", log)
 }
 
+/// A 400 after which the connection is closed: what follows a request
+/// whose framing is broken cannot be trusted to be a request.
+pub fn bad_request_close(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    let mut response = bad_request(log);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+pub fn request_timeout(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    let mut response = local(
+        StatusCode::REQUEST_TIMEOUT,
+        "408 the request body did not arrive in time\n",
+        log,
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 pub fn not_found(log: Option<AccessRecord>) -> Response<ProxyBody> {
     local(StatusCode::NOT_FOUND, "404 no route for this path\n", log)
 }
