@@ -17,7 +17,9 @@
 # suite without forward secrecy, no weak suite; no vulnerability; and no
 # finding of severity MEDIUM, HIGH or CRITICAL except the few ids it
 # excludes by name, each explained there (properties of a private test
-# CA). Each is a check; the closing line counts them.
+# CA); and no test testssl could not complete (WARN), except the
+# client-side ones named there. Each is a check; the closing line counts
+# them.
 #
 # Environment: PORTCULLIS_BIN, ORIGIN_BIN, INTEROP_KEEP (see lib.bash);
 # TESTSSL_DEADLINE: seconds the scan may take (default 240).
@@ -61,12 +63,14 @@ timeout -k 10 "$DEADLINE" testssl \
 took=$((SECONDS - t0))
 # The report, in full: it is the grading.
 cat "$WORK/testssl-report.txt" >&2
-if [ "$scan_rc" -eq 0 ]; then
-    pass "testssl finished in ${took}s"
-elif [ "$scan_rc" -eq 124 ] || [ "$scan_rc" -eq 137 ]; then
+# testssl 3.0's exit status adds up the status of its test functions: one
+# that could not conclude makes it non-zero, and that test is also a WARN
+# in the JSON, which the grading below judges. Only the deadline is
+# judged here.
+if [ "$scan_rc" -eq 124 ] || [ "$scan_rc" -eq 137 ]; then
     fail "testssl did not finish within ${DEADLINE}s"
 else
-    fail "testssl exited with $scan_rc after ${took}s"
+    pass "testssl finished in ${took}s (exit status $scan_rc)"
 fi
 
 # ------------------------------------------------------------------ grade

@@ -18,7 +18,7 @@ The checks:
   * no finding of severity MEDIUM, HIGH or CRITICAL, except the few ids
     in EXCLUDED, each a property of a private test CA's certificate;
   * no WARN (a test testssl could not complete), except the client-side
-    ones in CLIENT_WARNINGS.
+    ones in CLIENT_WARNINGS, matched by id and text.
 """
 
 import argparse
@@ -43,12 +43,24 @@ EXCLUDED = {
 # staple, must-staple extension, CT SCTs and CAA record (skipped: no DNS)
 # as INFO.
 
-# WARN findings about the scanning side, not the server.
+# WARN findings about the scanning side, not the server: id -> (text the
+# finding must contain, why). Any other WARN fails.
 CLIENT_WARNINGS = {
     # Debian's /usr/bin/openssl has no GOST engine: testssl only says it
     # cannot test GOST cipher suites locally (it still tests them through
     # its own sockets).
-    "engine_problem",
+    "engine_problem": ("No engine or GOST support", "Debian's openssl has no GOST engine"),
+    # testssl's ticket resumption test runs `openssl s_client -sess_out
+    # </dev/null`: with TLS 1.3 the tickets come after the handshake, and
+    # s_client, seeing EOF on stdin, often closes before they arrive and
+    # saves no session; the second s_client then fails ("connect
+    # problem"). A client-side race: measured here, 11 of 40 such
+    # s_client runs saved no session against portcullis, and 16 of 40
+    # against openssl s_server on the same machine.
+    "sessionresumption_ticket": (
+        "connect problem",
+        "openssl s_client closed before the TLS 1.3 tickets arrived (a race in the test client)",
+    ),
 }
 
 PROTOCOLS_OFF = ["SSLv2", "SSLv3", "TLS1", "TLS1_1"]
@@ -205,7 +217,15 @@ def main() -> int:
         check(False, f"finding of severity {f['severity']}: {show(f)}")
 
     # ---------------------------------------------------------- scan problems
-    warns = [f for f in findings if f["severity"] == "WARN" and f["id"] not in CLIENT_WARNINGS]
+    warns = []
+    for f in findings:
+        if f["severity"] != "WARN":
+            continue
+        known = CLIENT_WARNINGS.get(f["id"])
+        if known and known[0] in f["finding"]:
+            print(f"NOTE not counted {show(f)}: {known[1]}")
+        else:
+            warns.append(f)
     check(not warns, "no test that testssl could not complete (WARN)"
           + (": " + "; ".join(show(f) for f in warns) if warns else ""))
 
