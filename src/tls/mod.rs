@@ -37,6 +37,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's order of cipher suites wins (strongest first), as
+    // testssl.sh and most audit checklists expect of an edge proxy.
+    config.ignore_client_order = true;
     // Stateless tickets (keys rotated by rustls) besides the default
     // stateful cache, so returning clients skip the full handshake.
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
