@@ -41,6 +41,11 @@ struct UpstreamErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeLabels {
     pub version: String,
     pub cipher: String,
@@ -87,6 +92,9 @@ pub struct Metrics {
     handshakes: Family<HandshakeLabels, Counter>,
     pub connections_active: Gauge,
     pub connections_total: Counter,
+    /// Connections closed at accept because their client address already
+    /// had `max_connections_per_ip` open (`reason="per_ip"`).
+    pub connections_rejected_per_ip: Counter,
     pub tunnels_active: Gauge,
 }
 
@@ -136,6 +144,15 @@ impl Metrics {
             "Client connections accepted",
             connections_total.clone(),
         );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "connections_rejected",
+            "Client connections closed at accept, by reason (per_ip: the address had max_connections_per_ip open)",
+            rejected.clone(),
+        );
+        let connections_rejected_per_ip = rejected.get_or_create_owned(&RejectLabels {
+            reason: "per_ip".to_owned(),
+        });
         let tunnels_active = Gauge::default();
         registry.register(
             "tunnels_active",
@@ -150,6 +167,7 @@ impl Metrics {
             handshakes,
             connections_active,
             connections_total,
+            connections_rejected_per_ip,
             tunnels_active,
         }
     }

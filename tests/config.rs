@@ -75,7 +75,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_keys() {
     assert_eq!(e.message, "unknown key `banana` in [[route]]");
     assert_eq!(
         e.hint,
-        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout"
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body"
     );
 
     let e = error(&format!("{ROUTE}[servers]\n"));
@@ -614,12 +614,15 @@ fn defaults_apply_to_what_is_left_out() {
     assert_eq!(server.header_read_timeout, Duration::from_secs(30));
     assert_eq!(server.shutdown_grace, Duration::from_secs(30));
     assert_eq!(server.max_connections, 10_000);
+    assert_eq!(server.max_connections_per_ip, None);
+    assert_eq!(server.max_header_size, 64 * 1024);
     assert_eq!(server.threads, None);
     let route = &config.routes[0];
     assert_eq!(route.host, None);
     assert_eq!(route.read_timeout, Duration::from_secs(60));
     assert_eq!(route.connect_timeout, Duration::from_secs(10));
     assert_eq!(route.tunnel_idle_timeout, Duration::from_secs(86_400));
+    assert_eq!(route.max_body, None);
     assert_eq!(route.origin, Origin::new("proxy.toml", 1, 1));
     assert!(config.log.access_log);
     assert_eq!(config.log.level, "info");
@@ -645,6 +648,12 @@ fn example_file_loads_with_every_default() {
     );
     assert_eq!(config.server.shutdown_grace, defaults.server.shutdown_grace);
     assert_eq!(config.server.max_connections, defaults.server.max_connections);
+    assert_eq!(
+        config.server.max_connections_per_ip,
+        defaults.server.max_connections_per_ip
+    );
+    assert_eq!(config.server.max_header_size, defaults.server.max_header_size);
+    assert_eq!(config.routes[0].max_body, defaults.routes[0].max_body);
     assert_eq!(config.tls.min_version, defaults.tls.min_version);
     assert_eq!(config.routes.len(), 2);
     assert_eq!(
@@ -744,6 +753,8 @@ fn example_file_documents_every_key() {
         "header_read_timeout",
         "shutdown_grace",
         "max_connections",
+        "max_connections_per_ip",
+        "max_header_size",
         "threads",
         "cert",
         "key",
@@ -756,6 +767,7 @@ fn example_file_documents_every_key() {
         "read_timeout",
         "connect_timeout",
         "tunnel_idle_timeout",
+        "max_body",
         "access_log",
         "level",
         "format",
@@ -1276,4 +1288,111 @@ fn log_format_errors_list_the_valid_values() {
     assert_eq!(e.hint, "portcullis calls this setting `format`");
     let e = error(&format!("[log]\nbanana = 1\n{ROUTE}"));
     assert_eq!(e.hint, "valid keys in [log]: access_log, level, format");
+}
+
+// ---------------------------------------------------------------- limits
+
+#[test]
+fn limits_are_read_as_sizes_and_counts() {
+    let config = parse(
+        "[server]\nmax_header_size = \"16KiB\"\nmax_connections_per_ip = 100\n\
+         [[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\nmax_body = \"10MiB\"\n\
+         [[route]]\npath = \"/small\"\nupstream = \"http://127.0.0.1:8080\"\nmax_body = 1_000\n",
+    );
+    assert_eq!(config.server.max_header_size, 16 * 1024);
+    assert_eq!(config.server.max_connections_per_ip, Some(100));
+    assert_eq!(config.routes[0].max_body, Some(10 << 20));
+    assert_eq!(config.routes[1].max_body, Some(1000));
+
+    // Integers are bytes; units are binary and case does not matter.
+    let config = parse(&format!("[server]\nmax_header_size = 8192\n{ROUTE}"));
+    assert_eq!(config.server.max_header_size, 8192);
+    let config = parse(&format!("[server]\nmax_header_size = \"1 mib\"\n{ROUTE}"));
+    assert_eq!(config.server.max_header_size, 1 << 20);
+}
+
+#[test]
+fn bad_sizes_are_explained() {
+    let e = error(&format!("{ROUTE}max_body = \"10MB\"\n"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:4:12: route[0].max_body: `10MB` is ambiguous: `MB` may mean powers of 1000 or of 1024\n  \
+         help: write \"10MiB\" (10 × 1048576 bytes, which is what nginx's `10m` means)"
+    );
+    let e = error(&format!("{ROUTE}max_body = \"10m\"\n"));
+    assert!(e.hint.contains("\"10MiB\""), "{}", e.hint);
+    let e = error(&format!("{ROUTE}max_body = \"65536\"\n"));
+    assert_eq!(e.message, "`65536` has no unit");
+    assert!(e.hint.starts_with("remove the quotes"), "{}", e.hint);
+    let e = error(&format!("{ROUTE}max_body = \"1.5MiB\"\n"));
+    assert_eq!(e.message, "`1.5MiB` is not a whole number");
+    assert!(e.hint.contains("\"1536KiB\""), "{}", e.hint);
+    let e = error(&format!("{ROUTE}max_body = \"lots\"\n"));
+    assert_eq!(e.message, "`lots` is not a size");
+    let e = error(&format!("{ROUTE}max_body = -1\n"));
+    assert_eq!(e.message, "-1 is negative; a size cannot be");
+    let e = error(&format!("{ROUTE}max_body = true\n"));
+    assert_eq!(e.message, "expected a size, found a boolean");
+    assert_eq!(
+        e.hint,
+        "write a number of bytes or a size with a unit, for example: max_body = \"10MiB\""
+    );
+    let e = error(&format!("{ROUTE}max_body = \"99999999999GiB\"\n"));
+    assert!(e.message.contains("too large"), "{}", e.message);
+}
+
+#[test]
+fn a_zero_max_body_is_refused_rather_than_read_as_nginx_does() {
+    let e = error(&format!("{ROUTE}max_body = 0\n"));
+    assert_eq!(e.key, "route[0].max_body");
+    assert_eq!(e.message, "0 would refuse every request body");
+    assert!(e.hint.contains("leave max_body out for no limit"), "{}", e.hint);
+    assert!(e.hint.contains("client_max_body_size 0"), "{}", e.hint);
+}
+
+#[test]
+fn max_header_size_is_bounded() {
+    // A bare number is bytes: 64 is probably meant as KiB.
+    let e = error(&format!("[server]\nmax_header_size = 64\n{ROUTE}"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:2:19: server.max_header_size: 64B is below the minimum of 8KiB (8192 bytes)\n  \
+         help: a number is bytes: for 64 KiB write max_header_size = \"64KiB\""
+    );
+    let e = error(&format!("[server]\nmax_header_size = \"4KiB\"\n{ROUTE}"));
+    assert_eq!(e.message, "4KiB is below the minimum of 8KiB (8192 bytes)");
+    assert!(e.hint.contains("\"8KiB\""), "{}", e.hint);
+    let e = error(&format!("[server]\nmax_header_size = \"2MiB\"\n{ROUTE}"));
+    assert_eq!(e.message, "2MiB is above the maximum of 1MiB");
+    assert!(e.hint.contains("\"1MiB\""), "{}", e.hint);
+    let e = error(&format!("[server]\nmax_connections_per_ip = 0\n{ROUTE}"));
+    assert_eq!(e.key, "server.max_connections_per_ip");
+    assert_eq!(e.message, "0 is not allowed; the value must be at least 1");
+}
+
+#[test]
+fn limit_names_from_nginx_name_the_portcullis_keys() {
+    let e = error(&format!("{ROUTE}client_max_body_size = \"10m\"\n"));
+    assert_eq!(e.key, "route[0].client_max_body_size");
+    assert_eq!(e.hint, "portcullis calls this setting `max_body`");
+    let e = error(&format!("[server]\nlarge_client_header_buffers = 4\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `max_header_size`");
+    let e = error(&format!("[server]\nlimit_conn = 10\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `max_connections_per_ip`");
+}
+
+#[test]
+fn every_bad_limit_is_reported_at_once() {
+    let errors = errors(&format!(
+        "[server]\nmax_header_size = \"1k\"\nmax_connections_per_ip = -2\n{ROUTE}max_body = 0\n"
+    ));
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.max_header_size",
+            "server.max_connections_per_ip",
+            "route[0].max_body"
+        ]
+    );
 }

@@ -913,12 +913,14 @@ async fn bad_request_targets_are_refused() {
             &[b"GET /a\x00b HTTP/1.1\r\nHost: localhost\r\n\r\n"],
         ),
     ];
+    // A line this long is also a head over max_header_size (64 KiB by
+    // default), which hyper answers 431 before it sees the line whole.
     for (what, line_len) in [
         ("a request line of 64 KiB + 1 bytes", 64 * 1024 + 1),
         ("a request line of 96 KiB", 96 * 1024),
     ] {
         cases.push(Case {
-            statuses: &[400, 414],
+            statuses: &[400, 414, 431],
             ..bad_head(what, &[&long(line_len)])
         });
     }

@@ -6,6 +6,7 @@
 mod duration;
 mod error;
 mod parse;
+mod size;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
@@ -50,8 +51,19 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// `shutdown_grace`: how long requests in flight may run after SIGTERM. Default 30 s.
     pub shutdown_grace: Duration,
-    /// `max_connections`: concurrent client connections. Default 10 000.
+    /// `max_connections`: concurrent client connections, counted for as
+    /// long as the socket is open (an upgraded WebSocket included).
+    /// Default 10 000.
     pub max_connections: usize,
+    /// `max_connections_per_ip`: concurrent connections from one client
+    /// address (IPv6: one /64), counted across the TLS and plain-HTTP
+    /// listeners; more are closed at accept, before any TLS. `None` (the
+    /// default) is no limit.
+    pub max_connections_per_ip: Option<usize>,
+    /// `max_header_size`: the largest request head in bytes (request line
+    /// and headers; over HTTP/2, the header list as RFC 9113 counts it).
+    /// Larger is answered 431. Default 64 KiB; from 8 KiB to 1 MiB.
+    pub max_header_size: usize,
     /// `threads`: runtime worker threads; `None` means one per CPU.
     pub threads: Option<usize>,
 }
@@ -136,6 +148,10 @@ pub struct RouteConfig {
     /// `tunnel_idle_timeout`: an upgraded connection with no byte in either
     /// direction for this long is closed. Default 24 h.
     pub tunnel_idle_timeout: Duration,
+    /// `max_body`: the largest request body in bytes. A larger declared
+    /// length is answered 413 before anything is forwarded; a streamed body
+    /// that grows past it is cut off there. `None` (the default) is no limit.
+    pub max_body: Option<u64>,
     /// Where this route was configured.
     pub origin: Origin,
 }

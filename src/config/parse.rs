@@ -42,6 +42,7 @@ use toml::Spanned;
 
 use super::duration::{self, Zero};
 use super::error::Invalid;
+use super::size;
 use super::{
     AdminConfig, Bootstrap, CertificateSource, Config, ConfigError, ConfigErrors, HttpConfig, LogConfig,
     LogFormat, Origin, RouteConfig, Scheme, ServerConfig, TlsConfig, TlsVersion, Upstream,
@@ -76,6 +77,16 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Browsers send a few KiB; large cookies and bearer tokens make some tens.
+/// nginx's default (a 1 KiB buffer, then up to four 8 KiB lines) comes to
+/// about 32 KiB; Go's net/http takes 1 MiB.
+const DEFAULT_MAX_HEADER_SIZE: u64 = 64 * 1024;
+/// hyper's HTTP/1.1 reader cannot be given a smaller buffer, and nginx's
+/// default line limit is 8 KiB too.
+const MIN_MAX_HEADER_SIZE: u64 = 8 * 1024;
+/// Each connection may buffer this much before the head is complete; more
+/// than 1 MiB (Go's default) only helps an attacker hold memory.
+const MAX_MAX_HEADER_SIZE: u64 = 1024 * 1024;
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -387,10 +398,19 @@ const SERVER_SCHEMA: Schema = Schema {
         "header_read_timeout",
         "shutdown_grace",
         "max_connections",
+        "max_connections_per_ip",
+        "max_header_size",
         "threads",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
+        ("limit_conn", "max_connections_per_ip"),
+        ("max_conns_per_ip", "max_connections_per_ip"),
+        ("connections_per_ip", "max_connections_per_ip"),
+        ("large_client_header_buffers", "max_header_size"),
+        ("client_header_buffer_size", "max_header_size"),
+        ("max_header_bytes", "max_header_size"),
+        ("max_request_header_size", "max_header_size"),
         ("worker_processes", "threads"),
         ("ssl_handshake_timeout", "handshake_timeout"),
         ("client_header_timeout", "header_read_timeout"),
@@ -451,9 +471,14 @@ const ROUTE_SCHEMA: Schema = Schema {
         "read_timeout",
         "connect_timeout",
         "tunnel_idle_timeout",
+        "max_body",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
+        ("client_max_body_size", "max_body"),
+        ("max_body_size", "max_body"),
+        ("max_request_body", "max_body"),
+        ("body_limit", "max_body"),
         ("location", "path"),
         ("prefix", "path"),
         ("server_name", "host"),
@@ -853,6 +878,108 @@ impl Checker<'_> {
         }
     }
 
+    /// The size at `key` in bytes, with where it was written; `None` when
+    /// absent or invalid (an error is recorded then). `example` is a size
+    /// as it would be written, such as `"64KiB"`.
+    fn size(&mut self, table: &Table<'_, '_>, key: &str, example: &str) -> Option<(u64, Range<usize>)> {
+        let value = table.get(key)?;
+        match value.get_ref() {
+            DeValue::String(text) => match size::parse(text) {
+                Ok(bytes) => Some((bytes, value.span())),
+                Err(invalid) => {
+                    self.error(&value.span(), table.key_path(key), invalid.message, invalid.hint);
+                    None
+                }
+            },
+            DeValue::Integer(number) => match u64::from_str_radix(number.as_str(), number.radix()) {
+                Ok(bytes) => Some((bytes, value.span())),
+                Err(_) if number.as_str().starts_with('-') => {
+                    self.error(
+                        &value.span(),
+                        table.key_path(key),
+                        format!("{number} is negative; a size cannot be"),
+                        format!("for example: {key} = \"{example}\""),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.error(
+                        &value.span(),
+                        table.key_path(key),
+                        format!("{number} is too large"),
+                        format!("for example: {key} = \"{example}\""),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.type_error(
+                    value,
+                    table.key_path(key),
+                    "a size",
+                    format!(
+                        "write a number of bytes or a size with a unit, for example: {key} = \"{example}\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `max_header_size`: from 8 KiB to 1 MiB, default 64 KiB.
+    fn max_header_size(&mut self, table: &Table<'_, '_>) -> usize {
+        const KEY: &str = "max_header_size";
+        let default = DEFAULT_MAX_HEADER_SIZE as usize;
+        let Some((bytes, span)) = self.size(table, KEY, "64KiB") else {
+            return default;
+        };
+        if bytes < MIN_MAX_HEADER_SIZE {
+            let hint = if bytes > 0
+                && bytes * 1024 <= MAX_MAX_HEADER_SIZE
+                && bytes * 1024 >= MIN_MAX_HEADER_SIZE
+            {
+                format!("a number is bytes: for {bytes} KiB write {KEY} = \"{bytes}KiB\"")
+            } else {
+                format!("give at least \"8KiB\"; browsers alone send a few KiB of headers. For example: {KEY} = \"64KiB\"")
+            };
+            self.error(
+                &span,
+                table.key_path(KEY),
+                format!(
+                    "{} is below the minimum of 8KiB (8192 bytes)",
+                    size::display(bytes)
+                ),
+                hint,
+            );
+            return default;
+        }
+        if bytes > MAX_MAX_HEADER_SIZE {
+            self.error(
+                &span,
+                table.key_path(KEY),
+                format!("{} is above the maximum of 1MiB", size::display(bytes)),
+                "give at most \"1MiB\": every connection may hold this much before its request head is complete",
+            );
+            return default;
+        }
+        bytes as usize
+    }
+
+    /// `max_body`: at least one byte; absent means no limit.
+    fn max_body(&mut self, table: &Table<'_, '_>) -> Option<u64> {
+        let (bytes, span) = self.size(table, "max_body", "10MiB")?;
+        if bytes == 0 {
+            self.error(
+                &span,
+                table.key_path("max_body"),
+                "0 would refuse every request body",
+                "leave max_body out for no limit (nginx's client_max_body_size 0 means no limit), or give a size such as \"10MiB\"",
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
     /// `[server]`, and its listen addresses with where each was configured
     /// (to tell a plain-HTTP listener that takes the same address).
     fn server(&mut self, table: &Table<'_, '_>) -> (ServerConfig, Vec<(SocketAddr, String)>) {
@@ -870,6 +997,8 @@ impl Checker<'_> {
         let max_connections = self
             .count(table, "max_connections", "10000")
             .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_connections_per_ip = self.count(table, "max_connections_per_ip", "100");
+        let max_header_size = self.max_header_size(table);
         let threads = self.count(table, "threads", "2");
         let server = ServerConfig {
             listen,
@@ -888,6 +1017,8 @@ impl Checker<'_> {
             // Zero means "close everything at once on SIGTERM".
             shutdown_grace: self.duration(table, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE, Zero::Allowed),
             max_connections,
+            max_connections_per_ip,
+            max_header_size,
             threads,
         };
         (server, labels)
@@ -1498,6 +1629,7 @@ impl Checker<'_> {
             DEFAULT_TUNNEL_IDLE_TIMEOUT,
             Zero::Rejected,
         );
+        let max_body = self.max_body(table);
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span))) => Some(RouteIdentity {
@@ -1515,6 +1647,7 @@ impl Checker<'_> {
                 read_timeout,
                 connect_timeout,
                 tunnel_idle_timeout,
+                max_body,
                 origin: self.origin(&table.span),
             }),
             _ => None,
@@ -1593,6 +1726,8 @@ fn default_server() -> ServerConfig {
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         max_connections: DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip: None,
+        max_header_size: DEFAULT_MAX_HEADER_SIZE as usize,
         threads: None,
     }
 }

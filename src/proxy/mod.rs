@@ -256,13 +256,26 @@ async fn route_and_forward(
     let rc = &route.config;
 
     let (parts, body) = req.into_parts();
-    let (body, tracking) = match request_body::RequestBody::prepare(body, rc.read_timeout).await {
+    // A declared length over max_body is refused before anything is read
+    // or sent.
+    if let Some(max) = rc.max_body {
+        if body.size_hint().lower() > max {
+            tracing::debug!(route = %rc.path, max_body = max, length = body.size_hint().lower(), "request body larger than max_body; answering 413");
+            return respond::payload_too_large(log);
+        }
+    }
+    let prepared = request_body::RequestBody::prepare(body, rc.read_timeout, rc.max_body).await;
+    let (body, tracking) = match prepared {
         Ok(prepared) => prepared,
         Err(ReadAheadError::Malformed(e)) => {
             tracing::debug!(route = %rc.path, error = %e, "malformed request body refused before forwarding");
             return respond::bad_request_close(log);
         }
         Err(ReadAheadError::Timeout) => return respond::request_timeout(log),
+        Err(ReadAheadError::TooLarge { limit }) => {
+            tracing::debug!(route = %rc.path, max_body = limit, "request body grew past max_body before forwarding; answering 413");
+            return respond::payload_too_large(log);
+        }
     };
     let client_failed = tracking.client_failed;
     let exchange = route.state.client.request(Request::from_parts(parts, body));
@@ -283,6 +296,12 @@ async fn route_and_forward(
             // The client broke its own body mid-way: its fault, not the upstream's.
             tracing::debug!(route = %rc.path, "request body failed while being forwarded");
             return respond::bad_request_close(log);
+        }
+        Ok(Err(err)) if request_body::cut_off(&err).is_some() => {
+            // The body grew past max_body while it streamed: the upstream
+            // request was aborted there, before any response started.
+            tracing::debug!(route = %rc.path, max_body = ?rc.max_body, "request body grew past max_body; upstream request aborted, answering 413");
+            return respond::payload_too_large(log);
         }
         Ok(Err(err)) => {
             let what = upstream::describe(&err);

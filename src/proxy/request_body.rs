@@ -5,6 +5,13 @@
 //! it streams. It also signals when it has been sent in full, so the
 //! route's `read_timeout` counts from then, and records whether the
 //! client broke it, so the answer is a 400 and not a 502.
+//!
+//! With the route's `max_body`, the bytes are counted as they pass. A body
+//! that is larger already within the read-ahead is refused before anything
+//! is forwarded; past it, the frame that would take the body over the limit
+//! is not passed on and the body ends with [`BodyError::TooLarge`] instead,
+//! which aborts the upstream request: the application never receives more
+//! than the limit, and the client is answered 413 if no response started.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -29,6 +36,50 @@ pub enum ReadAheadError {
     Malformed(hyper::Error),
     /// The client sent nothing for the route's read timeout: 408.
     Timeout,
+    /// The body is larger than the route's `max_body`: 413.
+    TooLarge { limit: u64 },
+}
+
+/// Why a request body stopped while it was being forwarded.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Reading from the client failed: it went away, or broke the framing.
+    Client(hyper::Error),
+    /// The body grew past the route's `max_body`.
+    TooLarge { limit: u64 },
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Client(_) => f.write_str("reading the request body from the client failed"),
+            BodyError::TooLarge { limit } => {
+                write!(f, "the request body is larger than max_body ({limit} bytes)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Client(e) => Some(e),
+            BodyError::TooLarge { .. } => None,
+        }
+    }
+}
+
+/// The limit, when the body of a failed exchange was cut off by `max_body`:
+/// looks for [`BodyError::TooLarge`] among the causes of `err`.
+pub fn cut_off(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(BodyError::TooLarge { limit }) = e.downcast_ref::<BodyError>() {
+            return Some(*limit);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 pub struct RequestBody {
@@ -38,6 +89,11 @@ pub struct RequestBody {
     /// that is done from the start, whose timer starts at once.
     done: Option<oneshot::Sender<()>>,
     client_failed: Arc<AtomicBool>,
+    /// Bytes of `rest` that may still pass: `max_body` less what has been
+    /// read, or `u64::MAX` without a limit.
+    allowance: u64,
+    /// `max_body`, or `u64::MAX`, for the error.
+    limit: u64,
 }
 
 /// What the request path keeps of a body it hands to the upstream client.
@@ -49,14 +105,20 @@ pub struct Tracking {
 }
 
 impl RequestBody {
-    /// Wraps `inner`, reading a chunked body ahead first.
-    pub async fn prepare(mut inner: Incoming, wait: Duration) -> Result<(Self, Tracking), ReadAheadError> {
+    /// Wraps `inner`, reading a chunked body ahead first; the body may
+    /// carry at most `max_body` bytes when given.
+    pub async fn prepare(
+        mut inner: Incoming,
+        wait: Duration,
+        max_body: Option<u64>,
+    ) -> Result<(Self, Tracking), ReadAheadError> {
+        let limit = max_body.unwrap_or(u64::MAX);
         let client_failed = Arc::new(AtomicBool::new(false));
         let mut ahead = VecDeque::new();
         let chunked = !inner.is_end_stream() && inner.size_hint().exact().is_none();
         let mut finished = false;
+        let mut read = 0;
         if chunked {
-            let mut read = 0;
             while read < READ_AHEAD {
                 match tokio::time::timeout(wait, inner.frame()).await {
                     Err(_) => return Err(ReadAheadError::Timeout),
@@ -67,6 +129,9 @@ impl RequestBody {
                     Ok(Some(Err(e))) => return Err(ReadAheadError::Malformed(e)),
                     Ok(Some(Ok(frame))) => {
                         read += frame.data_ref().map_or(0, Bytes::len);
+                        if read as u64 > limit {
+                            return Err(ReadAheadError::TooLarge { limit });
+                        }
                         ahead.push_back(frame);
                     }
                 }
@@ -86,6 +151,8 @@ impl RequestBody {
             rest,
             done,
             client_failed: client_failed.clone(),
+            allowance: limit - read as u64,
+            limit,
         };
         Ok((body, Tracking { sent, client_failed }))
     }
@@ -93,23 +160,44 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if let Some(frame) = this.ahead.pop_front() {
             return Poll::Ready(Some(Ok(frame)));
         }
         let polled = match this.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
+            Some(rest) => match Pin::new(rest).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                    // Only a route with a limit gets here: u64::MAX bytes
+                    // never arrive. Nothing more passes, should the body be
+                    // polled again.
+                    Some(data) if data.len() as u64 > this.allowance => {
+                        this.allowance = 0;
+                        Poll::Ready(Some(Err(BodyError::TooLarge { limit: this.limit })))
+                    }
+                    Some(data) => {
+                        this.allowance -= data.len() as u64;
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    None => Poll::Ready(Some(Ok(frame))),
+                },
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
             None => Poll::Ready(None),
         };
         match &polled {
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(BodyError::Client(_)))) => {
                 this.client_failed.store(true, Ordering::Relaxed);
+                this.done.take();
+            }
+            Poll::Ready(Some(Err(BodyError::TooLarge { .. }))) => {
                 this.done.take();
             }
             Poll::Ready(None) => {

@@ -1,4 +1,4 @@
-//! Short answers made by the proxy itself: 400, 404, 502, 504. Plain text,
+//! Short answers made by the proxy itself: 400, 404, 405, 413, 502, 504. Plain text,
 //! one line, no detail that would help an attacker map the network.
 
 use http::{header, HeaderValue, Response, StatusCode};
@@ -73,4 +73,8 @@ pub fn method_not_allowed(log: Option<AccessRecord>) -> Response<ProxyBody> {
         "405 CONNECT is not supported: this is a reverse proxy\n",
         log,
     )
+}
+
+pub fn payload_too_large(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    local(StatusCode::PAYLOAD_TOO_LARGE, "413 request body too large\n", log)
 }

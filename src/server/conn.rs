@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::counting::Counting;
+use super::limit::Held;
 use crate::connections::TlsFacts;
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
@@ -29,14 +30,16 @@ pub struct ConnContext {
     pub http: auto::Builder<TokioExecutor>,
     pub shared: Arc<Shared>,
     pub handshake_timeout: Duration,
+    /// Longest wait for a request head; here, for the first bytes after the
+    /// handshake (hyper bounds the rest of the head, and idle keep-alive).
+    pub header_read_timeout: Duration,
     /// Cancelled when the proxy stops accepting: finish what is in flight.
     pub drain: CancellationToken,
     /// The port plain-HTTP redirects point to: the first TLS listener's.
     pub https_port: u16,
 }
 
-pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, peer: SocketAddr) {
-    super::listener::tune_accepted(&tcp);
+pub async fn serve(ctx: Arc<ConnContext>, tcp: Held<TcpStream>, peer: SocketAddr) {
     let metrics = &ctx.shared.metrics;
     let registration = ctx.shared.connections.open(peer);
     let tcp = Counting::new(tcp, registration, metrics.clone());
@@ -104,6 +107,10 @@ fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
 
 /// Serves HTTP on an established stream until the client leaves or the
 /// drain begins, then closes it with a lingering drain.
+///
+/// The first bytes must come within `header_read_timeout` (see
+/// [`super::preface`]); a client that sends nothing is closed then, as
+/// hyper closes one whose request head is not complete in that time.
 pub async fn serve_http<I, S>(ctx: &ConnContext, io: I, service: S, peer: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -112,6 +119,21 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let first = tokio::select! {
+        r = tokio::time::timeout(ctx.header_read_timeout, super::preface::read(io)) => r,
+        () = ctx.drain.cancelled() => return,
+    };
+    let io = match first {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "connection failed before its first request");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, timeout = ?ctx.header_read_timeout, "no request within header_read_timeout; closing");
+            return;
+        }
+    };
     let conn = ctx
         .http
         .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);

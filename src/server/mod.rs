@@ -1,13 +1,16 @@
-//! The listeners: accept, bound the number of connections, hand each one to
-//! its own task, and drain in order at shutdown (stop accepting, let
-//! requests in flight finish within the grace period, then close tunnels).
+//! The listeners: accept, bound the number of connections (in all, and per
+//! client address), hand each one to its own task, and drain in order at
+//! shutdown (stop accepting, let requests in flight finish within the grace
+//! period, then close tunnels).
 
 mod acme;
 mod conn;
 mod counting;
+mod limit;
 mod linger;
 pub mod listener;
 mod plain;
+mod preface;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{HttpConfig, ServerConfig};
 use crate::proxy::Shared;
 use conn::ConnContext;
+use limit::{Held, PerIp, Slot};
 
 /// What a listening socket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +87,18 @@ impl Server {
             http: http_builder(&self.config),
             shared: shared.clone(),
             handshake_timeout: self.config.handshake_timeout,
+            header_read_timeout: self.config.header_read_timeout,
             drain: drain.clone(),
             https_port,
         });
         let connections = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let limits = Limits {
+            all: Arc::new(Semaphore::new(self.config.max_connections)),
+            per_ip: self
+                .config
+                .max_connections_per_ip
+                .map(|max| Arc::new(PerIp::new(max))),
+        };
         let accepting = TaskTracker::new();
         for (listener, kind) in listeners {
             let plain = match (kind, &self.http) {
@@ -99,7 +110,7 @@ impl Server {
                 plain,
                 ctx.clone(),
                 connections.clone(),
-                limit.clone(),
+                limits.clone(),
             ));
         }
         accepting.close();
@@ -126,15 +137,37 @@ impl Server {
     }
 }
 
+/// The HTTP/1.1 and HTTP/2 settings of every client connection.
+///
+/// `max_header_size` bounds the request head: over HTTP/1.1 it is the
+/// largest read buffer hyper keeps while the head is incomplete (a larger
+/// head is answered 431 and the connection closed; the configuration keeps
+/// it at 8 KiB or more, hyper's minimum); over HTTP/2 it is the
+/// SETTINGS_MAX_HEADER_LIST_SIZE announced to the client (h2 answers a
+/// larger header list 431 and resets the stream, and ends the connection
+/// for one over four times the limit).
 fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_size)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
     builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX));
+    builder
+}
+
+/// The connection limits shared by every listener.
+#[derive(Clone)]
+struct Limits {
+    /// `max_connections`: a permit per open client socket.
+    all: Arc<Semaphore>,
+    /// `max_connections_per_ip`, when set.
+    per_ip: Option<Arc<PerIp>>,
 }
 
 /// Accepts until the drain begins. `plain` is the `[http]` configuration
@@ -144,12 +177,12 @@ async fn accept_loop(
     plain: Option<Arc<HttpConfig>>,
     ctx: Arc<ConnContext>,
     connections: TaskTracker,
-    limit: Arc<Semaphore>,
+    limits: Limits,
 ) {
     loop {
         let permit = tokio::select! {
             () = ctx.drain.cancelled() => return,
-            p = limit.clone().acquire_owned() => match p {
+            p = limits.all.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return,
             },
@@ -160,6 +193,18 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let ip_slot = match &limits.per_ip {
+                    None => None,
+                    Some(per_ip) => match per_ip.acquire(peer.ip()) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            refuse(tcp, peer, &ctx);
+                            continue;
+                        }
+                    },
+                };
+                listener::tune_accepted(&tcp);
+                let tcp = Held::new(tcp, Slot::new(permit, ip_slot));
                 let ctx = ctx.clone();
                 let hard_stop = ctx.shared.tunnel_cancel.clone();
                 let plain = plain.clone();
@@ -174,7 +219,6 @@ async fn accept_loop(
                         () = serve => {}
                         () = hard_stop.cancelled() => {}
                     }
-                    drop(permit);
                 });
             }
             Err(e) => {
@@ -185,4 +229,14 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Closes a connection whose address has `max_connections_per_ip` open, at
+/// once and before any TLS: with a reset, so that no TIME_WAIT is left on
+/// this side however many a client opens.
+fn refuse(tcp: tokio::net::TcpStream, peer: SocketAddr, ctx: &ConnContext) {
+    ctx.shared.metrics.connections_rejected_per_ip.inc();
+    tracing::debug!(%peer, "connection refused: max_connections_per_ip reached for this address");
+    let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+    drop(tcp);
 }

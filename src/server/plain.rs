@@ -12,12 +12,12 @@ use hyper::service::service_fn;
 use tokio::net::TcpStream;
 
 use super::conn::ConnContext;
+use super::limit::Held;
 use crate::config::HttpConfig;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, respond, ConnInfo};
 
-pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: TcpStream, peer: SocketAddr) {
-    super::listener::tune_accepted(&tcp);
+pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: Held<TcpStream>, peer: SocketAddr) {
     let registration = ctx.shared.connections.open(peer);
     let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone());
     tcp.list(None);
