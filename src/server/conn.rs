@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::counting::Counting;
-use super::limit::Held;
+use super::limit::Slot;
 use crate::connections::TlsFacts;
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
@@ -39,10 +39,10 @@ pub struct ConnContext {
     pub https_port: u16,
 }
 
-pub async fn serve(ctx: Arc<ConnContext>, tcp: Held<TcpStream>, peer: SocketAddr) {
+pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: SocketAddr) {
     let metrics = &ctx.shared.metrics;
     let registration = ctx.shared.connections.open(peer);
-    let tcp = Counting::new(tcp, registration, metrics.clone());
+    let tcp = Counting::new(tcp, registration, metrics.clone(), slot);
 
     let tls = match tokio::time::timeout(ctx.handshake_timeout, ctx.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::limit::Slot;
 use crate::connections::{Conn, Registration, TlsFacts};
 use crate::metrics::Metrics;
 
@@ -20,15 +21,17 @@ pub struct Counting<T> {
     conn: Arc<Conn>,
     registration: Registration,
     _active: ActiveConnection,
+    _slot: Slot,
 }
 
 impl<T> Counting<T> {
-    pub fn new(inner: T, registration: Registration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(inner: T, registration: Registration, metrics: Arc<Metrics>, slot: Slot) -> Self {
         Counting {
             inner,
             conn: registration.conn().clone(),
             registration,
             _active: ActiveConnection::new(metrics),
+            _slot: slot,
         }
     }
 

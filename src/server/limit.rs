@@ -1,4 +1,5 @@
-//! What a client connection holds for as long as its socket is open: its
+//! What a client connection holds for as long as its socket is open (the
+//! stream wrapper in `counting.rs` owns it): its
 //! place under `max_connections` and, when `max_connections_per_ip` is set,
 //! its place in its address's count. Both are taken at accept and given back
 //! when the socket is dropped, so a WebSocket tunnel and the lingering close
@@ -8,13 +9,9 @@
 //! connection (accept and close) and never per request.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::{IpAddr, Ipv6Addr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
 /// Open connections per client address, up to a maximum.
@@ -97,60 +94,6 @@ impl Slot {
             _permit: permit,
             _ip: ip,
         }
-    }
-}
-
-/// A client stream that holds its connection's [`Slot`] until it is
-/// dropped. Reads and writes go straight through.
-pub struct Held<T> {
-    inner: T,
-    _slot: Slot,
-}
-
-impl<T> Held<T> {
-    pub fn new(inner: T, slot: Slot) -> Self {
-        Held { inner, _slot: slot }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
-    #[inline]
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
-    #[inline]
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    #[inline]
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    #[inline]
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    #[inline]
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

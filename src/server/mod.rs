@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{HttpConfig, ServerConfig};
 use crate::proxy::Shared;
 use conn::ConnContext;
-use limit::{Held, PerIp, Slot};
+use limit::{PerIp, Slot};
 
 /// What a listening socket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,15 +204,15 @@ async fn accept_loop(
                     },
                 };
                 listener::tune_accepted(&tcp);
-                let tcp = Held::new(tcp, Slot::new(permit, ip_slot));
+                let slot = Slot::new(permit, ip_slot);
                 let ctx = ctx.clone();
                 let hard_stop = ctx.shared.tunnel_cancel.clone();
                 let plain = plain.clone();
                 connections.spawn(async move {
                     let serve = async {
                         match plain {
-                            Some(http) => plain::serve(ctx, http, tcp, peer).await,
-                            None => conn::serve(ctx, tcp, peer).await,
+                            Some(http) => plain::serve(ctx, http, tcp, slot, peer).await,
+                            None => conn::serve(ctx, tcp, slot, peer).await,
                         }
                     };
                     tokio::select! {

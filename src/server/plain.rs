@@ -12,14 +12,20 @@ use hyper::service::service_fn;
 use tokio::net::TcpStream;
 
 use super::conn::ConnContext;
-use super::limit::Held;
+use super::limit::Slot;
 use crate::config::HttpConfig;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, respond, ConnInfo};
 
-pub async fn serve(ctx: Arc<ConnContext>, http: Arc<HttpConfig>, tcp: Held<TcpStream>, peer: SocketAddr) {
+pub async fn serve(
+    ctx: Arc<ConnContext>,
+    http: Arc<HttpConfig>,
+    tcp: TcpStream,
+    slot: Slot,
+    peer: SocketAddr,
+) {
     let registration = ctx.shared.connections.open(peer);
-    let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone());
+    let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone(), slot);
     tcp.list(None);
     let info = Arc::new(ConnInfo::new(tcp.conn().clone(), false));
     let ctx2 = ctx.clone();
