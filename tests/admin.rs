@@ -5,66 +5,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
+use support::admin::AdminProxy;
 use support::*;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
-
-struct Admin {
-    tls: SocketAddr,
-    admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), portcullis::Error>>,
-}
-
-impl Admin {
-    async fn start(toml: &str, dir: &Path) -> Admin {
-        let mut config =
-            portcullis::config::from_str(toml, &dir.join("proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
-        config.admin = Some(portcullis::config::AdminConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        });
-        let proxy = portcullis::Proxy::bind(config).unwrap_or_else(|e| panic!("{e}"));
-        let (tls, admin) = (proxy.local_addrs()[0], proxy.admin_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(proxy.run(async move {
-            let _ = stopped.await;
-        }));
-        Admin {
-            tls,
-            admin,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// GET `path` on the admin listener over plain HTTP/1.1.
-    async fn get(&self, path: &str) -> (u16, String) {
-        let tcp = tokio::net::TcpStream::connect(self.admin).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", "admin")
-            .body(empty())
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 /// The value of the sample `name{labels}` in a Prometheus text page.
 fn sample(page: &str, name_and_labels: &str) -> Option<f64> {
@@ -91,7 +38,7 @@ async fn metrics_after_known_traffic() {
         route("/", &origin.url(), ""),
         route("/ws", &ws.url(), "")
     ));
-    let admin = Admin::start(&toml, site.dir.path()).await;
+    let admin = AdminProxy::start(&toml, site.dir.path()).await;
 
     for path in ["/a", "/b", "/c", "/missing"] {
         let (status, _, _) = fetch(admin.tls, &site.ca, get(path)).await;
@@ -183,7 +130,7 @@ async fn upstream_errors_are_counted_by_kind() {
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
     let toml = site.config(&route("/", &dead_url, ""));
-    let admin = Admin::start(&toml, site.dir.path()).await;
+    let admin = AdminProxy::start(&toml, site.dir.path()).await;
     let (status, _, _) = fetch(admin.tls, &site.ca, get("/")).await;
     assert_eq!(status, 502);
     let (_, page) = admin.get("/metrics").await;
@@ -207,7 +154,7 @@ async fn upstream_errors_are_counted_by_kind() {
 async fn connections_lists_a_live_tls_connection() {
     let site = Site::new();
     let origin = Origin::hello().await;
-    let admin = Admin::start(&site.config(&route("/", &origin.url(), "")), site.dir.path()).await;
+    let admin = AdminProxy::start(&site.config(&route("/", &origin.url(), "")), site.dir.path()).await;
     let mut h1 = h1(admin.tls, &site.ca).await;
     let resp = h1.send_request(get("/x")).await.unwrap();
     resp.into_body().collect().await.unwrap();
@@ -246,7 +193,7 @@ async fn readyz_flips_when_the_certificate_is_loaded() {
          bootstrap = \"self-signed\"\n{}",
         route("/", &origin.url(), "")
     );
-    let admin = Admin::start(&toml, d).await;
+    let admin = AdminProxy::start(&toml, d).await;
     assert_eq!(admin.get("/healthz").await, (200, "ok\n".to_owned()));
     let (status, body) = admin.get("/readyz").await;
     assert_eq!(status, 503, "{body}");

@@ -13,7 +13,6 @@
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +25,11 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use support::admin::AdminProxy;
+use support::nofile::ensure_open_files;
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// The longest any single exchange may take before the test calls it a hang.
@@ -373,61 +373,6 @@ async fn a_streamed_body_growing_past_max_body_is_cut_off_at_the_limit() {
 
 // ---------------------------------------------------------------- per address
 
-/// A proxy with the admin listener on 127.0.0.1:0 too, for its metrics.
-struct WithAdmin {
-    tls: SocketAddr,
-    admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), portcullis::Error>>,
-}
-
-impl WithAdmin {
-    async fn start(toml: &str, dir: &Path) -> WithAdmin {
-        let mut config =
-            portcullis::config::from_str(toml, &dir.join("proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
-        config.admin = Some(portcullis::config::AdminConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        });
-        let proxy = portcullis::Proxy::bind(config).unwrap_or_else(|e| panic!("{e}"));
-        let (tls, admin) = (proxy.local_addrs()[0], proxy.admin_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(proxy.run(async move {
-            let _ = stopped.await;
-        }));
-        WithAdmin {
-            tls,
-            admin,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// The value of the sample `name_and_labels` on `/metrics`.
-    async fn metric(&self, name_and_labels: &str) -> Option<f64> {
-        let tcp = TcpStream::connect(self.admin).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = Request::get("/metrics")
-            .header("host", "admin")
-            .body(empty())
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let page = resp.into_body().collect().await.unwrap().to_bytes();
-        let page = String::from_utf8_lossy(&page);
-        page.lines()
-            .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await.unwrap().unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_max_connections_per_ip_are_closed_before_tls() {
     const MAX: usize = 3;
@@ -438,7 +383,7 @@ async fn connections_over_max_connections_per_ip_are_closed_before_tls() {
         &format!("max_connections_per_ip = {MAX}\nhandshake_timeout = \"60s\""),
         &route("/", &origin.url(), ""),
     );
-    let proxy = WithAdmin::start(&toml, site.dir.path()).await;
+    let proxy = AdminProxy::start(&toml, site.dir.path()).await;
     let local: IpAddr = "127.0.0.1".parse().unwrap();
 
     // MAX connections that say nothing: each holds a place while the proxy
@@ -584,48 +529,6 @@ async fn a_silent_client_after_the_handshake_is_closed_by_header_read_timeout() 
 
 // ---------------------------------------------------------------- under attack
 
-/// The soft limit on open files, from /proc/self/limits: (soft, hard).
-fn nofile_limits() -> (u64, Option<u64>) {
-    let text = std::fs::read_to_string("/proc/self/limits").expect("cannot read /proc/self/limits");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .expect("no 'Max open files' in /proc/self/limits");
-    let mut fields = line["Max open files".len()..].split_whitespace();
-    let parse = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok());
-    let soft = parse(fields.next()).unwrap_or(u64::MAX); // "unlimited"
-    let hard = parse(fields.next());
-    (soft, hard)
-}
-
-/// Makes sure this process may hold `needed` descriptors: raises the soft
-/// limit with prlimit(1) on our own pid when the hard limit allows it,
-/// otherwise fails with what to do.
-fn ensure_open_files(needed: u64) {
-    let (soft, hard) = nofile_limits();
-    if soft >= needed {
-        return;
-    }
-    let target = hard.map_or(needed, |h| h.min(needed.max(65_536)));
-    let raised = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", std::process::id()))
-        .arg(format!(
-            "--nofile={target}:{}",
-            hard.map_or("unlimited".to_owned(), |h| h.to_string())
-        ))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let (soft_now, _) = nofile_limits();
-    assert!(
-        soft_now >= needed,
-        "this test holds {needed} file descriptors in one process (hostile clients and the proxy's ends), \
-         but the open-file limit is {soft} (hard {hard:?}) and raising it with prlimit {}; \
-         run it under `ulimit -n 65536`",
-        if raised { "did not help" } else { "failed" }
-    );
-}
-
 /// How a hostile connection misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hostile {
@@ -722,7 +625,7 @@ async fn a_normal_client_is_served_while_2000_hostile_connections_hold_on() {
     const HOSTILE: usize = 2000;
     // Each hostile client has a socket here, and the proxy one for each it
     // accepted; with lingering closes and the rest, 3 000 is the most.
-    ensure_open_files(6000);
+    ensure_open_files(6000, "hostile clients and the proxy's ends");
     let site = Site::new();
     let origin = Origin::hello().await;
     let toml = config(

@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use hyper::body::Incoming;
+use support::nofile::ensure_open_files;
 use support::*;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -377,48 +378,6 @@ async fn websocket_handshake_headers_pass_unchanged() {
 
 // ---------------------------------------------------------------- many tunnels
 
-/// The soft limit on open files, from /proc/self/limits: (soft, hard).
-fn nofile_limits() -> (u64, Option<u64>) {
-    let text = std::fs::read_to_string("/proc/self/limits").expect("cannot read /proc/self/limits");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .expect("no 'Max open files' in /proc/self/limits");
-    let mut fields = line["Max open files".len()..].split_whitespace();
-    let parse = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok());
-    let soft = parse(fields.next()).unwrap_or(u64::MAX); // "unlimited"
-    let hard = parse(fields.next());
-    (soft, hard)
-}
-
-/// Makes sure this process may hold `needed` descriptors: raises the soft
-/// limit with prlimit(1) on our own pid when the hard limit allows it,
-/// otherwise fails with what to do.
-fn ensure_open_files(needed: u64) {
-    let (soft, hard) = nofile_limits();
-    if soft >= needed {
-        return;
-    }
-    let target = hard.map_or(needed, |h| h.min(needed.max(65_536)));
-    let raised = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", std::process::id()))
-        .arg(format!(
-            "--nofile={target}:{}",
-            hard.map_or("unlimited".to_owned(), |h| h.to_string())
-        ))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let (soft_now, _) = nofile_limits();
-    assert!(
-        soft_now >= needed,
-        "this test holds {needed} file descriptors in one process (client, proxy both sides, origin), \
-         but the open-file limit is {soft} (hard {hard:?}) and raising it with prlimit {}; \
-         run it under `ulimit -n 65536`",
-        if raised { "did not help" } else { "failed" }
-    );
-}
-
 /// A thousand tunnels open at the same time, each echoing three messages
 /// while all the others are open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +385,7 @@ async fn a_thousand_concurrent_tunnels_echo() {
     const N: usize = 1000;
     // Client, proxy (client side and upstream side) and origin ends of each
     // tunnel live in this process, plus some slack.
-    ensure_open_files(4 * N as u64 + 512);
+    ensure_open_files(4 * N as u64 + 512, "client, proxy both sides, origin");
 
     let site = Arc::new(Site::new());
     let origin = WsOrigin::start().await;

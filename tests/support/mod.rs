@@ -7,8 +7,11 @@
 // tungstenite's handshake callback returns its own large error type.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod certs;
+pub mod nofile;
 pub mod process;
+pub mod raw;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,0 +1,76 @@
+//! The proxy started in-process with its admin listener on 127.0.0.1:0 too,
+//! and a plain HTTP/1.1 client for that listener.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::empty;
+
+/// A running proxy with `[admin]` on 127.0.0.1:0.
+pub struct AdminProxy {
+    /// The first TLS listener.
+    pub tls: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), portcullis::Error>>,
+}
+
+impl AdminProxy {
+    pub async fn start(toml: &str, dir: &Path) -> AdminProxy {
+        let mut config =
+            portcullis::config::from_str(toml, &dir.join("proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
+        config.admin = Some(portcullis::config::AdminConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+        });
+        let proxy = portcullis::Proxy::bind(config).unwrap_or_else(|e| panic!("{e}"));
+        let (tls, admin) = (proxy.local_addrs()[0], proxy.admin_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(proxy.run(async move {
+            let _ = stopped.await;
+        }));
+        AdminProxy {
+            tls,
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// GET `path` on the admin listener over plain HTTP/1.1.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let tcp = TcpStream::connect(self.admin).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header("host", "admin")
+            .body(empty())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The value of the sample `name_and_labels` on `/metrics`.
+    pub async fn metric(&self, name_and_labels: &str) -> Option<f64> {
+        let (_, page) = self.get("/metrics").await;
+        page.lines()
+            .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Stops the proxy and waits for it to end cleanly.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        self.task.await.unwrap().unwrap();
+    }
+}
