@@ -775,6 +775,7 @@ fn example_file_documents_every_key() {
         "bootstrap",
         "watch",
         "poll_interval",
+        "# hsts",
         "[http]",
         "acme_webroot",
         "redirect_to_https",
@@ -1102,7 +1103,7 @@ fn tls_unknown_keys_name_the_portcullis_key() {
     let e = error(&format!("[tls]\nbanana = 1\n{ROUTE}"));
     assert_eq!(
         e.hint,
-        "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval"
+        "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval, hsts"
     );
 }
 
@@ -1395,4 +1396,23 @@ fn every_bad_limit_is_reported_at_once() {
             "route[0].max_body"
         ]
     );
+}
+
+#[test]
+fn hsts_is_off_by_default_and_checked_when_set() {
+    assert_eq!(parse(ROUTE).tls.hsts, None);
+    let config = parse(&format!(
+        "[tls]\nhsts = \"max-age=63072000; includeSubDomains\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        config.tls.hsts.as_deref(),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    for bad in ["includeSubDomains", "max-age=soon", "max-age="] {
+        let e = error(&format!("[tls]\nhsts = {bad:?}\n{ROUTE}"));
+        assert_eq!(e.key, "tls.hsts");
+        assert_eq!(e.origin.line, 2);
+        assert!(e.message.contains("max-age=<seconds>"), "{e}");
+        assert!(e.hint.contains("max-age=63072000"), "{e}");
+    }
 }

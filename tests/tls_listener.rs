@@ -189,3 +189,41 @@ async fn sni_selects_among_several_certificates() {
     assert_eq!(leaf("127.0.0.1").await, first.leaf_der);
     proxy.shutdown().await.unwrap();
 }
+
+/// `[tls] hsts` adds Strict-Transport-Security to responses over TLS,
+/// unless the application sent its own; without it, none is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_is_added_when_configured() {
+    let site = Site::new();
+    let origin = Origin::start(|req: http::Request<hyper::body::Incoming>| async move {
+        let mut resp = http::Response::new(full("x"));
+        if req.uri().path() == "/own" {
+            resp.headers_mut()
+                .insert("strict-transport-security", "max-age=5".parse().unwrap());
+        }
+        resp
+    })
+    .await;
+    let routes = route("/", &origin.url(), "");
+    let with = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n\
+         hsts = \"max-age=63072000; includeSubDomains\"\n{routes}"
+    );
+    let proxy = ProxyHandle::start(&with, site.dir.path()).await;
+    let (_, headers, _) = fetch(proxy.addr, &site.ca, get("/")).await;
+    assert_eq!(
+        headers["strict-transport-security"],
+        "max-age=63072000; includeSubDomains"
+    );
+    let (_, headers, _) = fetch(proxy.addr, &site.ca, get("/own")).await;
+    assert_eq!(
+        headers["strict-transport-security"], "max-age=5",
+        "the application's own value must win"
+    );
+    proxy.shutdown().await.unwrap();
+
+    let proxy = ProxyHandle::start(&site.config(&routes), site.dir.path()).await;
+    let (_, headers, _) = fetch(proxy.addr, &site.ca, get("/")).await;
+    assert!(!headers.contains_key("strict-transport-security"), "{headers:?}");
+    proxy.shutdown().await.unwrap();
+}

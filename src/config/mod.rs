@@ -84,6 +84,10 @@ pub struct TlsConfig {
     /// their content changed, for filesystems without events. Default 60 s;
     /// `"0s"` (stored as `None`) turns polling off.
     pub poll_interval: Option<Duration>,
+    /// `hsts`: the Strict-Transport-Security value added to every response
+    /// sent over TLS that has none, e.g. "max-age=63072000;
+    /// includeSubDomains". Off (`None`) unless set.
+    pub hsts: Option<String>,
 }
 
 /// `[tls] bootstrap`.

@@ -426,6 +426,7 @@ const TLS_SCHEMA: Schema = Schema {
         "bootstrap",
         "watch",
         "poll_interval",
+        "hsts",
     ],
     aliases: &[
         ("ssl_certificate", "cert"),
@@ -588,6 +589,7 @@ impl Checker<'_> {
                 bootstrap: Bootstrap::Off,
                 watch: true,
                 poll_interval: Some(DEFAULT_POLL_INTERVAL),
+                hsts: None,
             },
         };
         if let Some(pair) = self.env_pair.clone() {
@@ -1266,13 +1268,41 @@ impl Checker<'_> {
         let bootstrap = self.bootstrap(table);
         let watch = self.boolean(table, "watch", true);
         let poll_interval = self.poll_interval(table);
+        let hsts = self.hsts(table);
         TlsConfig {
             certificates,
             min_version,
             bootstrap,
             watch,
             poll_interval,
+            hsts,
         }
+    }
+
+    /// `hsts`: a Strict-Transport-Security value, checked for the one
+    /// directive browsers require (`max-age=<seconds>`) and for characters
+    /// a header cannot carry.
+    fn hsts(&mut self, table: &Table<'_, '_>) -> Option<String> {
+        const EXAMPLE: &str = "\"max-age=63072000; includeSubDomains\"";
+        let (text, span) = self.string(table, "hsts", EXAMPLE)?;
+        let text = text.trim();
+        let max_age = text.split(';').map(str::trim).find_map(|d| {
+            let (name, value) = d.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("max-age")
+                .then(|| value.trim().trim_matches('"'))
+        });
+        let valid_max_age = max_age.is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+        if !valid_max_age || http::HeaderValue::from_str(text).is_err() {
+            self.error(
+                &span,
+                table.key_path("hsts"),
+                format!("{text:?} is not a Strict-Transport-Security value: it needs max-age=<seconds>"),
+                format!("for example: hsts = {EXAMPLE} (two years), or leave hsts out to send none"),
+            );
+            return None;
+        }
+        Some(text.to_owned())
     }
 
     /// `bootstrap`: `"self-signed"` or absent. Only meaningful with a

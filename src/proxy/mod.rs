@@ -54,6 +54,8 @@ pub struct Shared {
     pub tunnels: TaskTracker,
     pub tunnel_cancel: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// `[tls] hsts`, ready to insert.
+    hsts: Option<HeaderValue>,
     /// Requests answered before a route was chosen (400, 404, 405).
     unrouted: RouteMetrics,
     pub connections: Arc<ConnRegistry>,
@@ -133,6 +135,13 @@ impl Shared {
             tunnels: TaskTracker::new(),
             tunnel_cancel: CancellationToken::new(),
             unrouted: metrics.route("-"),
+            // The configuration checked the value; a failure here only
+            // means no header, never a panic.
+            hsts: config
+                .tls
+                .hsts
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok()),
             metrics,
             connections,
         })
@@ -147,7 +156,15 @@ impl Shared {
 pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
     let mut routed = None;
-    let response = route_and_forward(&shared, &conn, req, &mut routed).await;
+    let mut response = route_and_forward(&shared, &conn, req, &mut routed).await;
+    if let Some(hsts) = &shared.hsts {
+        // Only over TLS: a browser ignores the header on plain HTTP anyway.
+        if conn.proto == HTTPS && !response.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
     let metrics = routed.as_ref().map_or(&shared.unrouted, |r| &r.state.metrics);
     metrics.record(response.status().as_u16(), start.elapsed().as_secs_f64());
     response
