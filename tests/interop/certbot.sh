@@ -33,45 +33,16 @@ RELOAD_DEADLINE="${CERTBOT_RELOAD_DEADLINE:-15}"
 
 # ------------------------------------------------------------ pass / fail
 
-PASSED=0
-FAILED=0
-pass() {
-    PASSED=$((PASSED + 1))
-    log "PASS $*"
-}
-fail() {
-    FAILED=$((FAILED + 1))
-    log "FAIL $*"
-}
+counted_checks certbot
 
-# Runs instead of lib.bash's exit trap, then calls it: an abort (die)
-# counts as a failure; on failure the logs (certbot's own included) are
-# printed before the closing line, and moved aside so that lib.bash does
-# not print them again.
-_rc() { return "$1"; }
-_certbot_exit() {
-    local rc=$? f
-    if [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then
-        FAILED=1
-    fi
-    if [ "$FAILED" -gt 0 ] && [ "$rc" -eq 0 ]; then
-        rc=1
-    fi
-    if [ "$rc" -ne 0 ]; then
-        for f in "$WORK"/certbot-*/logs/letsencrypt.log; do
-            [ -f "$f" ] || continue
-            cp "$f" "$WORK/$(basename "$(dirname "$(dirname "$f")")")-letsencrypt.log" || true
-        done
-        _dump_logs
-        mkdir -p "$WORK/logs"
-        mv "$WORK"/*.log "$WORK/logs/" 2>/dev/null || true
-    fi
-    printf 'certbot: %d passed, %d failed\n' "$PASSED" "$FAILED"
-    # lib.bash's cleanup takes the exit status from $?.
-    _rc "$rc" || _cleanup
-    _cleanup
+# On failure, certbot's own logs are printed with the others.
+before_failure_logs() {
+    local f
+    for f in "$WORK"/certbot-*/logs/letsencrypt.log; do
+        [ -f "$f" ] || continue
+        cp "$f" "$WORK/$(basename "$(dirname "$(dirname "$f")")")-letsencrypt.log" || true
+    done
 }
-trap _certbot_exit EXIT
 
 # --------------------------------------------------------------- ports
 

@@ -405,6 +405,10 @@ _counted_exit() {
         rc=1
     fi
     if [ "$rc" -ne 0 ]; then
+        # A script may gather logs of its own first (certbot.sh does).
+        if declare -F before_failure_logs >/dev/null; then
+            before_failure_logs || true
+        fi
         _dump_logs
         mkdir -p "$WORK/logs"
         mv "$WORK"/*.log "$WORK/logs/" 2>/dev/null || true
