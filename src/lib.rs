@@ -54,7 +54,7 @@ impl Proxy {
             config.tls.watch,
             config.tls.poll_interval,
         );
-        let server_config = tls::server_config(config.tls.min_version, store.clone()).map_err(Error::Tls)?;
+        let server_config = tls::server_config(&config.tls, store.clone()).map_err(Error::Tls)?;
         let connections = Arc::new(connections::ConnRegistry::default());
         let mut metrics = metrics::Metrics::new();
         metrics.register_sources(

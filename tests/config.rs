@@ -1103,7 +1103,8 @@ fn tls_unknown_keys_name_the_portcullis_key() {
     let e = error(&format!("[tls]\nbanana = 1\n{ROUTE}"));
     assert_eq!(
         e.hint,
-        "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval, hsts"
+        "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval, hsts, \
+         cipher_suites, groups, session_resumption"
     );
 }
 

@@ -88,6 +88,17 @@ pub struct TlsConfig {
     /// sent over TLS that has none, e.g. "max-age=63072000;
     /// includeSubDomains". Off (`None`) unless set.
     pub hsts: Option<String>,
+    /// `cipher_suites`: the suites offered, in the server's order of
+    /// preference. Default: every suite of the provider (all AEAD with
+    /// forward secrecy), TLS 1.3 first.
+    pub cipher_suites: Vec<rustls::CipherSuite>,
+    /// `groups`: key-exchange groups in order of preference. Default:
+    /// X25519MLKEM768 (post-quantum hybrid), X25519, secp256r1, secp384r1.
+    pub groups: Vec<rustls::NamedGroup>,
+    /// `session_resumption`: stateless tickets (keys rotated every six
+    /// hours, kept across certificate reloads) and a stateful cache.
+    /// Default true.
+    pub session_resumption: bool,
 }
 
 /// `[tls] bootstrap`.

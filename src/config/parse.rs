@@ -43,6 +43,8 @@ use toml::Spanned;
 use super::duration::{self, Zero};
 use super::error::Invalid;
 use super::size;
+
+mod tls_policy;
 use super::{
     AdminConfig, Bootstrap, CertificateSource, Config, ConfigError, ConfigErrors, HttpConfig, LogConfig,
     LogFormat, Origin, RouteConfig, Scheme, ServerConfig, TlsConfig, TlsVersion, Upstream,
@@ -427,9 +429,22 @@ const TLS_SCHEMA: Schema = Schema {
         "watch",
         "poll_interval",
         "hsts",
+        "cipher_suites",
+        "groups",
+        "session_resumption",
     ],
     aliases: &[
         ("ssl_certificate", "cert"),
+        ("ssl_ciphers", "cipher_suites"),
+        ("ciphers", "cipher_suites"),
+        ("ciphersuites", "cipher_suites"),
+        ("ssl_ecdh_curve", "groups"),
+        ("curves", "groups"),
+        ("ecdh_curves", "groups"),
+        ("kx_groups", "groups"),
+        ("ssl_session_tickets", "session_resumption"),
+        ("session_tickets", "session_resumption"),
+        ("ssl_session_cache", "session_resumption"),
         ("ssl_certificate_key", "key"),
         ("ssl_protocols", "min_version"),
         ("certificates", "certificate"),
@@ -590,6 +605,9 @@ impl Checker<'_> {
                 watch: true,
                 poll_interval: Some(DEFAULT_POLL_INTERVAL),
                 hsts: None,
+                cipher_suites: tls_policy::default_cipher_suites(),
+                groups: tls_policy::default_groups(),
+                session_resumption: true,
             },
         };
         if let Some(pair) = self.env_pair.clone() {
@@ -1269,6 +1287,13 @@ impl Checker<'_> {
         let watch = self.boolean(table, "watch", true);
         let poll_interval = self.poll_interval(table);
         let hsts = self.hsts(table);
+        let cipher_suites = self
+            .cipher_suites(table, min_version)
+            .unwrap_or_else(tls_policy::default_cipher_suites);
+        let groups = self
+            .groups(table, min_version)
+            .unwrap_or_else(tls_policy::default_groups);
+        let session_resumption = self.boolean(table, "session_resumption", true);
         TlsConfig {
             certificates,
             min_version,
@@ -1276,6 +1301,9 @@ impl Checker<'_> {
             watch,
             poll_interval,
             hsts,
+            cipher_suites,
+            groups,
+            session_resumption,
         }
     }
 

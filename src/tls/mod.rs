@@ -3,6 +3,7 @@
 //! store that answers each handshake.
 
 pub mod certs;
+pub mod policy;
 pub mod reload;
 pub mod selfsigned;
 pub mod store;
@@ -23,12 +24,9 @@ static ONLY_TLS13: &[&SupportedProtocolVersion] = &[&TLS13];
 /// The rustls configuration of the listeners. Certificates are not part of
 /// it: they come from `store` at every handshake, which is what lets a
 /// renewed certificate take effect without rebuilding anything.
-pub fn server_config(
-    min_version: TlsVersion,
-    store: Arc<CertStore>,
-) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions = match min_version {
+pub fn server_config(tls: &TlsConfig, store: Arc<CertStore>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = Arc::new(policy::provider(tls));
+    let versions = match tls.min_version {
         TlsVersion::V1_2 => ALL_VERSIONS,
         TlsVersion::V1_3 => ONLY_TLS13,
     };
@@ -40,9 +38,10 @@ pub fn server_config(
     // The server's order of cipher suites wins (strongest first), as
     // testssl.sh and most audit checklists expect of an edge proxy.
     config.ignore_client_order = true;
-    // Stateless tickets (keys rotated by rustls) besides the default
-    // stateful cache, so returning clients skip the full handshake.
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    let resumption = policy::resumption(tls.session_resumption)?;
+    config.ticketer = resumption.ticketer;
+    config.session_storage = resumption.storage;
+    config.send_tls13_tickets = resumption.tls13_tickets;
     Ok(Arc::new(config))
 }
 
