@@ -34,6 +34,8 @@ pub struct Conn {
     pub bytes_out: AtomicU64,
     /// Upgraded tunnels open on this connection (0 or 1 for HTTP/1.1).
     pub tunnels: AtomicU32,
+    /// Requests between their head and their response head.
+    pub requests_in_flight: AtomicU32,
 }
 
 /// Every live connection, and the bytes of those already closed.
@@ -65,6 +67,7 @@ impl ConnRegistry {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             tunnels: AtomicU32::new(0),
+            requests_in_flight: AtomicU32::new(0),
         });
         Registration {
             registry: self.clone(),

@@ -3,7 +3,8 @@
 //! by declared length and by streamed growth (413, and the origin never
 //! receives more than the limit), connections per client address (closed
 //! before any TLS), the deadlines that cut off a slowloris client and a
-//! silent one, and service to a normal client while 2 000 hostile
+//! silent one, `idle_timeout` closing an HTTP/2 connection with no stream
+//! (and never a slow or streaming answer), and service to a normal client while 2 000 hostile
 //! connections hold on.
 //!
 //! Each test fails without its limit: it waits for something that only the
@@ -23,7 +24,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use support::admin::AdminProxy;
 use support::nofile::ensure_open_files;
@@ -524,6 +525,95 @@ async fn a_silent_client_after_the_handshake_is_closed_by_header_read_timeout() 
     resp.into_body().collect().await.unwrap();
     let _ = within(HANG, "the proxy to close an idle keep-alive connection", conn).await;
     assert_eq!(origin.count(), 1);
+    proxy.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------- idle connections
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_by_idle_timeout() {
+    let site = Site::new();
+    let origin = Origin::hello().await;
+    let toml = config("idle_timeout = \"1s\"", &route("/", &origin.url(), ""));
+    let proxy = ProxyHandle::start(&toml, site.dir.path()).await;
+
+    // A preface and its SETTINGS, then nothing: no stream is ever opened.
+    let mut tls = tls_connect(proxy.addr, &site.ca, &[b"h2"]).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    within(
+        HANG,
+        "the proxy to close an HTTP/2 connection that opened no stream",
+        async {
+            let _ = tls.read_to_end(&mut frames).await;
+        },
+    )
+    .await;
+    // Its last frame is a GOAWAY (type 7), which makes the close graceful.
+    assert!(
+        frames.windows(4).any(|w| w[3] == 7 && w[..3] == [0, 0, 8]),
+        "no GOAWAY in {frames:?}"
+    );
+
+    // After a served request, the connection is closed once quiet.
+    let tls = tls_connect(proxy.addr, &site.ca, &[b"h2"]).await;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let resp = send
+        .send_request(Request::get("https://localhost/").body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body().collect().await.unwrap();
+    let _ = within(HANG, "the proxy to close an idle HTTP/2 connection", conn).await;
+    assert_eq!(origin.count(), 1);
+    proxy.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_never_cuts_a_slow_answer_or_a_streaming_response() {
+    let site = Site::new();
+    // /slow answers after three idle periods; /stream sends a chunk every
+    // fifth of a period for three periods.
+    let origin = Origin::start(|req: Request<Incoming>| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return Response::new(full("finally"));
+        }
+        let chunks = futures_util::stream::unfold(0, |i| async move {
+            if i == 15 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((Bytes::from_static(b"tick\n"), i + 1))
+        });
+        Response::new(BodyExt::boxed(StreamBody::new(chunks.map(|b| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(b))
+        }))))
+    })
+    .await;
+    let toml = config("idle_timeout = \"1s\"", &route("/", &origin.url(), ""));
+    let proxy = ProxyHandle::start(&toml, site.dir.path()).await;
+
+    let mut h2 = h2(proxy.addr, &site.ca).await;
+    let slow = h2.send_request(Request::get("https://localhost/slow").body(empty()).unwrap());
+    let resp = within(HANG, "the slow answer", slow).await.unwrap();
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "finally");
+    let resp = h2
+        .send_request(Request::get("https://localhost/stream").body(empty()).unwrap())
+        .await
+        .unwrap();
+    let body = within(HANG, "the streamed answer", resp.into_body().collect())
+        .await
+        .unwrap();
+    assert_eq!(body.to_bytes(), "tick\n".repeat(15));
+
+    let (status, _, body) = fetch(proxy.addr, &site.ca, get("/stream")).await;
+    assert_eq!((status, body), (StatusCode::OK, "tick\n".repeat(15)));
     proxy.shutdown().await.unwrap();
 }
 

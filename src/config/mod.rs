@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// `header_read_timeout`: longest wait for a complete request head. Default 30 s.
     pub header_read_timeout: Duration,
+    /// `idle_timeout`: a connection with no request in flight and no byte
+    /// moving either way for this long is shut down gracefully (HTTP/2:
+    /// GOAWAY). Default 75 s.
+    pub idle_timeout: Duration,
     /// `shutdown_grace`: how long requests in flight may run after SIGTERM. Default 30 s.
     pub shutdown_grace: Duration,
     /// `max_connections`: concurrent client connections, counted for as

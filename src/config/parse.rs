@@ -77,6 +77,8 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// nginx's `keepalive_timeout`.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Browsers send a few KiB; large cookies and bearer tokens make some tens.
@@ -398,6 +400,7 @@ const SERVER_SCHEMA: Schema = Schema {
         "listen",
         "handshake_timeout",
         "header_read_timeout",
+        "idle_timeout",
         "shutdown_grace",
         "max_connections",
         "max_connections_per_ip",
@@ -416,6 +419,9 @@ const SERVER_SCHEMA: Schema = Schema {
         ("worker_processes", "threads"),
         ("ssl_handshake_timeout", "handshake_timeout"),
         ("client_header_timeout", "header_read_timeout"),
+        ("keepalive_timeout", "idle_timeout"),
+        ("http2_idle_timeout", "idle_timeout"),
+        ("keep_alive_timeout", "idle_timeout"),
     ],
 };
 
@@ -1034,6 +1040,7 @@ impl Checker<'_> {
                 DEFAULT_HEADER_READ_TIMEOUT,
                 Zero::Rejected,
             ),
+            idle_timeout: self.duration(table, "idle_timeout", DEFAULT_IDLE_TIMEOUT, Zero::Rejected),
             // Zero means "close everything at once on SIGTERM".
             shutdown_grace: self.duration(table, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE, Zero::Allowed),
             max_connections,
@@ -1782,6 +1789,7 @@ fn default_server() -> ServerConfig {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
         handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         max_connections: DEFAULT_MAX_CONNECTIONS,
         max_connections_per_ip: None,

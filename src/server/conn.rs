@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::counting::Counting;
 use super::limit::Slot;
-use crate::connections::TlsFacts;
+use crate::connections::{Conn, TlsFacts};
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
@@ -33,6 +33,8 @@ pub struct ConnContext {
     /// Longest wait for a request head; here, for the first bytes after the
     /// handshake (hyper bounds the rest of the head, and idle keep-alive).
     pub header_read_timeout: Duration,
+    /// Longest quiet time of a connection with no request in flight.
+    pub idle_timeout: Duration,
     /// Cancelled when the proxy stops accepting: finish what is in flight.
     pub drain: CancellationToken,
     /// The port plain-HTTP redirects point to: the first TLS listener's.
@@ -69,7 +71,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let conn = tls.get_ref().0.conn().clone();
     tls.get_mut().0.list(Some(facts));
 
-    let info = Arc::new(ConnInfo::new(conn, true));
+    let info = Arc::new(ConnInfo::new(conn.clone(), true));
     let shared = ctx.shared.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
@@ -77,7 +79,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
     });
 
-    serve_http(&ctx, tls, service, peer).await;
+    serve_http(&ctx, tls, service, conn, peer).await;
 }
 
 fn failed_handshake() -> HandshakeLabels {
@@ -111,7 +113,7 @@ fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
 /// The first bytes must come within `header_read_timeout` (see
 /// [`super::preface`]); a client that sends nothing is closed then, as
 /// hyper closes one whose request head is not complete in that time.
-pub async fn serve_http<I, S>(ctx: &ConnContext, io: I, service: S, peer: SocketAddr)
+pub async fn serve_http<I, S>(ctx: &ConnContext, io: I, service: S, conn: Arc<Conn>, peer: SocketAddr)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
@@ -134,17 +136,29 @@ where
             return;
         }
     };
-    let conn = ctx
+    let service = super::idle::Tracked::new(service, conn.clone());
+    let http = ctx
         .http
         .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);
-    tokio::pin!(conn);
+    tokio::pin!(http);
     let result = tokio::select! {
-        r = conn.as_mut() => r,
+        r = http.as_mut() => r,
+        // HTTP/1.1: close once the current response is done; HTTP/2:
+        // GOAWAY, then finish the open streams.
         () = ctx.drain.cancelled() => {
-            // HTTP/1.1: close once the current response is done; HTTP/2:
-            // GOAWAY, then finish the open streams.
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            http.as_mut().graceful_shutdown();
+            http.await
+        }
+        () = super::idle::expired(&conn, ctx.idle_timeout) => {
+            tracing::debug!(%peer, timeout = ?ctx.idle_timeout, "connection idle; closing");
+            http.as_mut().graceful_shutdown();
+            // HTTP/2's graceful GOAWAY waits for the client to answer a
+            // PING; a client that never does is dropped after another
+            // quiet period rather than kept for ever.
+            tokio::select! {
+                r = http.as_mut() => r,
+                () = super::idle::expired(&conn, ctx.idle_timeout) => Ok(()),
+            }
         }
     };
     if let Err(e) = result {

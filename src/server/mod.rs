@@ -6,6 +6,7 @@
 mod acme;
 mod conn;
 mod counting;
+mod idle;
 mod limit;
 mod linger;
 pub mod listener;
@@ -88,6 +89,7 @@ impl Server {
             shared: shared.clone(),
             handshake_timeout: self.config.handshake_timeout,
             header_read_timeout: self.config.header_read_timeout,
+            idle_timeout: self.config.idle_timeout,
             drain: drain.clone(),
             https_port,
         });

@@ -27,7 +27,8 @@ pub async fn serve(
     let registration = ctx.shared.connections.open(peer);
     let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone(), slot);
     tcp.list(None);
-    let info = Arc::new(ConnInfo::new(tcp.conn().clone(), false));
+    let conn = tcp.conn().clone();
+    let info = Arc::new(ConnInfo::new(conn.clone(), false));
     let ctx2 = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = ctx2.clone();
@@ -35,7 +36,7 @@ pub async fn serve(
         let info = info.clone();
         async move { Ok::<_, Infallible>(handle(ctx, http, info, req).await) }
     });
-    super::conn::serve_http(&ctx, tcp, service, peer).await;
+    super::conn::serve_http(&ctx, tcp, service, conn, peer).await;
 }
 
 async fn handle(
