@@ -152,6 +152,28 @@ async fn certificate_for_another_name_is_a_502() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tls_upstream_is_a_502_after_connect_timeout() {
+    let site = Site::new();
+    let _ca = upstream_ca(&site);
+    // Accepts TCP connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            open.push(tcp);
+        }
+    });
+    let keys = "upstream_ca = \"upstream-ca.pem\"\nconnect_timeout = \"300ms\"\nread_timeout = \"60s\"";
+    let proxy = ProxyHandle::start(&config(&format!("https://{addr}"), keys), site.dir.path()).await;
+
+    // The handshake has connect_timeout, not read_timeout, to finish.
+    let (status, _, _) = within(HANG, "the 502", fetch(proxy.addr, &site.ca, get("/"))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_server_name_is_sent_and_checked_instead_of_the_address() {
     let site = Site::new();
     let ca = upstream_ca(&site);
