@@ -77,7 +77,9 @@ impl Proxy {
             }
             None => None,
         };
-        let shared = Arc::new(Shared::new(&config, metrics, connections).map_err(Error::Route)?);
+        let upstream_tls = proxy::upstream_tls::load(&config.routes)?;
+        let shared =
+            Arc::new(Shared::new(&config, &upstream_tls, metrics, connections).map_err(Error::Route)?);
         let plain_addrs = config
             .http
             .iter()

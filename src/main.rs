@@ -102,12 +102,18 @@ fn gen_cert(args: &GenCertArgs) -> ExitCode {
 
 fn check(config: &Config) -> ExitCode {
     let name = source_name(config);
-    match portcullis::tls::load_initial(&config.tls) {
-        Err(errors) => {
+    let upstream_tls = portcullis::proxy::upstream_tls::load(&config.routes);
+    match (portcullis::tls::load_initial(&config.tls), upstream_tls) {
+        (Err(mut errors), upstream_tls) => {
+            errors.0.extend(upstream_tls.err().into_iter().flat_map(|e| e.0));
             eprintln!("{errors}");
             ExitCode::from(2)
         }
-        Ok(initial) => {
+        (Ok(_), Err(errors)) => {
+            eprintln!("{errors}");
+            ExitCode::from(2)
+        }
+        (Ok(initial), Ok(_)) => {
             println!("{name}: configuration is valid");
             for addr in &config.server.listen {
                 println!("  listen  https://{addr}");
@@ -115,6 +121,9 @@ fn check(config: &Config) -> ExitCode {
             for route in &config.routes {
                 let host = route.host.as_deref().unwrap_or("");
                 println!("  route   {host}{} -> {}", route.path, route.upstream);
+                if let Some(tls) = &route.upstream_tls {
+                    println!("          {}", upstream_trust(tls));
+                }
             }
             if initial.self_signed {
                 println!("  tls     no certificate configured: a temporary self-signed certificate would be served");
@@ -144,6 +153,25 @@ fn check(config: &Config) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// How `check` describes the verification of an `https://` upstream.
+fn upstream_trust(tls: &config::UpstreamTls) -> String {
+    let name = tls
+        .server_name
+        .as_deref()
+        .map_or_else(String::new, |name| format!(" for the name {name}"));
+    match &tls.trust {
+        config::UpstreamTrust::System => {
+            format!("upstream certificate verified{name} against the system trust store")
+        }
+        config::UpstreamTrust::CaFile { path, .. } => {
+            format!("upstream certificate verified{name} against {}", path.display())
+        }
+        config::UpstreamTrust::InsecureSkipVerify => "WARNING: upstream certificate NOT verified \
+             (upstream_insecure_skip_verify = true): anyone on the network path can impersonate the upstream"
+            .to_owned(),
     }
 }
 

@@ -75,7 +75,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_keys() {
     assert_eq!(e.message, "unknown key `banana` in [[route]]");
     assert_eq!(
         e.hint,
-        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body"
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify"
     );
 
     let e = error(&format!("{ROUTE}[servers]\n"));
@@ -394,15 +394,16 @@ fn upstream_whitespace_is_trimmed_and_port_defaults_to_80() {
 }
 
 #[test]
-fn upstream_scheme_must_be_http() {
-    let e = upstream_error("https://127.0.0.1:8443");
-    assert_eq!(
-        e.message,
-        "https upstreams are not supported yet: portcullis speaks plain HTTP to the application"
-    );
+fn upstream_scheme_is_http_or_https() {
+    let config = parse("[[route]]\npath = \"/\"\nupstream = \"https://api.internal\"\n");
+    assert_eq!(config.routes[0].upstream.to_string(), "https://api.internal:443");
+    assert_eq!(upstream_of("https://127.0.0.1:8443"), ("127.0.0.1".into(), 8443));
+
+    let e = upstream_error("ftp://127.0.0.1:8443");
+    assert_eq!(e.message, "unsupported scheme `ftp://`");
     assert_eq!(
         e.hint,
-        "write upstream = \"http://127.0.0.1:8443\" with the port the application serves plain HTTP on, and keep that port on a trusted network such as 127.0.0.1"
+        "upstreams use http:// or https://, for example: upstream = \"http://127.0.0.1:8080\""
     );
 
     let e = upstream_error("127.0.0.1:8080");
@@ -418,6 +419,75 @@ fn upstream_scheme_must_be_http() {
         e.hint,
         "write upstream = \"http://127.0.0.1:9222\"; portcullis forwards the WebSocket upgrade"
     );
+
+    let e = upstream_error("wss://ws.internal");
+    assert_eq!(
+        e.message,
+        "`wss://` is not an upstream scheme: WebSocket upstreams over TLS are HTTPS"
+    );
+    assert_eq!(
+        e.hint,
+        "write upstream = \"https://ws.internal\"; portcullis forwards the WebSocket upgrade"
+    );
+}
+
+#[test]
+fn https_upstreams_name_whom_they_trust() {
+    use portcullis::config::UpstreamTrust;
+    let route = |keys: &str| {
+        let text = format!("[[route]]\npath = \"/\"\nupstream = \"https://api.internal:8443\"\n{keys}");
+        from_str(&text, Path::new("/etc/portcullis/proxy.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .routes
+            .remove(0)
+    };
+    let system = route("").upstream_tls.unwrap();
+    assert_eq!((system.trust, system.server_name), (UpstreamTrust::System, None));
+    assert_eq!(system.route_key, "route[0]");
+    assert_eq!(
+        (system.upstream_origin.line, system.upstream_origin.column),
+        (3, 12)
+    );
+
+    let ca = route("upstream_ca = \"ca/upstream.pem\"\nupstream_server_name = \"API.Internal\"")
+        .upstream_tls
+        .unwrap();
+    let UpstreamTrust::CaFile { path, origin } = ca.trust else {
+        panic!("{:?}", ca.trust)
+    };
+    assert_eq!(path, PathBuf::from("/etc/portcullis/ca/upstream.pem"));
+    assert_eq!((origin.line, origin.column), (4, 15));
+    assert_eq!(ca.server_name.as_deref(), Some("api.internal"));
+
+    let insecure = route("upstream_insecure_skip_verify = true")
+        .upstream_tls
+        .unwrap();
+    assert_eq!(insecure.trust, UpstreamTrust::InsecureSkipVerify);
+
+    let plain = parse(ROUTE);
+    assert!(plain.routes[0].upstream_tls.is_none());
+}
+
+#[test]
+fn upstream_tls_keys_are_checked() {
+    let https = "[[route]]\npath = \"/\"\nupstream = \"https://127.0.0.1:8443\"\n";
+    let e = error(&format!("{ROUTE}upstream_server_name = \"api.internal\"\n"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:4:24: route[0].upstream_server_name: `upstream_server_name` is for https:// upstreams, and http://127.0.0.1:8080 is plain HTTP\n  help: write upstream = \"https://127.0.0.1:8080\" if the application serves TLS there, or remove upstream_server_name"
+    );
+    let e = error(&format!(
+        "{https}upstream_ca = \"ca.pem\"\nupstream_insecure_skip_verify = true\n"
+    ));
+    assert_eq!(e.key, "route[0].upstream_insecure_skip_verify");
+    assert_eq!((e.origin.line, e.origin.column), (5, 33));
+    let e = error(&format!("{https}upstream_server_name = \"*.internal\"\n"));
+    assert_eq!(e.key, "route[0].upstream_server_name");
+    assert!(e.message.contains("wildcard"), "{}", e.message);
+    let e = error(&format!("{https}upstream_insecure_skip_verify = \"yes\"\n"));
+    assert_eq!(e.message, "expected true or false, found a string");
+    let e = error(&format!("{https}proxy_ssl_trusted_certificate = \"ca.pem\"\n"));
+    assert_eq!(e.hint, "portcullis calls this setting `upstream_ca`");
 }
 
 #[test]
@@ -517,7 +587,7 @@ min_version = \"1.0\"
 
 [[route]]
 path = \"/\"
-upstream = \"https://127.0.0.1:8080\"
+upstream = \"ftp://127.0.0.1:8080\"
 
 [[route]]
 path = \"/ws\"
@@ -768,6 +838,9 @@ fn example_file_documents_every_key() {
         "connect_timeout",
         "tunnel_idle_timeout",
         "max_body",
+        "upstream_ca",
+        "upstream_server_name",
+        "upstream_insecure_skip_verify",
         "access_log",
         "level",
         "format",

@@ -162,7 +162,8 @@ pub struct RouteConfig {
     /// `read_timeout`: longest wait for response headers, or between two
     /// reads of a response body. Default 60 s.
     pub read_timeout: Duration,
-    /// `connect_timeout`: longest wait for a TCP connection to the upstream. Default 10 s.
+    /// `connect_timeout`: longest wait for a TCP connection to the upstream,
+    /// and then for its TLS handshake (`https://`). Default 10 s.
     pub connect_timeout: Duration,
     /// `tunnel_idle_timeout`: an upgraded connection with no byte in either
     /// direction for this long is closed. Default 24 h.
@@ -171,11 +172,40 @@ pub struct RouteConfig {
     /// length is answered 413 before anything is forwarded; a streamed body
     /// that grows past it is cut off there. `None` (the default) is no limit.
     pub max_body: Option<u64>,
+    /// How an `https://` upstream is verified; `Some` exactly when the
+    /// upstream is `https://`.
+    pub upstream_tls: Option<UpstreamTls>,
     /// Where this route was configured.
     pub origin: Origin,
 }
 
-/// A validated upstream address: `http://host:port`.
+/// TLS to an `https://` upstream: whom to trust, and which name to check.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub trust: UpstreamTrust,
+    /// `upstream_server_name`: the name sent in SNI and checked against the
+    /// upstream's certificate, in place of the upstream's host. A DNS name
+    /// (lower case) or an IP literal (IPv6 without brackets).
+    pub server_name: Option<String>,
+    /// The route as `route[N]`, for messages about the trust it uses.
+    pub route_key: String,
+    /// Where the route's `upstream` was written.
+    pub upstream_origin: Origin,
+}
+
+/// Which certificates an `https://` upstream's certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTrust {
+    /// No `upstream_ca`: the system trust store, as curl does.
+    System,
+    /// `upstream_ca`: the certificates of this PEM file, and no others.
+    /// The path is resolved against the configuration file's directory.
+    CaFile { path: PathBuf, origin: Origin },
+    /// `upstream_insecure_skip_verify = true`: any certificate.
+    InsecureSkipVerify,
+}
+
+/// A validated upstream address: `http://host:port` or `https://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub scheme: Scheme,
@@ -188,6 +218,17 @@ pub struct Upstream {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Http,
+    Https,
+}
+
+impl Scheme {
+    /// The scheme as written in a URL, without `://`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
 }
 
 impl Upstream {
@@ -203,7 +244,7 @@ impl Upstream {
 
 impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}", self.authority())
+        write!(f, "{}://{}", self.scheme.as_str(), self.authority())
     }
 }
 

@@ -31,6 +31,8 @@
 //!   shell would. The file is still checked as written: a variable
 //!   replaces a value, it does not excuse an error in it.
 
+mod upstream_tls;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -494,9 +496,21 @@ const ROUTE_SCHEMA: Schema = Schema {
         "connect_timeout",
         "tunnel_idle_timeout",
         "max_body",
+        "upstream_ca",
+        "upstream_server_name",
+        "upstream_insecure_skip_verify",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
+        ("proxy_ssl_trusted_certificate", "upstream_ca"),
+        ("ca", "upstream_ca"),
+        ("ca_file", "upstream_ca"),
+        ("proxy_ssl_name", "upstream_server_name"),
+        ("server_name_override", "upstream_server_name"),
+        ("sni", "upstream_server_name"),
+        ("proxy_ssl_verify", "upstream_insecure_skip_verify"),
+        ("insecure_skip_verify", "upstream_insecure_skip_verify"),
+        ("tls_skip_verify", "upstream_insecure_skip_verify"),
         ("client_max_body_size", "max_body"),
         ("max_body_size", "max_body"),
         ("max_request_body", "max_body"),
@@ -1695,6 +1709,7 @@ impl Checker<'_> {
             Zero::Rejected,
         );
         let max_body = self.max_body(table);
+        let upstream_tls = self.upstream_tls(table, upstream.as_ref());
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span))) => Some(RouteIdentity {
@@ -1713,6 +1728,7 @@ impl Checker<'_> {
                 connect_timeout,
                 tunnel_idle_timeout,
                 max_body,
+                upstream_tls,
                 origin: self.origin(&table.span),
             }),
             _ => None,
@@ -2364,8 +2380,9 @@ fn check_level(raw: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// An upstream address, `http://host[:port][/]`. Each rule has its own
-/// message so that the operator knows which part to change.
+/// An upstream address, `http://host[:port][/]` or `https://...` (port 80
+/// or 443 by default). Each rule has its own message so that the operator
+/// knows which part to change.
 fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
     const EXAMPLE: &str = "http://127.0.0.1:8080";
     let text = raw.trim();
@@ -2380,37 +2397,34 @@ fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
             format!("`{text}` has no scheme"),
             format!(
                 "write upstream = \"{}\"",
-                http_address(text.trim_start_matches('/'))
+                upstream_address(Scheme::Http, text.trim_start_matches('/'))
             ),
         ));
     };
-    match scheme.to_ascii_lowercase().as_str() {
-        "http" => {}
-        "https" => {
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        ws @ ("ws" | "wss") => {
+            let (what, instead) = if ws == "ws" {
+                ("WebSocket upstreams are plain HTTP", Scheme::Http)
+            } else {
+                ("WebSocket upstreams over TLS are HTTPS", Scheme::Https)
+            };
             return Err(Invalid::new(
-                "https upstreams are not supported yet: portcullis speaks plain HTTP to the application",
-                format!(
-                    "write upstream = \"{}\" with the port the application serves plain HTTP on, and keep that port on a trusted network such as 127.0.0.1",
-                    http_address(rest)
-                ),
-            ))
-        }
-        "ws" | "wss" => {
-            return Err(Invalid::new(
-                format!("`{scheme}://` is not an upstream scheme: WebSocket upstreams are plain HTTP"),
+                format!("`{scheme}://` is not an upstream scheme: {what}"),
                 format!(
                     "write upstream = \"{}\"; portcullis forwards the WebSocket upgrade",
-                    http_address(rest)
+                    upstream_address(instead, rest)
                 ),
-            ))
+            ));
         }
         _ => {
             return Err(Invalid::new(
                 format!("unsupported scheme `{scheme}://`"),
-                format!("upstreams use http://, for example: upstream = \"{EXAMPLE}\""),
+                format!("upstreams use http:// or https://, for example: upstream = \"{EXAMPLE}\""),
             ))
         }
-    }
+    };
 
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
@@ -2421,14 +2435,18 @@ fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
             "the upstream contains user info (`...@`), which portcullis does not send",
             format!(
                 "remove everything up to the `@`: upstream = \"{}\"",
-                http_address(rest)
+                upstream_address(scheme, rest)
             ),
         ));
     }
 
-    let (host, port) = split_host_port(authority)?;
+    let default_port = match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    };
+    let (host, port) = split_host_port(authority, default_port)?;
 
-    let clean = http_address(rest);
+    let clean = upstream_address(scheme, rest);
     let query_start = tail.find(['?', '#']).unwrap_or(tail.len());
     let (path, after_path) = tail.split_at(query_start);
     if !path.is_empty() && path != "/" {
@@ -2452,25 +2470,22 @@ fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
             format!("write upstream = \"{clean}\": fragments are never sent to a server"),
         ));
     }
-    Ok(Upstream {
-        scheme: Scheme::Http,
-        host,
-        port,
-    })
+    Ok(Upstream { scheme, host, port })
 }
 
-/// `http://` and the host and port of `rest` (what follows a scheme's
+/// `scheme://` and the host and port of `rest` (what follows a scheme's
 /// `://`), without user info, path, query or fragment: the upstream to
 /// propose when the one written breaks a rule.
-fn http_address(rest: &str) -> String {
+fn upstream_address(scheme: Scheme, rest: &str) -> String {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let without_user = authority.rsplit('@').next().unwrap_or(authority);
-    format!("http://{without_user}")
+    format!("{}://{without_user}", scheme.as_str())
 }
 
-/// The host and port of an upstream authority; the port defaults to 80.
-fn split_host_port(authority: &str) -> Result<(String, u16), Invalid> {
+/// The host and port of an upstream authority; the port defaults to
+/// `default_port`.
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), Invalid> {
     const HOST_HINT: &str = "write upstream = \"http://127.0.0.1:8080\"";
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let Some((inner, after)) = bracketed.split_once(']') else {
@@ -2524,11 +2539,13 @@ fn split_host_port(authority: &str) -> Result<(String, u16), Invalid> {
         (host.to_ascii_lowercase(), port)
     };
     let port = match port {
-        None => 80,
+        None => default_port,
         Some("") => {
             return Err(Invalid::new(
                 "the upstream has an empty port after `:`",
-                "write the port after the colon, such as :8080, or drop the colon for port 80",
+                format!(
+                "write the port after the colon, such as :8080, or drop the colon for port {default_port}"
+            ),
             ))
         }
         Some(digits) => match digits.parse::<u16>() {
@@ -2571,6 +2588,14 @@ mod tests {
         let u = upstream("http://[::1]:8080");
         assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
         assert_eq!(u.to_string(), "http://[::1]:8080");
+        let u = upstream("  HTTPS://Api.Internal  ");
+        assert_eq!(
+            (u.scheme, u.host.as_str(), u.port),
+            (Scheme::Https, "api.internal", 443)
+        );
+        assert_eq!(u.to_string(), "https://api.internal:443");
+        let u = upstream("https://[::1]:8443/");
+        assert_eq!((u.scheme, u.host.as_str(), u.port), (Scheme::Https, "::1", 8443));
     }
 
     #[test]
@@ -2588,7 +2613,35 @@ mod tests {
         let e = upstream_error("http://u:secret@h:1");
         assert!(!e.message.contains("secret") && !e.hint.contains("secret"));
         assert!(upstream_error("ftp://h").message.contains("unsupported scheme"));
-        assert!(upstream_error("ws://h").hint.contains("http://h"));
+        assert!(upstream_error("ftp://h").hint.contains("http:// or https://"));
+        assert!(upstream_error("ws://h").hint.contains("\"http://h\""));
+        assert!(upstream_error("wss://h").hint.contains("\"https://h\""));
+    }
+
+    #[test]
+    fn https_upstreams_follow_the_same_rules() {
+        // Every hint keeps the scheme that was written.
+        let e = upstream_error("https://h:8443/api");
+        assert!(e.message.contains("has a path"), "{}", e.message);
+        assert!(e.hint.contains("\"https://h:8443\""), "{}", e.hint);
+        let e = upstream_error("https://h?x=1");
+        assert!(
+            e.message.contains("query") && e.hint.contains("\"https://h\""),
+            "{e:?}"
+        );
+        let e = upstream_error("https://h#top");
+        assert!(
+            e.message.contains("fragment") && e.hint.contains("\"https://h\""),
+            "{e:?}"
+        );
+        let e = upstream_error("https://user:secret@h:8443");
+        assert!(e.hint.contains("\"https://h:8443\""), "{}", e.hint);
+        assert!(!e.message.contains("secret") && !e.hint.contains("secret"));
+        assert!(upstream_error("https://:8443").message.contains("no host"));
+        let e = upstream_error("https://h:");
+        assert!(e.hint.contains("port 443"), "{}", e.hint);
+        assert!(upstream_error("https://h:0").message.contains("not a port"));
+        assert!(upstream_error("https://::1:443").message.contains("brackets"));
     }
 
     #[test]

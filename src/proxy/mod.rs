@@ -4,12 +4,15 @@
 
 pub mod access;
 pub mod body;
+pub mod connect;
 pub mod headers;
+pub mod insecure;
 pub mod request_body;
 pub mod respond;
 pub mod routes;
 pub mod tunnel;
 pub mod upstream;
+pub mod upstream_tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,10 +39,11 @@ use upstream::UpstreamClient;
 #[derive(Debug)]
 pub struct RouteState {
     client: UpstreamClient,
+    scheme: Scheme,
     authority: Authority,
     /// The upstream's authority as a Host value, for clients that sent none.
     host_header: HeaderValue,
-    /// `http://host:port`, for logs.
+    /// `http://host:port` or `https://host:port`, for logs.
     label: Arc<str>,
     metrics: RouteMetrics,
 }
@@ -100,15 +104,21 @@ pub struct RouteError {
 }
 
 impl Shared {
+    /// `upstream_tls` is what `upstream_tls::load` made of `config.routes`.
     pub fn new(
         config: &Config,
+        upstream_tls: &[Option<upstream_tls::RouteTls>],
         metrics: Arc<Metrics>,
         connections: Arc<ConnRegistry>,
     ) -> Result<Self, RouteError> {
         let routes = config
             .routes
             .iter()
-            .map(|rc: &RouteConfig| {
+            .enumerate()
+            .map(|(index, rc): (usize, &RouteConfig)| {
+                // A route without its TLS gets a plain client, which refuses
+                // an https:// URI: a 502, never plaintext to a TLS upstream.
+                let tls = upstream_tls.get(index).and_then(Option::as_ref);
                 let authority: Authority = rc.upstream.authority().parse().map_err(|_| RouteError {
                     path: rc.path.clone(),
                     upstream: rc.upstream.to_string(),
@@ -120,7 +130,11 @@ impl Shared {
                 Ok(Route {
                     config: rc.clone(),
                     state: RouteState {
-                        client: upstream::client(rc),
+                        client: upstream::client(rc, tls),
+                        scheme: match rc.upstream.scheme {
+                            crate::config::Scheme::Http => Scheme::HTTP,
+                            crate::config::Scheme::Https => Scheme::HTTPS,
+                        },
                         authority,
                         host_header,
                         label: rc.upstream.to_string().into(),
@@ -244,7 +258,7 @@ async fn route_and_forward(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(route.state.scheme.clone());
     parts.authority = Some(route.state.authority.clone());
     parts.path_and_query = Some(path_and_query);
     match Uri::from_parts(parts) {

@@ -739,7 +739,7 @@ fn parse_key_pem(key_pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, 
 }
 
 /// The PEM decoder's own messages print byte strings as lists of numbers.
-fn pem_error_text(err: &pem::Error) -> String {
+pub(crate) fn pem_error_text(err: &pem::Error) -> String {
     match err {
         pem::Error::MissingSectionEnd { end_marker } => format!(
             "missing '-----END {}-----' line",

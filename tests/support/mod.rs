@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod https_origin;
 pub mod nofile;
 pub mod process;
 pub mod raw;
