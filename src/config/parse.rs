@@ -40,6 +40,8 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod client_auth;
+
 use super::duration::{self, Zero};
 use super::error::Invalid;
 use super::size;
@@ -427,6 +429,7 @@ const TLS_SCHEMA: Schema = Schema {
         "watch",
         "poll_interval",
         "hsts",
+        "client_auth",
     ],
     aliases: &[
         ("ssl_certificate", "cert"),
@@ -438,6 +441,9 @@ const TLS_SCHEMA: Schema = Schema {
         ("watch_files", "watch"),
         ("reload_interval", "poll_interval"),
         ("interval", "poll_interval"),
+        ("ssl_client_certificate", "client_auth"),
+        ("ssl_verify_client", "client_auth"),
+        ("mtls", "client_auth"),
     ],
 };
 
@@ -473,6 +479,7 @@ const ROUTE_SCHEMA: Schema = Schema {
         "connect_timeout",
         "tunnel_idle_timeout",
         "max_body",
+        "require_client_cert",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -485,6 +492,9 @@ const ROUTE_SCHEMA: Schema = Schema {
         ("server_name", "host"),
         ("proxy_read_timeout", "read_timeout"),
         ("proxy_connect_timeout", "connect_timeout"),
+        ("require_client_certificate", "require_client_cert"),
+        ("ssl_verify_client", "require_client_cert"),
+        ("mtls", "require_client_cert"),
     ],
 };
 
@@ -590,6 +600,7 @@ impl Checker<'_> {
                 watch: true,
                 poll_interval: Some(DEFAULT_POLL_INTERVAL),
                 hsts: None,
+                client_auth: None,
             },
         };
         if let Some(pair) = self.env_pair.clone() {
@@ -609,6 +620,7 @@ impl Checker<'_> {
             .table(&top, "admin", "[admin]")
             .map(|table| self.admin(&table, &tls_listeners, &plain_listeners));
         let routes = self.routes(&top);
+        self.client_cert_routes(&top);
         let log = match self.table(&top, "log", "[log]") {
             Some(table) => self.log(&table),
             None => LogConfig {
@@ -1269,6 +1281,7 @@ impl Checker<'_> {
         let watch = self.boolean(table, "watch", true);
         let poll_interval = self.poll_interval(table);
         let hsts = self.hsts(table);
+        let client_auth = self.client_auth(table);
         TlsConfig {
             certificates,
             min_version,
@@ -1276,6 +1289,7 @@ impl Checker<'_> {
             watch,
             poll_interval,
             hsts,
+            client_auth,
         }
     }
 
@@ -1660,6 +1674,7 @@ impl Checker<'_> {
             Zero::Rejected,
         );
         let max_body = self.max_body(table);
+        let require_client_cert = self.boolean(table, "require_client_cert", false);
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span))) => Some(RouteIdentity {
@@ -1678,6 +1693,7 @@ impl Checker<'_> {
                 connect_timeout,
                 tunnel_idle_timeout,
                 max_body,
+                require_client_cert,
                 origin: self.origin(&table.span),
             }),
             _ => None,
