@@ -102,19 +102,35 @@ fn gen_cert(args: &GenCertArgs) -> ExitCode {
 
 fn check(config: &Config) -> ExitCode {
     let name = source_name(config);
-    match portcullis::tls::load_initial(&config.tls) {
+    match portcullis::tls::client_auth::load_all(&config.tls) {
         Err(errors) => {
             eprintln!("{errors}");
             ExitCode::from(2)
         }
-        Ok(initial) => {
+        Ok((initial, _)) => {
             println!("{name}: configuration is valid");
             for addr in &config.server.listen {
                 println!("  listen  https://{addr}");
             }
             for route in &config.routes {
                 let host = route.host.as_deref().unwrap_or("");
-                println!("  route   {host}{} -> {}", route.path, route.upstream);
+                let mtls = if route.require_client_cert {
+                    " (client certificate required)"
+                } else {
+                    ""
+                };
+                println!("  route   {host}{} -> {}{mtls}", route.path, route.upstream);
+            }
+            if let Some(auth) = &config.tls.client_auth {
+                let mode = match auth.mode {
+                    config::ClientAuthMode::Required => "required",
+                    config::ClientAuthMode::Optional => "optional",
+                };
+                println!(
+                    "  mtls    client certificates {mode}, verified against {}; {} pinned fingerprint(s)",
+                    auth.ca.display(),
+                    auth.pinned_sha256.len()
+                );
             }
             if initial.self_signed {
                 println!("  tls     no certificate configured: a temporary self-signed certificate would be served");

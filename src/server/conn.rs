@@ -23,6 +23,7 @@ use crate::connections::TlsFacts;
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
+use crate::tls::{client_auth, peer};
 
 /// What every connection task needs, shared by all of them.
 pub struct ConnContext {
@@ -50,7 +51,13 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         // level they do not drown the log.
         Ok(Err(e)) => {
             metrics.handshake(&failed_handshake());
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            match client_auth::rejection(&e) {
+                Some(reason) => {
+                    metrics.client_cert_rejected(reason);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed: client certificate rejected");
+                }
+                None => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            }
             return;
         }
         Err(_) => {
@@ -60,7 +67,9 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         }
     };
     let mut tls = tls;
-    let facts = tls_facts(tls.get_ref().1);
+    let client_cert = peer::client_cert(tls.get_ref().1);
+    let mut facts = tls_facts(tls.get_ref().1);
+    facts.client_subject = client_cert.as_ref().map(|c| c.subject.clone());
     metrics.handshake(&HandshakeLabels {
         version: facts.version.clone(),
         cipher: facts.cipher.clone(),
@@ -69,7 +78,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let conn = tls.get_ref().0.conn().clone();
     tls.get_mut().0.list(Some(facts));
 
-    let info = Arc::new(ConnInfo::new(conn, true));
+    let info = Arc::new(ConnInfo::new(conn, true).with_client_cert(client_cert.as_ref()));
     let shared = ctx.shared.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();

@@ -3,12 +3,15 @@
 //! store that answers each handshake.
 
 pub mod certs;
+pub mod client_auth;
+pub mod peer;
 pub mod reload;
 pub mod selfsigned;
 pub mod store;
 
 use std::sync::Arc;
 
+use rustls::server::danger::ClientCertVerifier;
 use rustls::version::{TLS12, TLS13};
 use rustls::{ServerConfig, SupportedProtocolVersion};
 
@@ -23,19 +26,24 @@ static ONLY_TLS13: &[&SupportedProtocolVersion] = &[&TLS13];
 /// The rustls configuration of the listeners. Certificates are not part of
 /// it: they come from `store` at every handshake, which is what lets a
 /// renewed certificate take effect without rebuilding anything.
+/// `client_auth` asks clients for certificates (see [`client_auth`]);
+/// `None` asks for none.
 pub fn server_config(
     min_version: TlsVersion,
     store: Arc<CertStore>,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions = match min_version {
         TlsVersion::V1_2 => ALL_VERSIONS,
         TlsVersion::V1_3 => ONLY_TLS13,
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+    let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(versions)?;
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // The server's order of cipher suites wins (strongest first), as
     // testssl.sh and most audit checklists expect of an edge proxy.
