@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::counting::Counting;
 use super::limit::Slot;
+use super::linger::Lingering;
 use crate::connections::TlsFacts;
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
@@ -45,16 +46,22 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let registration = ctx.shared.connections.open(peer);
     let tcp = Counting::new(tcp, registration, metrics.clone(), slot);
 
-    let tls = match tokio::time::timeout(ctx.handshake_timeout, ctx.acceptor.accept(tcp)).await {
+    let accept = ctx.acceptor.accept(tcp).into_fallible();
+    let tls = match tokio::time::timeout(ctx.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         // Scanners and health checkers fail handshakes all day; at debug
         // level they do not drown the log.
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
             metrics.handshake(&failed_handshake());
             match client_auth::rejection(&e) {
                 Some(reason) => {
                     metrics.client_cert_rejected(reason);
                     tracing::debug!(%peer, error = %e, "TLS handshake failed: client certificate rejected");
+                    // The alert saying why is written, but a TLS 1.3 client
+                    // may already have sent its request: closing with those
+                    // bytes unread resets the connection, and the reset can
+                    // destroy the alert before the client reads it.
+                    drop(Lingering::new(tcp));
                 }
                 None => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             }
@@ -145,7 +152,7 @@ where
     };
     let conn = ctx
         .http
-        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);
+        .serve_connection_with_upgrades(TokioIo::new(Lingering::new(io)), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
