@@ -46,7 +46,7 @@ impl Proxy {
     /// Loads the certificates and binds every listener. Fails with every
     /// configuration problem found, or the first address that cannot be bound.
     pub fn bind(config: Config) -> Result<Proxy, Error> {
-        let initial = tls::load_initial(&config.tls)?;
+        let (initial, client_auth) = tls::client_auth::load_all(&config.tls)?;
         let store = Arc::new(CertStore::new(initial.certs));
         let reloader = Reloader::new(
             initial.slots,
@@ -54,7 +54,8 @@ impl Proxy {
             config.tls.watch,
             config.tls.poll_interval,
         );
-        let server_config = tls::server_config(&config.tls, store.clone()).map_err(Error::Tls)?;
+        let server_config =
+            tls::server_config(&config.tls, store.clone(), client_auth).map_err(Error::Tls)?;
         let connections = Arc::new(connections::ConnRegistry::default());
         let mut metrics = metrics::Metrics::new();
         metrics.register_sources(

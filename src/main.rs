@@ -103,7 +103,7 @@ fn gen_cert(args: &GenCertArgs) -> ExitCode {
 fn check(config: &Config) -> ExitCode {
     let name = source_name(config);
     let upstream_tls = portcullis::proxy::upstream_tls::load(&config.routes);
-    match (portcullis::tls::load_initial(&config.tls), upstream_tls) {
+    match (portcullis::tls::client_auth::load_all(&config.tls), upstream_tls) {
         (Err(mut errors), upstream_tls) => {
             errors.0.extend(upstream_tls.err().into_iter().flat_map(|e| e.0));
             eprintln!("{errors}");
@@ -113,17 +113,33 @@ fn check(config: &Config) -> ExitCode {
             eprintln!("{errors}");
             ExitCode::from(2)
         }
-        (Ok(initial), Ok(_)) => {
+        (Ok((initial, _)), Ok(_)) => {
             println!("{name}: configuration is valid");
             for addr in &config.server.listen {
                 println!("  listen  https://{addr}");
             }
             for route in &config.routes {
                 let host = route.host.as_deref().unwrap_or("");
-                println!("  route   {host}{} -> {}", route.path, route.upstream);
+                let mtls = if route.require_client_cert {
+                    " (client certificate required)"
+                } else {
+                    ""
+                };
+                println!("  route   {host}{} -> {}{mtls}", route.path, route.upstream);
                 if let Some(tls) = &route.upstream_tls {
                     println!("          {}", upstream_trust(tls));
                 }
+            }
+            if let Some(auth) = &config.tls.client_auth {
+                let mode = match auth.mode {
+                    config::ClientAuthMode::Required => "required",
+                    config::ClientAuthMode::Optional => "optional",
+                };
+                println!(
+                    "  mtls    client certificates {mode}, verified against {}; {} pinned fingerprint(s)",
+                    auth.ca.display(),
+                    auth.pinned_sha256.len()
+                );
             }
             if initial.self_signed {
                 println!("  tls     no certificate configured: a temporary self-signed certificate would be served");

@@ -20,6 +20,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::connections::ConnRegistry;
+use crate::tls::client_auth::Rejection;
 use crate::tls::reload::ReloadStats;
 use crate::tls::store::CertStore;
 
@@ -95,6 +96,9 @@ pub struct Metrics {
     /// Connections closed at accept because their client address already
     /// had `max_connections_per_ip` open (`reason="per_ip"`).
     pub connections_rejected_per_ip: Counter,
+    /// TLS handshakes failed for the client's certificate, indexed by
+    /// [`Rejection`].
+    client_cert_rejected: [Counter; 3],
     pub tunnels_active: Gauge,
 }
 
@@ -153,6 +157,17 @@ impl Metrics {
         let connections_rejected_per_ip = rejected.get_or_create_owned(&RejectLabels {
             reason: "per_ip".to_owned(),
         });
+        let client_cert = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "tls_client_cert_rejected",
+            "TLS handshakes failed for the client certificate, by reason (missing, invalid, not_pinned)",
+            client_cert.clone(),
+        );
+        let client_cert_rejected = [Rejection::Missing, Rejection::Invalid, Rejection::NotPinned].map(|r| {
+            client_cert.get_or_create_owned(&RejectLabels {
+                reason: r.label().to_owned(),
+            })
+        });
         let tunnels_active = Gauge::default();
         registry.register(
             "tunnels_active",
@@ -168,6 +183,7 @@ impl Metrics {
             connections_active,
             connections_total,
             connections_rejected_per_ip,
+            client_cert_rejected,
             tunnels_active,
         }
     }
@@ -203,6 +219,10 @@ impl Metrics {
 
     pub fn handshake(&self, labels: &HandshakeLabels) {
         self.handshakes.get_or_create(labels).inc();
+    }
+
+    pub fn client_cert_rejected(&self, reason: Rejection) {
+        self.client_cert_rejected[reason as usize].inc();
     }
 
     /// Adds the collectors that read state owned elsewhere at scrape time.

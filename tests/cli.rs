@@ -13,19 +13,7 @@ use support::{Site, TestCa};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-fn portcullis(args: &[&str], config: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("PORTCULLIS_CONFIG")
-        .env_remove("PORTCULLIS_LISTEN")
-        .env_remove("PORTCULLIS_TLS_CERT")
-        .env_remove("PORTCULLIS_TLS_KEY")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
+use support::process::run_to_end as portcullis;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

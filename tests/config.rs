@@ -75,7 +75,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_keys() {
     assert_eq!(e.message, "unknown key `banana` in [[route]]");
     assert_eq!(
         e.hint,
-        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify"
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert"
     );
 
     let e = error(&format!("{ROUTE}[servers]\n"));
@@ -852,6 +852,11 @@ fn example_file_documents_every_key() {
         "[http]",
         "acme_webroot",
         "redirect_to_https",
+        "[tls.client_auth]",
+        "ca",
+        "mode",
+        "pinned_sha256",
+        "require_client_cert",
     ] {
         let setting = if key.starts_with('[') {
             format!("{key}\n")
@@ -1177,7 +1182,7 @@ fn tls_unknown_keys_name_the_portcullis_key() {
     assert_eq!(
         e.hint,
         "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval, hsts, \
-         cipher_suites, groups, session_resumption"
+         cipher_suites, groups, session_resumption, client_auth"
     );
 }
 

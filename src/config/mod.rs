@@ -103,6 +103,35 @@ pub struct TlsConfig {
     /// hours, kept across certificate reloads) and a stateful cache.
     /// Default true.
     pub session_resumption: bool,
+    /// `[tls.client_auth]`: client certificates (mutual TLS). `None`: no
+    /// client certificate is asked for.
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `[tls.client_auth]`.
+#[derive(Debug, Clone)]
+pub struct ClientAuthConfig {
+    /// `ca`: a PEM bundle of the CA certificates client certificates must
+    /// chain to. Read by the TLS loader, which reports a bad file at
+    /// `ca_origin`.
+    pub ca: PathBuf,
+    pub ca_origin: Origin,
+    /// `mode`: "required" (the default) or "optional".
+    pub mode: ClientAuthMode,
+    /// `pinned_sha256`: when not empty, only leaf certificates with one of
+    /// these SHA-256 fingerprints are accepted, after the chain verifies.
+    pub pinned_sha256: Vec<[u8; 32]>,
+}
+
+/// `[tls.client_auth] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMode {
+    /// A handshake without a valid client certificate fails.
+    Required,
+    /// A client may connect without a certificate; routes with
+    /// `require_client_cert` answer it 403. A certificate that is
+    /// presented must still be valid.
+    Optional,
 }
 
 /// `[tls] bootstrap`.
@@ -175,6 +204,9 @@ pub struct RouteConfig {
     /// How an `https://` upstream is verified; `Some` exactly when the
     /// upstream is `https://`.
     pub upstream_tls: Option<UpstreamTls>,
+    /// `require_client_cert`: a request without a verified client
+    /// certificate is answered 403. Default false; needs `[tls.client_auth]`.
+    pub require_client_cert: bool,
     /// Where this route was configured.
     pub origin: Origin,
 }

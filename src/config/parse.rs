@@ -42,6 +42,8 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+mod client_auth;
+
 use super::duration::{self, Zero};
 use super::error::Invalid;
 use super::size;
@@ -440,6 +442,7 @@ const TLS_SCHEMA: Schema = Schema {
         "cipher_suites",
         "groups",
         "session_resumption",
+        "client_auth",
     ],
     aliases: &[
         ("ssl_certificate", "cert"),
@@ -461,6 +464,9 @@ const TLS_SCHEMA: Schema = Schema {
         ("watch_files", "watch"),
         ("reload_interval", "poll_interval"),
         ("interval", "poll_interval"),
+        ("ssl_client_certificate", "client_auth"),
+        ("ssl_verify_client", "client_auth"),
+        ("mtls", "client_auth"),
     ],
 };
 
@@ -499,6 +505,7 @@ const ROUTE_SCHEMA: Schema = Schema {
         "upstream_ca",
         "upstream_server_name",
         "upstream_insecure_skip_verify",
+        "require_client_cert",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -520,6 +527,9 @@ const ROUTE_SCHEMA: Schema = Schema {
         ("server_name", "host"),
         ("proxy_read_timeout", "read_timeout"),
         ("proxy_connect_timeout", "connect_timeout"),
+        ("require_client_certificate", "require_client_cert"),
+        ("ssl_verify_client", "require_client_cert"),
+        ("mtls", "require_client_cert"),
     ],
 };
 
@@ -628,6 +638,7 @@ impl Checker<'_> {
                 cipher_suites: tls_policy::default_cipher_suites(),
                 groups: tls_policy::default_groups(),
                 session_resumption: true,
+                client_auth: None,
             },
         };
         if let Some(pair) = self.env_pair.clone() {
@@ -647,6 +658,7 @@ impl Checker<'_> {
             .table(&top, "admin", "[admin]")
             .map(|table| self.admin(&table, &tls_listeners, &plain_listeners));
         let routes = self.routes(&top);
+        self.client_cert_routes(&top);
         let log = match self.table(&top, "log", "[log]") {
             Some(table) => self.log(&table),
             None => LogConfig {
@@ -1315,6 +1327,7 @@ impl Checker<'_> {
             .groups(table, min_version)
             .unwrap_or_else(tls_policy::default_groups);
         let session_resumption = self.boolean(table, "session_resumption", true);
+        let client_auth = self.client_auth(table);
         TlsConfig {
             certificates,
             min_version,
@@ -1325,6 +1338,7 @@ impl Checker<'_> {
             cipher_suites,
             groups,
             session_resumption,
+            client_auth,
         }
     }
 
@@ -1710,6 +1724,7 @@ impl Checker<'_> {
         );
         let max_body = self.max_body(table);
         let upstream_tls = self.upstream_tls(table, upstream.as_ref());
+        let require_client_cert = self.boolean(table, "require_client_cert", false);
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span))) => Some(RouteIdentity {
@@ -1729,6 +1744,7 @@ impl Checker<'_> {
                 tunnel_idle_timeout,
                 max_body,
                 upstream_tls,
+                require_client_cert,
                 origin: self.origin(&table.span),
             }),
             _ => None,

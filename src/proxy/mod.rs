@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod body;
+pub mod client_cert;
 pub mod connect;
 pub mod headers;
 pub mod insecure;
@@ -74,6 +75,8 @@ pub struct ConnInfo {
     pub peer_ip: HeaderValue,
     /// `https` on the TLS listeners, `http` on the plain one.
     pub proto: HeaderValue,
+    /// The client certificate the handshake verified, if any.
+    pub client_cert: Option<client_cert::Verified>,
 }
 
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -92,7 +95,14 @@ impl ConnInfo {
             peer,
             peer_ip,
             proto,
+            client_cert: None,
         }
+    }
+
+    /// With the client certificate the TLS handshake verified.
+    pub fn with_client_cert(mut self, cert: Option<&crate::tls::peer::ClientCert>) -> Self {
+        self.client_cert = cert.and_then(client_cert::Verified::new);
+        self
     }
 }
 
@@ -245,6 +255,10 @@ async fn route_and_forward(
         return respond::not_found(log);
     };
     let route = routed.insert(route.clone());
+    if route.config.require_client_cert && conn.client_cert.is_none() {
+        tracing::info!(route = %route.config.path, client = %conn.peer, "request without a verified client certificate on a route that requires one; answering 403");
+        return respond::client_cert_required(log);
+    }
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
     }
@@ -274,6 +288,7 @@ async fn route_and_forward(
             headers::join_cookies(h);
         }
         headers::add_forwarding(h, &conn.peer_ip, &conn.proto, host.as_ref());
+        client_cert::forward(h, conn.proto == HTTPS, conn.client_cert.as_ref());
         // An HTTP/1.0 client may send no Host; the upstream speaks
         // HTTP/1.1, which requires one, so it gets its own authority.
         let host_out = match &host {

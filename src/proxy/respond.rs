@@ -1,4 +1,4 @@
-//! Short answers made by the proxy itself: 400, 404, 405, 413, 502, 504. Plain text,
+//! Short answers made by the proxy itself: 400, 403, 404, 405, 413, 502, 504. Plain text,
 //! one line, no detail that would help an attacker map the network.
 
 use http::{header, HeaderValue, Response, StatusCode};
@@ -45,6 +45,15 @@ pub fn request_timeout(log: Option<AccessRecord>) -> Response<ProxyBody> {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// A route with `require_client_cert`, and no verified client certificate.
+pub fn client_cert_required(log: Option<AccessRecord>) -> Response<ProxyBody> {
+    local(
+        StatusCode::FORBIDDEN,
+        "403 a client certificate is required for this path\n",
+        log,
+    )
 }
 
 pub fn not_found(log: Option<AccessRecord>) -> Response<ProxyBody> {

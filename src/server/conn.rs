@@ -19,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::counting::Counting;
 use super::limit::Slot;
+use super::linger::Lingering;
 use crate::connections::{Conn, TlsFacts};
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
+use crate::tls::{client_auth, peer};
 
 /// What every connection task needs, shared by all of them.
 pub struct ConnContext {
@@ -46,13 +48,25 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let registration = ctx.shared.connections.open(peer);
     let tcp = Counting::new(tcp, registration, metrics.clone(), slot);
 
-    let tls = match tokio::time::timeout(ctx.handshake_timeout, ctx.acceptor.accept(tcp)).await {
+    let accept = ctx.acceptor.accept(tcp).into_fallible();
+    let tls = match tokio::time::timeout(ctx.handshake_timeout, accept).await {
         Ok(Ok(tls)) => tls,
         // Scanners and health checkers fail handshakes all day; at debug
         // level they do not drown the log.
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
             metrics.handshake(&failed_handshake());
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            match client_auth::rejection(&e) {
+                Some(reason) => {
+                    metrics.client_cert_rejected(reason);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed: client certificate rejected");
+                    // The alert saying why is written, but a TLS 1.3 client
+                    // may already have sent its request: closing with those
+                    // bytes unread resets the connection, and the reset can
+                    // destroy the alert before the client reads it.
+                    drop(Lingering::new(tcp));
+                }
+                None => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            }
             return;
         }
         Err(_) => {
@@ -62,7 +76,9 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         }
     };
     let mut tls = tls;
-    let facts = tls_facts(tls.get_ref().1);
+    let client_cert = peer::client_cert(tls.get_ref().1);
+    let mut facts = tls_facts(tls.get_ref().1);
+    facts.client_subject = client_cert.as_ref().map(|c| c.subject.clone());
     metrics.handshake(&HandshakeLabels {
         version: facts.version.clone(),
         cipher: facts.cipher.clone(),
@@ -71,7 +87,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let conn = tls.get_ref().0.conn().clone();
     tls.get_mut().0.list(Some(facts));
 
-    let info = Arc::new(ConnInfo::new(conn.clone(), true));
+    let info = Arc::new(ConnInfo::new(conn.clone(), true).with_client_cert(client_cert.as_ref()));
     let shared = ctx.shared.clone();
     let service = service_fn(move |req| {
         let shared = shared.clone();
@@ -139,7 +155,7 @@ where
     let service = super::idle::Tracked::new(service, conn.clone());
     let http = ctx
         .http
-        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);
+        .serve_connection_with_upgrades(TokioIo::new(Lingering::new(io)), service);
     tokio::pin!(http);
     let result = tokio::select! {
         r = http.as_mut() => r,

@@ -3,6 +3,8 @@
 //! store that answers each handshake.
 
 pub mod certs;
+pub mod client_auth;
+pub mod peer;
 pub mod policy;
 pub mod reload;
 pub mod selfsigned;
@@ -10,6 +12,7 @@ pub mod store;
 
 use std::sync::Arc;
 
+use rustls::server::danger::ClientCertVerifier;
 use rustls::version::{TLS12, TLS13};
 use rustls::{ServerConfig, SupportedProtocolVersion};
 
@@ -24,16 +27,24 @@ static ONLY_TLS13: &[&SupportedProtocolVersion] = &[&TLS13];
 /// The rustls configuration of the listeners. Certificates are not part of
 /// it: they come from `store` at every handshake, which is what lets a
 /// renewed certificate take effect without rebuilding anything.
-pub fn server_config(tls: &TlsConfig, store: Arc<CertStore>) -> Result<Arc<ServerConfig>, rustls::Error> {
+/// `client_auth` asks clients for certificates (see [`client_auth`]);
+/// `None` asks for none.
+pub fn server_config(
+    tls: &TlsConfig,
+    store: Arc<CertStore>,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(policy::provider(tls));
     let versions = match tls.min_version {
         TlsVersion::V1_2 => ALL_VERSIONS,
         TlsVersion::V1_3 => ONLY_TLS13,
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(store);
+    let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(versions)?;
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // The server's order of cipher suites wins (strongest first), as
     // testssl.sh and most audit checklists expect of an edge proxy.

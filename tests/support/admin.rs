@@ -17,6 +17,8 @@ pub struct AdminProxy {
     pub tls: SocketAddr,
     /// The admin listener.
     pub admin: SocketAddr,
+    /// The plain-HTTP listeners, when the configuration has `[http]`.
+    pub plain: Vec<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), portcullis::Error>>,
 }
@@ -30,6 +32,7 @@ impl AdminProxy {
         });
         let proxy = portcullis::Proxy::bind(config).unwrap_or_else(|e| panic!("{e}"));
         let (tls, admin) = (proxy.local_addrs()[0], proxy.admin_addr().unwrap());
+        let plain = proxy.plain_addrs();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy.run(async move {
             let _ = stopped.await;
@@ -37,6 +40,7 @@ impl AdminProxy {
         AdminProxy {
             tls,
             admin,
+            plain,
             stop: Some(stop),
             task,
         }

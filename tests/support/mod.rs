@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod certs;
 pub mod https_origin;
+pub mod mtls;
 pub mod nofile;
 pub mod process;
 pub mod raw;
@@ -84,11 +85,14 @@ pub struct Issued {
 
 impl TestCa {
     pub fn new() -> Self {
+        TestCa::named("portcullis test CA")
+    }
+
+    /// A CA whose subject is `CN=<name>`.
+    pub fn named(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "portcullis test CA");
+        params.distinguished_name.push(DnType::CommonName, name);
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let pem = issuer.pem();
         let der = issuer.der().clone();

@@ -4,13 +4,29 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::wait_until;
+
+/// Runs the binary to its end with `args` and `--config config`, with
+/// none of a developer's `PORTCULLIS_*` variables: the file says all.
+pub fn run_to_end(args: &[&str], config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env_remove("PORTCULLIS_LISTEN")
+        .env_remove("PORTCULLIS_TLS_CERT")
+        .env_remove("PORTCULLIS_TLS_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
 
 /// The proxy binary as a child process, killed on drop if still running.
 pub struct ProxyProcess {
