@@ -470,12 +470,18 @@ async fn everything_else_is_redirected_to_the_tls_port() {
 }
 
 #[tokio::test]
-async fn a_target_that_names_no_path_is_a_400_not_a_redirect() {
+async fn a_target_or_host_no_location_can_carry_is_a_400_not_a_redirect() {
     let site = Site::new();
     let proxy = Running::start(&site, NOWHERE, "").await;
-    let r = send(proxy.plain, "OPTIONS", "*", "example.com", "").await;
-    assert_eq!(r.status, 400, "{r:?}");
-    assert_eq!(r.header("location"), None, "{r:?}");
+    for (method, target, host) in [
+        ("OPTIONS", "*", "example.com"),
+        ("GET", "/ws/a", "([::1]:8443"),
+        ("GET", "/", "user@example.com"),
+    ] {
+        let r = send(proxy.plain, method, target, host, "").await;
+        assert_eq!(r.status, 400, "{method} {target} Host: {host}: {r:?}");
+        assert_eq!(r.header("location"), None, "{r:?}");
+    }
     proxy.shutdown().await;
 }
 
