@@ -9,6 +9,8 @@ pub mod admin;
 pub mod config;
 pub mod connections;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gencert;
 pub mod metrics;
 pub mod proxy;

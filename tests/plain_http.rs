@@ -454,9 +454,34 @@ async fn everything_else_is_redirected_to_the_tls_port() {
         Some(format!("https://example.com:{port}/").as_str())
     );
 
+    // A target sent with raw UTF-8 comes back percent-encoded: a Location
+    // is an ASCII URI.
+    let r = get(proxy.plain, "/café?q=é").await;
+    assert_eq!(r.status, 308, "{r:?}");
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://example.com:{port}/caf%C3%A9?q=%C3%A9").as_str())
+    );
+
     // Near the challenge prefix is not under it.
     let r = get(proxy.plain, "/.well-known/acme-challengex/abc").await;
     assert_eq!(r.status, 308, "{r:?}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_target_or_host_no_location_can_carry_is_a_400_not_a_redirect() {
+    let site = Site::new();
+    let proxy = Running::start(&site, NOWHERE, "").await;
+    for (method, target, host) in [
+        ("OPTIONS", "*", "example.com"),
+        ("GET", "/ws/a", "([::1]:8443"),
+        ("GET", "/", "user@example.com"),
+    ] {
+        let r = send(proxy.plain, method, target, host, "").await;
+        assert_eq!(r.status, 400, "{method} {target} Host: {host}: {r:?}");
+        assert_eq!(r.header("location"), None, "{r:?}");
+    }
     proxy.shutdown().await;
 }
 

@@ -215,20 +215,43 @@ async fn route_and_forward(
         start: Instant::now(),
     });
 
+    let (route, upgrade) = match rewrite_head(shared, conn, &mut req) {
+        Ok(decided) => decided,
+        Err(refuse) => return refuse(log),
+    };
+    let route = routed.insert(route.clone());
+    if let Some(l) = log.as_mut() {
+        l.upstream = Some(route.state.label.clone());
+    }
+    forward(shared, conn, req, route, upgrade, log).await
+}
+
+/// A request refused before it is routed, as the answer it gets.
+pub(crate) type Refusal = fn(Option<AccessRecord>) -> Response<ProxyBody>;
+
+/// The decisions taken on a request head alone: a head whose target,
+/// framing or host could be read two ways is refused, the route is found,
+/// and the head is rewritten in place into the one the upstream receives.
+/// Returns the route and whether the request upgrades.
+pub(crate) fn rewrite_head<'s, B>(
+    shared: &'s Shared,
+    conn: &ConnInfo,
+    req: &mut Request<B>,
+) -> Result<(&'s Arc<Route<RouteState>>, bool), Refusal> {
     if req.method() == Method::CONNECT {
-        return respond::method_not_allowed(log);
+        return Err(respond::method_not_allowed);
     }
     // Only origin-form and absolute-form targets name a resource here; an
     // authority-form or asterisk-form target has no path to route.
     if !req.uri().path().starts_with('/') {
-        return respond::bad_request(log);
+        return Err(respond::bad_request);
     }
     // HTTP/1.x framing: one final `chunked` and nothing else. Anything
     // subtler (`chunked, chunked`, two lines) is where request smuggling
     // lives; the connection is closed so no byte after it is read as a
     // request.
     if req.version() < Version::HTTP_2 && !headers::transfer_encoding_is_plain_chunked(req.headers()) {
-        return respond::bad_request_close(log);
+        return Err(respond::bad_request_close);
     }
 
     // The authority of an absolute-form or HTTP/2 request wins over Host
@@ -238,29 +261,25 @@ async fn route_and_forward(
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let (first_host, second_host) = (hosts.next(), hosts.next());
     if second_host.is_some() {
-        return respond::bad_request(log);
+        return Err(respond::bad_request);
     }
     let host: Option<HeaderValue> = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => first_host.cloned(),
     };
     match &host {
-        Some(h) if !headers::valid_host(h.as_bytes()) => return respond::bad_request(log),
-        None if req.version() == Version::HTTP_11 => return respond::bad_request(log),
+        Some(h) if !headers::valid_host(h.as_bytes()) => return Err(respond::bad_request),
+        None if req.version() == Version::HTTP_11 => return Err(respond::bad_request),
         _ => {}
     }
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
 
     let Some(route) = shared.routes.find(host_str, req.uri().path()) else {
-        return respond::not_found(log);
+        return Err(respond::not_found);
     };
-    let route = routed.insert(route.clone());
     if route.config.require_client_cert && conn.client_cert.is_none() {
         tracing::info!(route = %route.config.path, client = %conn.peer, "request without a verified client certificate on a route that requires one; answering 403");
-        return respond::client_cert_required(log);
-    }
-    if let Some(l) = log.as_mut() {
-        l.upstream = Some(route.state.label.clone());
+        return Err(respond::client_cert_required);
     }
 
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
@@ -277,7 +296,7 @@ async fn route_and_forward(
     parts.path_and_query = Some(path_and_query);
     match Uri::from_parts(parts) {
         Ok(uri) => *req.uri_mut() = uri,
-        Err(_) => return respond::bad_request(log),
+        Err(_) => return Err(respond::bad_request),
     }
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
@@ -297,7 +316,19 @@ async fn route_and_forward(
         };
         h.insert(header::HOST, host_out);
     }
+    Ok((route, upgrade))
+}
 
+/// Forwards a request whose head [`rewrite_head`] has rewritten, and hands
+/// back the upstream's answer, or tunnels an upgrade.
+async fn forward(
+    shared: &Arc<Shared>,
+    conn: &Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+    route: &Arc<Route<RouteState>>,
+    upgrade: bool,
+    mut log: Option<AccessRecord>,
+) -> Response<ProxyBody> {
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let rc = &route.config;
 

@@ -3,14 +3,14 @@
 //! shutdown (stop accepting, let requests in flight finish within the grace
 //! period, then close tunnels).
 
-mod acme;
+pub(crate) mod acme;
 mod conn;
 mod counting;
 mod idle;
 mod limit;
 mod linger;
 pub mod listener;
-mod plain;
+pub(crate) mod plain;
 mod preface;
 
 use std::future::Future;
@@ -148,7 +148,7 @@ impl Server {
 /// SETTINGS_MAX_HEADER_LIST_SIZE announced to the client (h2 answers a
 /// larger header list 431 and resets the stream, and ends the connection
 /// for one over four times the limit).
-fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+pub(crate) fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use percent_encoding::{utf8_percent_encode, CONTROLS};
 use tokio::net::TcpStream;
 
 use super::conn::ConnContext;
 use super::limit::Slot;
 use crate::config::HttpConfig;
 use crate::proxy::body::ProxyBody;
-use crate::proxy::{self, respond, ConnInfo};
+use crate::proxy::{self, headers, respond, ConnInfo};
 
 pub async fn serve(
     ctx: Arc<ConnContext>,
@@ -60,16 +61,24 @@ async fn handle(
 
 /// 308 keeps the method and body, so a POST sent to http:// by mistake is
 /// repeated as a POST on https://.
-fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<ProxyBody> {
-    let host = req.uri().authority().map(|a| a.host().to_owned()).or_else(|| {
+pub(crate) fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<ProxyBody> {
+    let authority = req.uri().authority().cloned().or_else(|| {
         let h = req.headers().get(header::HOST)?.to_str().ok()?;
-        let authority: http::uri::Authority = h.parse().ok()?;
-        Some(authority.host().to_owned())
+        h.parse::<http::uri::Authority>().ok()
     });
-    let Some(host) = host else {
+    // Only a host[:port] that routing would take: http's parser lets through
+    // authorities such as `([::1]:8443` that no Location can carry.
+    let host = authority
+        .filter(|a| headers::valid_host(a.as_str().as_bytes()))
+        .map(|a| a.host().to_owned());
+    // Only origin- and absolute-form targets name a path to send the client
+    // to: an asterisk-form `*` would be glued to the port of the Location.
+    let (Some(host), true) = (host, req.uri().path().starts_with('/')) else {
         return respond::bad_request(None);
     };
-    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    // http accepts UTF-8 in a target as it was sent; a Location is an
+    // ASCII URI, so such bytes are percent-encoded.
+    let path = utf8_percent_encode(req.uri().path_and_query().map_or("/", |pq| pq.as_str()), CONTROLS);
     let location = if https_port == 443 {
         format!("https://{host}{path}")
     } else {
