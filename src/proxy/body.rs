@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::access::AccessRecord;
+use super::pool::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -32,6 +33,8 @@ pin_project! {
             #[pin]
             idle: Sleep,
             timeout: Duration,
+            // The upstream connection, given back once the body has ended.
+            lease: Option<Lease>,
         },
         Local {
             data: Option<Bytes>,
@@ -49,13 +52,22 @@ pin_project! {
 
 impl ProxyBody {
     /// Streams `body`, failing if the upstream is silent for `timeout`
-    /// between two frames.
-    pub fn upstream(body: Incoming, timeout: Duration, log: Option<AccessRecord>) -> Self {
+    /// between two frames. The connection `lease` goes back to its pool
+    /// when the body has ended, and is closed if it never does.
+    pub fn upstream(body: Incoming, lease: Lease, timeout: Duration, log: Option<AccessRecord>) -> Self {
+        // A body that is over already may never be polled.
+        let lease = if body.is_end_stream() {
+            lease.release();
+            None
+        } else {
+            Some(lease)
+        };
         ProxyBody {
             kind: Kind::Upstream {
                 body,
                 idle: tokio::time::sleep(timeout),
                 timeout,
+                lease,
             },
             log,
         }
@@ -96,13 +108,19 @@ impl Body for ProxyBody {
                 body,
                 mut idle,
                 timeout,
+                lease,
             } => match body.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     idle.as_mut().reset(Instant::now() + *timeout);
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(None) => {
+                    if let Some(lease) = lease.take() {
+                        lease.release();
+                    }
+                    Poll::Ready(None)
+                }
                 Poll::Pending => match idle.poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(*timeout).into()))),
                     Poll::Pending => Poll::Pending,

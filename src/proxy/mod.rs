@@ -5,6 +5,7 @@
 pub mod access;
 pub mod body;
 pub mod headers;
+pub mod pool;
 pub mod request_body;
 pub mod respond;
 pub mod routes;
@@ -15,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -36,7 +37,6 @@ use upstream::UpstreamClient;
 #[derive(Debug)]
 pub struct RouteState {
     client: UpstreamClient,
-    authority: Authority,
     /// The upstream's authority as a Host value, for clients that sent none.
     host_header: HeaderValue,
     /// `http://host:port`, for logs.
@@ -121,7 +121,6 @@ impl Shared {
                     config: rc.clone(),
                     state: RouteState {
                         client: upstream::client(rc),
-                        authority,
                         host_header,
                         label: rc.upstream.to_string().into(),
                         metrics: metrics.route(&format!("{}{}", rc.host.as_deref().unwrap_or(""), rc.path)),
@@ -237,20 +236,14 @@ async fn route_and_forward(
 
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
 
-    // Rewrite the request in place into one for the upstream.
+    // Rewrite the request in place into one for the upstream, whose target
+    // is in origin form.
     let path_and_query = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(route.state.authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    match Uri::from_parts(parts) {
-        Ok(uri) => *req.uri_mut() = uri,
-        Err(_) => return respond::bad_request(log),
-    }
+    *req.uri_mut() = Uri::from(path_and_query);
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
     {
@@ -307,8 +300,8 @@ async fn route_and_forward(
         r = exchange => Ok(r),
         () = deadline => Err(()),
     };
-    let mut response = match outcome {
-        Ok(Ok(response)) => response,
+    let (mut response, lease) = match outcome {
+        Ok(Ok(exchanged)) => exchanged,
         Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
             // The client broke its own body mid-way: its fault, not the upstream's.
             tracing::debug!(route = %rc.path, "request body failed while being forwarded");
@@ -321,14 +314,16 @@ async fn route_and_forward(
             return respond::payload_too_large(log);
         }
         Ok(Err(err)) => {
-            let what = upstream::describe(&err);
             let kind = if err.is_connect() {
                 UpstreamError::Connect
             } else {
                 UpstreamError::Protocol
             };
             route.state.metrics.upstream_error(kind);
-            tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "{what}");
+            let cause = std::error::Error::source(&err)
+                .map(error_chain)
+                .unwrap_or_default();
+            tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %cause, "{err}");
             return respond::bad_gateway(log);
         }
         Err(_) => {
@@ -364,6 +359,8 @@ async fn route_and_forward(
             metrics.tunnels_active.dec();
             entry.tunnels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
+        // The connection now carries the tunnel: it never returns to the pool.
+        drop(lease);
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
     }
@@ -385,7 +382,10 @@ async fn route_and_forward(
         .is_some_and(|n| n > 0 && n <= COALESCE_MAX);
     if small {
         return match tokio::time::timeout(rc.read_timeout, body.collect()).await {
-            Ok(Ok(whole)) => Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log)),
+            Ok(Ok(whole)) => {
+                lease.release();
+                Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log))
+            }
             Ok(Err(err)) => {
                 route.state.metrics.upstream_error(UpstreamError::Protocol);
                 tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "upstream failed in the middle of a response body");
@@ -398,7 +398,7 @@ async fn route_and_forward(
             }
         };
     }
-    Response::from_parts(parts, ProxyBody::upstream(body, rc.read_timeout, log))
+    Response::from_parts(parts, ProxyBody::upstream(body, lease, rc.read_timeout, log))
 }
 
 /// The largest response body of known length that is read whole before the
