@@ -26,6 +26,7 @@ usage() {
 usage: callgrind.sh [options]
   --scenarios LIST   comma-separated, from h1,h2,ws,big (default: all four)
   --counts A,B       the small and large operation counts (default: per scenario)
+  --conns N          connections (default: per scenario, a few)
   --top N            functions listed per scenario (default 25)
   --strace           also count system calls per operation (strace -c -f)
   --no-callgrind     only the strace counts (with --strace)
@@ -44,6 +45,7 @@ die() {
 
 scenarios="h1,h2,ws,big"
 counts=""
+conns_override=""
 top=25
 use_strace=0
 use_callgrind=1
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --scenarios) scenarios="$2"; shift 2 ;;
     --counts) counts="$2"; shift 2 ;;
+    --conns) conns_override="$2"; shift 2 ;;
     --top) top="$2"; shift 2 ;;
     --strace) use_strace=1; shift ;;
     --no-callgrind) use_callgrind=0; shift ;;
@@ -193,6 +196,7 @@ printf 'portcullis %s, %s\n' "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/nul
 IFS=',' read -r -a list <<<"$scenarios"
 for scenario in "${list[@]}"; do
     read -r def conns <<<"$(defaults "$scenario")"
+    conns="${conns_override:-$conns}"
     IFS=',' read -r small large <<<"${counts:-$def}"
     [ "$large" -gt "$small" ] || die "--counts: the second count must be larger"
     if [ "$use_callgrind" = 1 ]; then
