@@ -3,8 +3,10 @@
 //! leaves or the proxy shuts down.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -23,6 +25,7 @@ use crate::connections::TlsFacts;
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
+use crate::side::Side;
 
 /// What every connection task needs, shared by all of them.
 pub struct ConnContext {
@@ -138,9 +141,15 @@ where
         .http
         .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = ctx.drain.cancelled() => {
+    let mut drain = Side::new(ctx.drain.clone().cancelled_owned());
+    let served = std::future::poll_fn(|cx| match drain.poll(cx) {
+        Poll::Ready(()) => Poll::Ready(None),
+        Poll::Pending => conn.as_mut().poll(cx).map(Some),
+    })
+    .await;
+    let result = match served {
+        Some(result) => result,
+        None => {
             // HTTP/1.1: close once the current response is done; HTTP/2:
             // GOAWAY, then finish the open streams.
             conn.as_mut().graceful_shutdown();
