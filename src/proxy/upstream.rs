@@ -108,7 +108,9 @@ where
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: a new connection is the rare case, and its handshake state
+        // would otherwise make every request's future larger.
+        let mut sender = Box::pin(self.connect()).await?;
         let response = sender.send_request(req).await.map_err(Error::Exchange)?;
         Ok((response, self.pool.lease(sender)))
     }
