@@ -12,8 +12,10 @@ pub mod routes;
 pub mod tunnel;
 pub mod upstream;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use http::uri::{Authority, PathAndQuery};
@@ -381,7 +383,14 @@ async fn route_and_forward(
         .exact()
         .is_some_and(|n| n > 0 && n <= COALESCE_MAX);
     if small {
-        return match tokio::time::timeout(rc.read_timeout, body.collect()).await {
+        // Usually the body came in with the head and is there already: a
+        // first look without a timer spares one for each request.
+        let mut collect = std::pin::pin!(body.collect());
+        let read = match std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
+            Poll::Ready(read) => Ok(read),
+            Poll::Pending => tokio::time::timeout(rc.read_timeout, collect).await,
+        };
+        return match read {
             Ok(Ok(whole)) => {
                 lease.release();
                 Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log))
