@@ -179,17 +179,19 @@ async fn route_and_forward(
     mut req: Request<Incoming>,
     routed: &mut Option<Arc<Route<RouteState>>>,
 ) -> Response<ProxyBody> {
-    let mut log = shared.access_log.then(|| AccessRecord {
-        client: conn.peer.ip().to_canonical(),
-        method: req.method().clone(),
-        target: req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| req.uri().to_string(), |pq| pq.to_string()),
-        status: 0,
-        bytes: 0,
-        upstream: None,
-        start: Instant::now(),
+    let mut log = shared.access_log.then(|| {
+        Box::new(AccessRecord {
+            client: conn.peer.ip().to_canonical(),
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().to_string(), |pq| pq.to_string()),
+            status: 0,
+            bytes: 0,
+            upstream: None,
+            start: Instant::now(),
+        })
     });
 
     if req.method() == Method::CONNECT {
