@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::cork::{cork, Uncork};
 use super::counting::Counting;
 use super::limit::Slot;
 use crate::connections::TlsFacts;
@@ -144,26 +146,50 @@ where
             return;
         }
     };
-    let conn = ctx
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);
-    tokio::pin!(conn);
+    let result = if io.is_h2() {
+        // The preface decides, as hyper-util's automatic builder would; an
+        // HTTP/2 connection's writes are corked (see cork.rs).
+        let (corked, handle) = cork(super::linger::Lingering::new(io));
+        let http2 = ctx.http.clone().http2_only();
+        let mut conn = Uncork::new(http2.serve_connection(TokioIo::new(corked), service), handle);
+        until_drained(ctx, Pin::new(&mut conn), |c| {
+            c.get_mut().inner().graceful_shutdown()
+        })
+        .await
+    } else {
+        let conn = ctx
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(super::linger::Lingering::new(io)), service);
+        tokio::pin!(conn);
+        until_drained(ctx, conn.as_mut(), |c| c.graceful_shutdown()).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Runs `conn` to its end. Once the drain begins, `shutdown` asks it to
+/// finish (HTTP/1.1: close once the current response is done; HTTP/2:
+/// GOAWAY, then finish the open streams), and it is run to its end.
+async fn until_drained<C, E>(
+    ctx: &ConnContext,
+    mut conn: Pin<&mut C>,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
     let mut drain = Side::new(ctx.drain.clone().cancelled_owned());
     let served = std::future::poll_fn(|cx| match drain.poll(cx) {
         Poll::Ready(()) => Poll::Ready(None),
         Poll::Pending => conn.as_mut().poll(cx).map(Some),
     })
     .await;
-    let result = match served {
+    match served {
         Some(result) => result,
         None => {
-            // HTTP/1.1: close once the current response is done; HTTP/2:
-            // GOAWAY, then finish the open streams.
-            conn.as_mut().graceful_shutdown();
+            shutdown(conn.as_mut());
             conn.await
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -5,6 +5,7 @@
 
 mod acme;
 mod conn;
+mod cork;
 mod counting;
 mod limit;
 mod linger;
