@@ -15,6 +15,7 @@ pub mod gencert;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod side;
 pub mod telemetry;
 pub mod tls;
 

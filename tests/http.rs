@@ -586,6 +586,30 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_after_streamed_responses() {
+    // Larger than the bodies the proxy reads whole: these stream through.
+    const SIZE: usize = 300 * 1024;
+    let site = Site::new();
+    let origin =
+        Origin::start(|_req: Request<Incoming>| async move { Response::new(full(vec![b'x'; SIZE])) }).await;
+    let proxy = proxy_to(&site, &origin).await;
+
+    let mut send = h1(proxy.addr, &site.ca).await;
+    for i in 0..10 {
+        send.ready().await.unwrap();
+        let resp = send.send_request(get(&format!("/big{i}"))).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), SIZE);
+    }
+    let conns = origin.connections.load(Ordering::SeqCst);
+    assert!(
+        conns <= 2,
+        "10 sequential streamed responses used {conns} upstream connections"
+    );
+}
+
 // ---------------------------------------------------------------- errors
 
 /// A port on 127.0.0.1 where nothing listens.

@@ -101,31 +101,10 @@ if [ "$from_head" = 1 ]; then
     log "building from a clean export of HEAD $rev"
 fi
 
-if [ -z "${PORTCULLIS_BIN:-}" ] || [ -z "${ORIGIN_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
-    log "building portcullis, the test origin and the load client (release)"
-    artifacts="$(mktemp)"
-    tmp_files+=("$artifacts")
-    (cd "$SRC" && cargo build --release --bin portcullis --example origin --bench loadgen \
-        --message-format=json-render-diagnostics >"$artifacts") || die "cargo build failed"
-    exe() {
-        python3 - "$artifacts" "$1" "$2" <<'EOF'
-import json, sys
-path, kind, name = sys.argv[1:]
-for line in open(path):
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == name \
-            and kind in m["target"]["kind"] and m.get("executable"):
-        print(m["executable"])
-        break
-EOF
-    }
-    PORTCULLIS_BIN="${PORTCULLIS_BIN:-$(exe bin portcullis)}"
-    ORIGIN_BIN="${ORIGIN_BIN:-$(exe example origin)}"
-    LOADGEN_BIN="${LOADGEN_BIN:-$(exe bench loadgen)}"
-fi
+log "building portcullis, the test origin and the load client (release) where not given"
+# shellcheck source=../build.bash
+. "$HERE/../build.bash"
+build_release "$SRC" || die "cargo build failed"
 for b in "$PORTCULLIS_BIN" "$ORIGIN_BIN" "$LOADGEN_BIN"; do
     [ -x "$b" ] || die "binary $b is missing"
 done

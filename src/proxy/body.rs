@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::access::AccessRecord;
+use super::pool::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -23,46 +24,56 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("upstream sent nothing for {0:?} in the middle of a response body")]
 pub struct BodyReadTimeout(pub Duration);
 
-pin_project! {
-    #[project = KindProj]
-    enum Kind {
-        Upstream {
-            #[pin]
-            body: Incoming,
-            #[pin]
-            idle: Sleep,
-            timeout: Duration,
-        },
-        Local {
-            data: Option<Bytes>,
-        },
-    }
+enum Kind {
+    // Boxed: a response is moved several times on its way out, and most of
+    // its size would be this state, which only a streamed body needs.
+    Upstream(Pin<Box<Streaming>>),
+    Local { data: Option<Bytes> },
 }
 
 pin_project! {
-    pub struct ProxyBody {
+    #[project = StreamingProj]
+    struct Streaming {
         #[pin]
-        kind: Kind,
-        log: Option<AccessRecord>,
+        body: Incoming,
+        #[pin]
+        idle: Sleep,
+        timeout: Duration,
+        // The upstream connection, given back once the body has ended.
+        lease: Option<Lease>,
     }
+}
+
+pub struct ProxyBody {
+    kind: Kind,
+    log: Option<Box<AccessRecord>>,
 }
 
 impl ProxyBody {
     /// Streams `body`, failing if the upstream is silent for `timeout`
-    /// between two frames.
-    pub fn upstream(body: Incoming, timeout: Duration, log: Option<AccessRecord>) -> Self {
+    /// between two frames. The connection `lease` goes back to its pool
+    /// when the body has ended, and is closed if it never does.
+    pub fn upstream(body: Incoming, lease: Lease, timeout: Duration, log: Option<Box<AccessRecord>>) -> Self {
+        // A body that is over already may never be polled.
+        let lease = if body.is_end_stream() {
+            lease.release();
+            None
+        } else {
+            Some(lease)
+        };
         ProxyBody {
-            kind: Kind::Upstream {
+            kind: Kind::Upstream(Box::pin(Streaming {
                 body,
                 idle: tokio::time::sleep(timeout),
                 timeout,
-            },
+                lease,
+            })),
             log,
         }
     }
 
     /// A complete body made here, such as an error page.
-    pub fn local(data: impl Into<Bytes>, log: Option<AccessRecord>) -> Self {
+    pub fn local(data: impl Into<Bytes>, log: Option<Box<AccessRecord>>) -> Self {
         let data: Bytes = data.into();
         ProxyBody {
             kind: Kind::Local {
@@ -76,7 +87,7 @@ impl ProxyBody {
         Self::local(Bytes::new(), None)
     }
 
-    pub fn set_log(&mut self, log: Option<AccessRecord>) {
+    pub fn set_log(&mut self, log: Option<Box<AccessRecord>>) {
         self.log = log;
     }
 }
@@ -89,25 +100,41 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let polled = match this.kind.project() {
-            KindProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream {
-                body,
-                mut idle,
-                timeout,
-            } => match body.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    idle.as_mut().reset(Instant::now() + *timeout);
-                    Poll::Ready(Some(Ok(frame)))
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Upstream(streaming) => {
+                let StreamingProj {
+                    mut body,
+                    mut idle,
+                    timeout,
+                    lease,
+                } = streaming.as_mut().project();
+                match body.as_mut().poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // hyper stops polling a body of known length once it
+                        // says it is over, so the end may never be seen below.
+                        if body.is_end_stream() {
+                            if let Some(lease) = lease.take() {
+                                lease.release();
+                            }
+                        }
+                        idle.as_mut().reset(Instant::now() + *timeout);
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(None) => {
+                        if let Some(lease) = lease.take() {
+                            lease.release();
+                        }
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => match idle.poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(*timeout).into()))),
+                        Poll::Pending => Poll::Pending,
+                    },
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => match idle.poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(*timeout).into()))),
-                    Poll::Pending => Poll::Pending,
-                },
-            },
+            }
         };
         if let (Poll::Ready(Some(Ok(frame))), Some(log)) = (&polled, this.log.as_mut()) {
             if let Some(data) = frame.data_ref() {
@@ -119,14 +146,14 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream(streaming) => streaming.body.is_end_stream(),
             Kind::Local { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream(streaming) => streaming.body.size_hint(),
             Kind::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }

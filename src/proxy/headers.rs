@@ -19,8 +19,14 @@ static UPGRADE: HeaderValue = HeaderValue::from_static("upgrade");
 /// fixed list. With `keep_upgrade`, `Upgrade` survives and `Connection` is
 /// rewritten to `upgrade` alone, which is what an upgrade needs on the next hop.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Fast path: most requests carry no `Connection` header at all (HTTP/2
-    // never does), so the named-header scan is skipped.
+    // Most messages carry none of these: one pass over the names, with no
+    // hashing, is cheaper than a removal (a hash and a probe) for each.
+    if !headers.keys().any(is_hop_by_hop) {
+        if keep_upgrade {
+            headers.insert(header::CONNECTION, UPGRADE.clone());
+        }
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -47,6 +53,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         headers.remove(header::UPGRADE);
     }
+}
+
+/// The hop-by-hop headers of the fixed list, `Connection` and `Upgrade`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// True when a request asks to switch protocols: `Connection` names

@@ -8,6 +8,7 @@ pub mod client_cert;
 pub mod connect;
 pub mod headers;
 pub mod insecure;
+pub mod pool;
 pub mod request_body;
 pub mod respond;
 pub mod routes;
@@ -15,11 +16,13 @@ pub mod tunnel;
 pub mod upstream;
 pub mod upstream_tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -40,8 +43,6 @@ use upstream::UpstreamClient;
 #[derive(Debug)]
 pub struct RouteState {
     client: UpstreamClient,
-    scheme: Scheme,
-    authority: Authority,
     /// The upstream's authority as a Host value, for clients that sent none.
     host_header: HeaderValue,
     /// `http://host:port` or `https://host:port`, for logs.
@@ -141,11 +142,6 @@ impl Shared {
                     config: rc.clone(),
                     state: RouteState {
                         client: upstream::client(rc, tls),
-                        scheme: match rc.upstream.scheme {
-                            crate::config::Scheme::Http => Scheme::HTTP,
-                            crate::config::Scheme::Https => Scheme::HTTPS,
-                        },
-                        authority,
                         host_header,
                         label: rc.upstream.to_string().into(),
                         metrics: metrics.route(&format!("{}{}", rc.host.as_deref().unwrap_or(""), rc.path)),
@@ -202,17 +198,19 @@ async fn route_and_forward(
     mut req: Request<Incoming>,
     routed: &mut Option<Arc<Route<RouteState>>>,
 ) -> Response<ProxyBody> {
-    let mut log = shared.access_log.then(|| AccessRecord {
-        client: conn.peer.ip().to_canonical(),
-        method: req.method().clone(),
-        target: req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| req.uri().to_string(), |pq| pq.to_string()),
-        status: 0,
-        bytes: 0,
-        upstream: None,
-        start: Instant::now(),
+    let mut log = shared.access_log.then(|| {
+        Box::new(AccessRecord {
+            client: conn.peer.ip().to_canonical(),
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().to_string(), |pq| pq.to_string()),
+            status: 0,
+            bytes: 0,
+            upstream: None,
+            start: Instant::now(),
+        })
     });
 
     let (route, upgrade) = match rewrite_head(shared, conn, &mut req) {
@@ -227,7 +225,7 @@ async fn route_and_forward(
 }
 
 /// A request refused before it is routed, as the answer it gets.
-pub(crate) type Refusal = fn(Option<AccessRecord>) -> Response<ProxyBody>;
+pub(crate) type Refusal = fn(Option<Box<AccessRecord>>) -> Response<ProxyBody>;
 
 /// The decisions taken on a request head alone: a head whose target,
 /// framing or host could be read two ways is refused, the route is found,
@@ -284,20 +282,14 @@ pub(crate) fn rewrite_head<'s, B>(
 
     let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
 
-    // Rewrite the request in place into one for the upstream.
+    // Rewrite the request in place into one for the upstream, whose target
+    // is in origin form.
     let path_and_query = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(route.state.scheme.clone());
-    parts.authority = Some(route.state.authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    match Uri::from_parts(parts) {
-        Ok(uri) => *req.uri_mut() = uri,
-        Err(_) => return Err(respond::bad_request),
-    }
+    *req.uri_mut() = Uri::from(path_and_query);
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
     {
@@ -327,7 +319,7 @@ async fn forward(
     mut req: Request<Incoming>,
     route: &Arc<Route<RouteState>>,
     upgrade: bool,
-    mut log: Option<AccessRecord>,
+    mut log: Option<Box<AccessRecord>>,
 ) -> Response<ProxyBody> {
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let rc = &route.config;
@@ -367,8 +359,8 @@ async fn forward(
         r = exchange => Ok(r),
         () = deadline => Err(()),
     };
-    let mut response = match outcome {
-        Ok(Ok(response)) => response,
+    let (mut response, lease) = match outcome {
+        Ok(Ok(exchanged)) => exchanged,
         Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
             // The client broke its own body mid-way: its fault, not the upstream's.
             tracing::debug!(route = %rc.path, "request body failed while being forwarded");
@@ -381,14 +373,16 @@ async fn forward(
             return respond::payload_too_large(log);
         }
         Ok(Err(err)) => {
-            let what = upstream::describe(&err);
             let kind = if err.is_connect() {
                 UpstreamError::Connect
             } else {
                 UpstreamError::Protocol
             };
             route.state.metrics.upstream_error(kind);
-            tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "{what}");
+            let cause = std::error::Error::source(&err)
+                .map(error_chain)
+                .unwrap_or_default();
+            tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %cause, "{}", upstream::describe(&err));
             return respond::bad_gateway(log);
         }
         Err(_) => {
@@ -424,6 +418,8 @@ async fn forward(
             metrics.tunnels_active.dec();
             entry.tunnels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
+        // The connection now carries the tunnel: it never returns to the pool.
+        drop(lease);
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
     }
@@ -444,8 +440,18 @@ async fn forward(
         .exact()
         .is_some_and(|n| n > 0 && n <= COALESCE_MAX);
     if small {
-        return match tokio::time::timeout(rc.read_timeout, body.collect()).await {
-            Ok(Ok(whole)) => Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log)),
+        // Usually the body came in with the head and is there already: a
+        // first look without a timer spares one for each request.
+        let mut collect = std::pin::pin!(body.collect());
+        let read = match std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
+            Poll::Ready(read) => Ok(read),
+            Poll::Pending => tokio::time::timeout(rc.read_timeout, collect).await,
+        };
+        return match read {
+            Ok(Ok(whole)) => {
+                lease.release();
+                Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log))
+            }
             Ok(Err(err)) => {
                 route.state.metrics.upstream_error(UpstreamError::Protocol);
                 tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "upstream failed in the middle of a response body");
@@ -458,7 +464,7 @@ async fn forward(
             }
         };
     }
-    Response::from_parts(parts, ProxyBody::upstream(body, rc.read_timeout, log))
+    Response::from_parts(parts, ProxyBody::upstream(body, lease, rc.read_timeout, log))
 }
 
 /// The largest response body of known length that is read whole before the

@@ -8,7 +8,7 @@ use super::body::ProxyBody;
 
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
-pub fn local(status: StatusCode, text: &'static str, log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn local(status: StatusCode, text: &'static str, log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     let log = log.map(|mut l| {
         l.status = status.as_u16();
         l
@@ -21,13 +21,13 @@ pub fn local(status: StatusCode, text: &'static str, log: Option<AccessRecord>) 
     response
 }
 
-pub fn bad_request(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn bad_request(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(StatusCode::BAD_REQUEST, "400 bad request\n", log)
 }
 
 /// A 400 after which the connection is closed: what follows a request
 /// whose framing is broken cannot be trusted to be a request.
-pub fn bad_request_close(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn bad_request_close(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     let mut response = bad_request(log);
     response
         .headers_mut()
@@ -35,7 +35,7 @@ pub fn bad_request_close(log: Option<AccessRecord>) -> Response<ProxyBody> {
     response
 }
 
-pub fn request_timeout(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn request_timeout(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     let mut response = local(
         StatusCode::REQUEST_TIMEOUT,
         "408 the request body did not arrive in time\n",
@@ -48,7 +48,7 @@ pub fn request_timeout(log: Option<AccessRecord>) -> Response<ProxyBody> {
 }
 
 /// A route with `require_client_cert`, and no verified client certificate.
-pub fn client_cert_required(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn client_cert_required(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(
         StatusCode::FORBIDDEN,
         "403 a client certificate is required for this path\n",
@@ -56,11 +56,11 @@ pub fn client_cert_required(log: Option<AccessRecord>) -> Response<ProxyBody> {
     )
 }
 
-pub fn not_found(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn not_found(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(StatusCode::NOT_FOUND, "404 no route for this path\n", log)
 }
 
-pub fn bad_gateway(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn bad_gateway(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(
         StatusCode::BAD_GATEWAY,
         "502 bad gateway: the upstream is unreachable or failed\n",
@@ -68,7 +68,7 @@ pub fn bad_gateway(log: Option<AccessRecord>) -> Response<ProxyBody> {
     )
 }
 
-pub fn gateway_timeout(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn gateway_timeout(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(
         StatusCode::GATEWAY_TIMEOUT,
         "504 gateway timeout: the upstream did not answer in time\n",
@@ -76,7 +76,7 @@ pub fn gateway_timeout(log: Option<AccessRecord>) -> Response<ProxyBody> {
     )
 }
 
-pub fn method_not_allowed(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn method_not_allowed(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(
         StatusCode::METHOD_NOT_ALLOWED,
         "405 CONNECT is not supported: this is a reverse proxy\n",
@@ -84,6 +84,6 @@ pub fn method_not_allowed(log: Option<AccessRecord>) -> Response<ProxyBody> {
     )
 }
 
-pub fn payload_too_large(log: Option<AccessRecord>) -> Response<ProxyBody> {
+pub fn payload_too_large(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(StatusCode::PAYLOAD_TOO_LARGE, "413 request body too large\n", log)
 }

@@ -24,6 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::side::Side;
+
 /// The largest read in one go: one TLS record's worth of plaintext.
 const SCRATCH: usize = 16 * 1024;
 
@@ -75,14 +77,27 @@ pub async fn run(
             tokio::time::sleep_until(deadline).await;
         }
     };
-    tokio::select! {
-        r = copy => match r {
-            Ok((to_upstream, to_client)) => End::Closed { to_upstream, to_client },
-            Err(e) => End::Error(e),
-        },
-        () = idle => End::Idle,
-        () = cancel.cancelled() => End::Shutdown,
-    }
+    // The copy runs at every wake-up; the idle timer and the shutdown are
+    // looked at only when they fire.
+    let mut copy = std::pin::pin!(copy);
+    let mut idle = Side::new(idle);
+    let mut shutdown = Side::new(cancel.cancelled_owned());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = copy.as_mut().poll(cx) {
+            return Poll::Ready(match r {
+                Ok((to_upstream, to_client)) => End::Closed {
+                    to_upstream,
+                    to_client,
+                },
+                Err(e) => End::Error(e),
+            });
+        }
+        if idle.poll(cx).is_ready() {
+            return Poll::Ready(End::Idle);
+        }
+        shutdown.poll(cx).map(|()| End::Shutdown)
+    })
+    .await
 }
 
 /// One direction of the tunnel.

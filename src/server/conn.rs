@@ -3,8 +3,11 @@
 //! leaves or the proxy shuts down.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -17,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::cork::{cork, Uncork};
 use super::counting::Counting;
 use super::limit::Slot;
 use super::linger::Lingering;
@@ -24,6 +28,7 @@ use crate::connections::{Conn, TlsFacts};
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
+use crate::side::Side;
 use crate::tls::{client_auth, peer};
 
 /// What every connection task needs, shared by all of them.
@@ -85,17 +90,31 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         result: "ok".to_owned(),
     });
     let conn = tls.get_ref().0.conn().clone();
+    let h2 = facts.alpn.as_deref() == Some("h2");
     tls.get_mut().0.list(Some(facts));
 
     let info = Arc::new(ConnInfo::new(conn.clone(), true).with_client_cert(client_cert.as_ref()));
     let shared = ctx.shared.clone();
-    let service = service_fn(move |req| {
+    let handle = move |req| {
         let shared = shared.clone();
         let info = info.clone();
         async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
-    });
-
-    serve_http(&ctx, tls, service, conn, peer).await;
+    };
+    // A request's future is a few KiB. HTTP/2 moves it into a task of its
+    // own, and more than once: boxed, those moves are of a pointer. Over
+    // HTTP/1.1 it stays where it is, and a box would only add a copy.
+    if h2 {
+        serve_http(
+            &ctx,
+            tls,
+            service_fn(move |req| Box::pin(handle(req))),
+            conn,
+            peer,
+        )
+        .await;
+    } else {
+        serve_http(&ctx, tls, service_fn(handle), conn, peer).await;
+    }
 }
 
 fn failed_handshake() -> HandshakeLabels {
@@ -153,31 +172,77 @@ where
         }
     };
     let service = super::idle::Tracked::new(service, conn.clone());
-    let http = ctx
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(Lingering::new(io)), service);
-    tokio::pin!(http);
-    let result = tokio::select! {
-        r = http.as_mut() => r,
-        // HTTP/1.1: close once the current response is done; HTTP/2:
-        // GOAWAY, then finish the open streams.
-        () = ctx.drain.cancelled() => {
-            http.as_mut().graceful_shutdown();
-            http.await
-        }
-        () = super::idle::expired(&conn, ctx.idle_timeout) => {
-            tracing::debug!(%peer, timeout = ?ctx.idle_timeout, "connection idle; closing");
-            http.as_mut().graceful_shutdown();
-            // HTTP/2's graceful GOAWAY waits for the client to answer a
-            // PING; a client that never does is dropped after another
-            // quiet period rather than kept for ever.
-            tokio::select! {
-                r = http.as_mut() => r,
-                () = super::idle::expired(&conn, ctx.idle_timeout) => Ok(()),
-            }
-        }
+    let result = if io.is_h2() {
+        // The preface decides, as hyper-util's automatic builder would; an
+        // HTTP/2 connection's writes are corked (see cork.rs).
+        let (corked, handle) = cork(Lingering::new(io));
+        let http2 = ctx.http.clone().http2_only();
+        let mut http = Uncork::new(http2.serve_connection(TokioIo::new(corked), service), handle);
+        until_done(ctx, &conn, peer, Pin::new(&mut http), |c| {
+            c.get_mut().inner().graceful_shutdown()
+        })
+        .await
+    } else {
+        let http = ctx
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(Lingering::new(io)), service);
+        tokio::pin!(http);
+        until_done(ctx, &conn, peer, http.as_mut(), |c| c.graceful_shutdown()).await
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Runs `http` to its end. Once the drain begins, or the connection has
+/// been idle for `idle_timeout` (see [`super::idle`]), `shutdown` asks it
+/// to finish (HTTP/1.1: close once the current response is done; HTTP/2:
+/// GOAWAY, then finish the open streams), and it is run to its end.
+async fn until_done<C, E>(
+    ctx: &ConnContext,
+    conn: &Arc<Conn>,
+    peer: SocketAddr,
+    mut http: Pin<&mut C>,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    enum Stop<T> {
+        Done(T),
+        Drain,
+        Idle,
+    }
+    let mut drain = Side::new(ctx.drain.clone().cancelled_owned());
+    let mut idle = Side::new(super::idle::expired(conn.clone(), ctx.idle_timeout));
+    let served = std::future::poll_fn(|cx| {
+        if drain.poll(cx).is_ready() {
+            return Poll::Ready(Stop::Drain);
+        }
+        if idle.poll(cx).is_ready() {
+            return Poll::Ready(Stop::Idle);
+        }
+        http.as_mut().poll(cx).map(Stop::Done)
+    })
+    .await;
+    match served {
+        Stop::Done(result) => result,
+        Stop::Drain => {
+            shutdown(http.as_mut());
+            http.await
+        }
+        Stop::Idle => {
+            tracing::debug!(%peer, timeout = ?ctx.idle_timeout, "connection idle; closing");
+            shutdown(http.as_mut());
+            // HTTP/2's graceful GOAWAY waits for the client to answer a
+            // PING; a client that never does is dropped after another
+            // quiet period rather than kept for ever.
+            let mut idle = Side::new(super::idle::expired(conn.clone(), ctx.idle_timeout));
+            std::future::poll_fn(|cx| match idle.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Ok(())),
+                Poll::Pending => http.as_mut().poll(cx),
+            })
+            .await
+        }
     }
 }

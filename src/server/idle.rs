@@ -89,7 +89,7 @@ impl<F: Future> Future for TrackedFuture<F> {
 /// for `timeout`. It checks a few times per period rather than on every
 /// byte, so the hot path pays nothing but the atomics it already updates;
 /// a connection may therefore live up to a quarter period longer.
-pub async fn expired(conn: &Conn, timeout: Duration) {
+pub async fn expired(conn: Arc<Conn>, timeout: Duration) {
     let tick = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(15));
     let moved = || conn.bytes_in.load(Ordering::Relaxed) + conn.bytes_out.load(Ordering::Relaxed);
     let mut last = moved();

@@ -5,6 +5,7 @@
 
 pub(crate) mod acme;
 mod conn;
+mod cork;
 mod counting;
 mod idle;
 mod limit;
@@ -16,6 +17,7 @@ mod preface;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -28,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{HttpConfig, ServerConfig};
 use crate::proxy::Shared;
+use crate::side::Side;
 use conn::ConnContext;
 use limit::{PerIp, Slot};
 
@@ -217,10 +220,13 @@ async fn accept_loop(
                             None => conn::serve(ctx, tcp, slot, peer).await,
                         }
                     };
-                    tokio::select! {
-                        () = serve => {}
-                        () = hard_stop.cancelled() => {}
-                    }
+                    let mut serve = std::pin::pin!(serve);
+                    let mut hard_stop = Side::new(hard_stop.cancelled_owned());
+                    std::future::poll_fn(|cx| match hard_stop.poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(()),
+                        Poll::Pending => serve.as_mut().poll(cx),
+                    })
+                    .await;
                 });
             }
             Err(e) => {

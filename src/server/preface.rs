@@ -54,6 +54,13 @@ pub async fn read<T: AsyncRead + Unpin>(mut io: T) -> io::Result<Replay<T>> {
     })
 }
 
+impl<T> Replay<T> {
+    /// True when the client began with the whole HTTP/2 connection preface.
+    pub fn is_h2(&self) -> bool {
+        usize::from(self.len) == H2_PREFACE.len() && self.head == *H2_PREFACE
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -102,14 +109,15 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    async fn replayed(chunks: &[&[u8]]) -> (Vec<u8>, usize) {
+    async fn replayed(chunks: &[&[u8]]) -> (Vec<u8>, usize, bool) {
         let mut builder = tokio_test_io(chunks);
         let replay = read(&mut builder).await.unwrap();
         let ahead = usize::from(replay.len);
+        let h2 = replay.is_h2();
         let mut all = Vec::new();
         let mut replay = replay;
         replay.read_to_end(&mut all).await.unwrap();
-        (all, ahead)
+        (all, ahead, h2)
     }
 
     /// An in-memory stream that returns `chunks` one read at a time.
@@ -138,24 +146,36 @@ mod tests {
 
     #[tokio::test]
     async fn http1_is_decided_at_the_first_byte_and_replayed() {
-        let (all, ahead) = replayed(&[b"G", b"ET / HTTP/1.1\r\n\r\n"]).await;
+        let (all, ahead, h2) = replayed(&[b"G", b"ET / HTTP/1.1\r\n\r\n"]).await;
         assert_eq!(all, b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(ahead, 1);
+        assert!(!h2);
+    }
+
+    #[tokio::test]
+    async fn a_long_http1_head_in_one_read_is_not_taken_for_http2() {
+        let head = b"GET /a/rather/long/path HTTP/1.1\r\nhost: x\r\n\r\n";
+        let (all, ahead, h2) = replayed(&[head]).await;
+        assert_eq!(all, head);
+        assert_eq!(ahead, 24);
+        assert!(!h2);
     }
 
     #[tokio::test]
     async fn the_http2_preface_is_read_whole_and_nothing_after_it() {
         let mut sent = H2_PREFACE.to_vec();
         sent.extend_from_slice(b"\0\0\0\x04");
-        let (all, ahead) = replayed(&[&sent[..5], &sent[5..]]).await;
+        let (all, ahead, h2) = replayed(&[&sent[..5], &sent[5..]]).await;
         assert_eq!(all, sent);
         assert_eq!(ahead, 24);
+        assert!(h2);
     }
 
     #[tokio::test]
     async fn a_close_before_any_byte_replays_nothing() {
-        let (all, ahead) = replayed(&[]).await;
+        let (all, ahead, h2) = replayed(&[]).await;
         assert!(all.is_empty());
         assert_eq!(ahead, 0);
+        assert!(!h2);
     }
 }
