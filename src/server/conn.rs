@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::cork::{cork, Uncork};
 use super::counting::Counting;
 use super::limit::Slot;
+use super::quiet::Quiet;
 use crate::connections::TlsFacts;
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
@@ -74,6 +75,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let conn = tls.get_ref().0.conn().clone();
     let h2 = facts.alpn.as_deref() == Some("h2");
     tls.get_mut().0.list(Some(facts));
+    let tls = Quiet::new(tls);
 
     let info = Arc::new(ConnInfo::new(conn, true));
     let shared = ctx.shared.clone();
