@@ -7,6 +7,8 @@
 //! nothing. [`Side`] gives its future a waker of its own, which notes the
 //! wake-up and then wakes the task; [`Side::poll`] polls the future only
 //! when that happened (and the first time, so that it can register).
+//! [`OwnWaker`], that waker, serves the client stream's reads as well
+//! (`server::quiet`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +20,36 @@ use futures_util::task::AtomicWaker;
 
 pub struct Side<F> {
     fut: Pin<Box<F>>,
+    waker: OwnWaker,
+}
+
+impl<F: Future> Side<F> {
+    pub fn new(fut: F) -> Self {
+        // Woken to begin with, so that the first poll registers the future.
+        let waker = OwnWaker::new();
+        waker.note();
+        Side {
+            fut: Box::pin(fut),
+            waker,
+        }
+    }
+
+    /// Polls the future if it was woken since the last poll; `Pending`
+    /// otherwise. The task behind `cx` is woken when the future is.
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.waker.register(cx.waker());
+        if !self.waker.take() {
+            return Poll::Pending;
+        }
+        self.fut
+            .as_mut()
+            .poll(&mut Context::from_waker(self.waker.waker()))
+    }
+}
+
+/// A waker to give a future or a stream inside a task: a wake-up through it
+/// is noted, then passed on to the task.
+pub struct OwnWaker {
     flag: Arc<Flag>,
     waker: Waker,
 }
@@ -38,27 +70,52 @@ impl Wake for Flag {
     }
 }
 
-impl<F: Future> Side<F> {
-    pub fn new(fut: F) -> Self {
+impl OwnWaker {
+    pub fn new() -> Self {
         let flag = Arc::new(Flag {
-            woken: AtomicBool::new(true),
+            woken: AtomicBool::new(false),
             task: AtomicWaker::new(),
         });
-        Side {
-            fut: Box::pin(fut),
+        OwnWaker {
             waker: Waker::from(flag.clone()),
             flag,
         }
     }
 
-    /// Polls the future if it was woken since the last poll; `Pending`
-    /// otherwise. The task behind `cx` is woken when the future is.
-    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.flag.task.register(cx.waker());
-        if !self.flag.woken.swap(false, Ordering::Acquire) {
-            return Poll::Pending;
-        }
-        self.fut.as_mut().poll(&mut Context::from_waker(&self.waker))
+    /// The waker to poll with.
+    pub fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
+    /// The task to wake: to be called at every poll of the task.
+    pub fn register(&self, task: &Waker) {
+        self.flag.task.register(task);
+    }
+
+    /// Notes a wake-up without waking the task.
+    pub fn note(&self) {
+        self.flag.woken.store(true, Ordering::Release);
+    }
+
+    /// Whether a wake-up came since the last [`OwnWaker::take`] or
+    /// [`OwnWaker::clear`].
+    pub fn woken(&self) -> bool {
+        self.flag.woken.load(Ordering::Acquire)
+    }
+
+    /// Whether a wake-up came, forgetting it.
+    pub fn take(&self) -> bool {
+        self.flag.woken.swap(false, Ordering::AcqRel)
+    }
+
+    pub fn clear(&self) {
+        self.flag.woken.store(false, Ordering::Release);
+    }
+}
+
+impl Default for OwnWaker {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

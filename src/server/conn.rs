@@ -24,6 +24,7 @@ use super::cork::{cork, Uncork};
 use super::counting::Counting;
 use super::limit::Slot;
 use super::linger::Lingering;
+use super::quiet::Quiet;
 use crate::connections::{Conn, TlsFacts};
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
@@ -92,6 +93,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let conn = tls.get_ref().0.conn().clone();
     let h2 = facts.alpn.as_deref() == Some("h2");
     tls.get_mut().0.list(Some(facts));
+    let tls = Quiet::new(tls);
 
     let info = Arc::new(ConnInfo::new(conn.clone(), true).with_client_cert(client_cert.as_ref()));
     let shared = ctx.shared.clone();
