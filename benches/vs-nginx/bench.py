@@ -37,7 +37,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 PROXIES = ("nginx", "portcullis")
-ALL_SCENARIOS = ("h1", "h2", "h2k", "hs", "big", "ws", "wsmem", "scaling")
+ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "scaling")
+
+# h1def: the h1 load with every optional defence of portcullis turned on
+# (nginx runs its h1 configuration unchanged). The defences that are always
+# on (request-smuggling checks, header and handshake deadlines, the
+# idle timer) are in every scenario; these are the ones a configuration adds.
+PORTCULLIS_DEFENCES = (
+    ("[server]\n", "[server]\nmax_connections_per_ip = 1000\nmax_header_size = \"16KiB\"\n"
+                   "header_read_timeout = \"10s\"\nidle_timeout = \"30s\"\n"),
+    ("[tls]\n", "[tls]\nhsts = \"max-age=63072000; includeSubDomains\"\n"),
+)
 # h2k: h2 again with nginx's upstream keepalive raised to H2K_KEEPALIVE, enough
 # idle connections for all 640 streams in flight (with the default 64, nginx
 # closes most upstream connections after one or two requests).
@@ -445,7 +455,7 @@ class Bench:
     def worker_connections(self):
         return max(1024, min(32768, self.nofile - 64))
 
-    def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None):
+    def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None, defences=False):
         port = free_port()
         values = {
             "PORT": port,
@@ -474,7 +484,12 @@ class Bench:
             values.update(THREADS=workers, MAX_CONNECTIONS=max(10000, self.worker_connections()))
             conf = os.path.join(self.work, "portcullis-%s.toml" % tag)
             with open(conf, "w") as f:
-                f.write(self.fill("portcullis.toml", values))
+                text = self.fill("portcullis.toml", values)
+                if defences:
+                    for table, with_limits in PORTCULLIS_DEFENCES:
+                        text = text.replace(table, with_limits, 1)
+                    text = re.sub(r'(?m)^(upstream = "[^"]*")$', r'\1\nmax_body = "1MiB"', text)
+                f.write(text)
             argv = [self.args.portcullis, "--config", conf]
         p = PROCS.start(proxy, argv, logp, cpus=cpus)
         wait_port(port, p, 20, proxy)
@@ -526,7 +541,7 @@ class Bench:
         """Runs the scenario's load for `secs` seconds; a result dict."""
         url = "https://127.0.0.1:%d" % port
         limit = secs + 60
-        if scenario in ("h1", "scaling", "big"):
+        if scenario in ("h1", "h1def", "scaling", "big"):
             path, conns = ("/bytes/%d" % BIG, 16) if scenario == "big" else ("/bytes/1024", 64)
             out, _ = self.run_tool(
                 ["wrk", "-t1", "-c%d" % conns, "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
@@ -595,7 +610,8 @@ class Bench:
         pids = []
         try:
             keepalive = H2K_KEEPALIVE if scenario == "h2k" else None
-            p, port, pids = self.start_proxy(proxy, app_port, ws_port, workers, cpus, tag, keepalive)
+            p, port, pids = self.start_proxy(proxy, app_port, ws_port, workers, cpus, tag, keepalive,
+                                             defences=scenario == "h1def")
             if scenario == "wsmem":
                 return self.measure_wsmem(proxy, rnd, tag, port, pids, ws_port)
             if scenario == "hs" and rnd == 0:
@@ -858,6 +874,8 @@ METRICS = [
     ("h1", "p50_us", "h1  latency p50 (ms)", 1e-3, False),
     ("h1", "p99_us", "h1  latency p99 (ms)", 1e-3, False),
     ("h1", "cpu_us_per_op", "h1  proxy CPU us/request", 1, False),
+    ("h1def", "rate", "h1def requests/s, portcullis with every optional limit set", 1, True),
+    ("h1def", "cpu_us_per_op", "h1def proxy CPU us/request, portcullis with every optional limit set", 1, False),
     ("h2", "rate", "h2  requests/s (64 conns x 10 streams, h2load)", 1, True),
     ("h2", "cpu_us_per_op", "h2  proxy CPU us/request", 1, False),
     ("h2k", "rate", "h2k requests/s, h2 with nginx upstream keepalive %d" % H2K_KEEPALIVE, 1, True),
@@ -915,6 +933,16 @@ def summarise(measurements):
                 "label": "scaling %s: CPU/request with 2 workers / with 1" % proxy,
                 "value": statistics.median(two) / statistics.median(one),
             })
+    # Defences: portcullis's CPU per request with every optional limit set
+    # over the same without, in the same run.
+    plain = [m["cpu_us_per_op"] for m in by.get(("h1", "portcullis"), []) if m.get("cpu_us_per_op")]
+    limited = [m["cpu_us_per_op"] for m in by.get(("h1def", "portcullis"), []) if m.get("cpu_us_per_op")]
+    if plain and limited:
+        rows.append({
+            "scenario": "h1def", "metric": "cpu_defences_over_plain", "proxy": "portcullis",
+            "label": "defences portcullis: CPU/request with every optional limit set / without",
+            "value": statistics.median(limited) / statistics.median(plain),
+        })
     return rows
 
 
