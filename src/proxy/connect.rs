@@ -21,12 +21,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use rustls::{CertificateError, ClientConfig, InvalidMessage};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tower_service::Service;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -68,7 +68,7 @@ impl std::fmt::Debug for TlsConnector {
 }
 
 impl Service<Uri> for TlsConnector {
-    type Response = TokioIo<TlsStream>;
+    type Response = TokioIo<TlsStream<TcpStream>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -84,7 +84,7 @@ impl Service<Uri> for TlsConnector {
         Box::pin(async move {
             let tcp = tcp.await?.into_inner();
             match tokio::time::timeout(limit, tls.connect(name, tcp)).await {
-                Ok(Ok(stream)) => Ok(TokioIo::new(TlsStream(stream))),
+                Ok(Ok(stream)) => Ok(TokioIo::new(stream)),
                 Ok(Err(e)) => Err(HandshakeError::Failed(e).into()),
                 Err(_) => Err(HandshakeError::Timeout(limit).into()),
             }
@@ -137,47 +137,4 @@ pub fn describe_failure(err: &(dyn std::error::Error + 'static)) -> Option<Strin
         next = e.source();
     }
     None
-}
-
-/// An upstream TLS connection, as hyper-util's pool wants it: the stream,
-/// and the facts of its TCP connection.
-#[derive(Debug)]
-pub struct TlsStream(tokio_rustls::client::TlsStream<TcpStream>);
-
-impl Connection for TlsStream {
-    fn connected(&self) -> Connected {
-        self.0.get_ref().0.connected()
-    }
-}
-
-impl AsyncRead for TlsStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
 }
