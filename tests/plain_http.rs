@@ -530,3 +530,46 @@ async fn without_the_redirect_requests_are_routed_as_http() {
     assert_eq!(origin.count(), 1);
     proxy.shutdown().await;
 }
+
+/// Writes `request` exactly as given and reads until the proxy closes.
+async fn send_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut bytes))
+        .await
+        .expect("the proxy did not answer and close")
+        .unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn a_request_with_both_framings_is_a_400_whether_redirected_or_routed() {
+    // The request smuggling check holds on the plain listener too, before
+    // its redirect or a challenge file: 400, close, nothing forwarded, and
+    // the request hidden in the body never answered.
+    let site = Site::new();
+    webroot(&site);
+    let origin = Origin::hello().await;
+    let both = format!(
+        "POST {PREFIX}{TOKEN} HTTP/1.1\r\nHost: example.com\r\nContent-Length: 6\r\n\
+         Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    );
+    for http in [
+        WITH_WEBROOT.to_owned(),
+        format!("{WITH_WEBROOT}\nredirect_to_https = false"),
+    ] {
+        let proxy = Running::start(&site, &route_to(&origin), &http).await;
+        let bytes = send_bytes(proxy.plain, both.as_bytes()).await;
+        let text = String::from_utf8_lossy(&bytes);
+        let r = parse(&bytes, false);
+        assert_eq!(r.status, 400, "{http}: {text}");
+        assert_eq!(r.header("connection"), Some("close"), "{text}");
+        assert!(
+            !text.contains("smuggled") && r.text() == "400 bad request\n",
+            "{text}"
+        );
+        assert_eq!(origin.count(), 0);
+        proxy.shutdown().await;
+    }
+}

@@ -34,7 +34,7 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::request_body::{BodyError, ReadAheadError, RequestBody};
 use crate::proxy::routes::Route;
 use crate::proxy::{self, headers, respond, ConnInfo, RouteState, Shared};
-use crate::server::{acme, plain};
+use crate::server::{acme, framing, plain};
 
 /// A host-specific route, a prefix with a small `max_body`, and a segment
 /// prefix; no catch-all, so that "no route" is reachable too.
@@ -84,6 +84,7 @@ struct Fixture {
     shared: Shared,
     conn: ConnInfo,
     http: auto::Builder<TokioExecutor>,
+    max_header_size: usize,
 }
 
 fn fixture() -> &'static Fixture {
@@ -106,6 +107,7 @@ fn fixture() -> &'static Fixture {
             shared,
             conn: ConnInfo::new(registration.conn().clone(), true),
             http: crate::server::http_builder(&config.server),
+            max_header_size: config.server.max_header_size,
         }
     })
 }
@@ -178,6 +180,10 @@ async fn serve(fixture: &'static Fixture, bytes: &[u8], requests: Arc<Requests>)
         })
     };
     let (client, closer) = ScriptedClient::new(bytes);
+    // The HTTP/1.1 listeners' framing check, as they run it.
+    let verdict = Arc::new(framing::Verdict::default());
+    let client = framing::Framing::new(client, fixture.max_header_size, verdict.clone());
+    let service = framing::Checked::new(service, verdict);
     let connection = fixture
         .http
         .serve_connection_with_upgrades(TokioIo::new(client), service);

@@ -177,6 +177,13 @@ fn is_reg_name_byte(b: u8) -> bool {
         )
 }
 
+/// Marks an HTTP/1.1 request whose head declared both Content-Length and
+/// Transfer-Encoding. hyper drops the Content-Length before the proxy sees
+/// the head, so the listener finds this in the bytes it read (see
+/// `server::framing`) and the proxy refuses the request.
+#[derive(Debug, Clone, Copy)]
+pub struct BothFramings;
+
 /// True when a request has no Transfer-Encoding, or exactly one header line
 /// whose whole value is `chunked` (any case, optional whitespace).
 pub fn transfer_encoding_is_plain_chunked(headers: &HeaderMap) -> bool {

@@ -251,6 +251,11 @@ pub(crate) fn rewrite_head<'s, B>(
     if req.version() < Version::HTTP_2 && !headers::transfer_encoding_is_plain_chunked(req.headers()) {
         return Err(respond::bad_request_close);
     }
+    // Both Content-Length and Transfer-Encoding (RFC 9112 section 6.1): the
+    // two readings of the body disagree on where the next request starts.
+    if req.extensions().get::<headers::BothFramings>().is_some() {
+        return Err(respond::bad_request_close);
+    }
 
     // The authority of an absolute-form or HTTP/2 request wins over Host
     // (RFC 9112 section 3.2.2); HTTP/2 requests usually carry no Host at all.

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cork::{cork, Uncork};
 use super::counting::Counting;
+use super::framing;
 use super::limit::Slot;
 use super::linger::Lingering;
 use super::quiet::Quiet;
@@ -41,6 +42,8 @@ pub struct ConnContext {
     /// Longest wait for a request head; here, for the first bytes after the
     /// handshake (hyper bounds the rest of the head, and idle keep-alive).
     pub header_read_timeout: Duration,
+    /// `max_header_size`, for the request framing check (see [`super::framing`]).
+    pub max_header_size: usize,
     /// Longest quiet time of a connection with no request in flight.
     pub idle_timeout: Duration,
     /// Cancelled when the proxy stops accepting: finish what is in flight.
@@ -185,6 +188,9 @@ where
         })
         .await
     } else {
+        let verdict = Arc::new(framing::Verdict::default());
+        let io = framing::Framing::new(io, ctx.max_header_size, verdict.clone());
+        let service = framing::Checked::new(service, verdict);
         let http = ctx
             .http
             .serve_connection_with_upgrades(TokioIo::new(Lingering::new(io)), service);

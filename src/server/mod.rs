@@ -50,6 +50,7 @@ pub(crate) mod acme;
 mod conn;
 mod cork;
 mod counting;
+pub(crate) mod framing;
 mod idle;
 mod limit;
 mod linger;
@@ -136,6 +137,7 @@ impl Server {
             shared: shared.clone(),
             handshake_timeout: self.config.handshake_timeout,
             header_read_timeout: self.config.header_read_timeout,
+            max_header_size: self.config.max_header_size,
             idle_timeout: self.config.idle_timeout,
             drain: drain.clone(),
             https_port,

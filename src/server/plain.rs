@@ -48,6 +48,11 @@ async fn handle(
 ) -> Response<ProxyBody> {
     // The challenge log names the client.
     req.extensions_mut().insert(info.peer);
+    // A request with two framings is refused by the proxy, before any of
+    // the plain listener's own answers: a redirect would keep it alive.
+    if req.extensions().get::<headers::BothFramings>().is_some() {
+        return proxy::handle(ctx.shared.clone(), info, req).await;
+    }
     if let Some(webroot) = &http.acme_webroot {
         if let Some(response) = super::acme::challenge(webroot, &req).await {
             return response;
