@@ -158,13 +158,21 @@ def children(pid):
 
 def cpu_ticks(pids):
     """utime + stime of each process in `pids`, summed (clock ticks)."""
-    total = 0
+    user, kernel = cpu_split(pids)
+    return user + kernel
+
+
+def cpu_split(pids):
+    """(utime, stime) of the processes in `pids`, each summed (clock ticks):
+    the time in the proxy's own code and in the kernel on its behalf."""
+    user = kernel = 0
     for pid in pids:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         # After the command: state is field 3, utime 14, stime 15 (1-based).
-        total += int(fields[11]) + int(fields[12])
-    return total
+        user += int(fields[11])
+        kernel += int(fields[12])
+    return user, kernel
 
 
 def rss_kib(pids):
@@ -627,11 +635,12 @@ class Bench:
             warm_ops = 0
             if self.args.warmup > 0:
                 warm_ops = self.load(scenario, port, self.args.warmup, warm=True)["ops"]
-            t0 = cpu_ticks(pids)
+            u0, k0 = cpu_split(pids)
             w0 = time.monotonic()
             r = self.load(scenario, port, self.args.duration)
             wall = time.monotonic() - w0
-            t1 = cpu_ticks(pids)
+            u1, k1 = cpu_split(pids)
+            t0, t1 = u0 + k0, u1 + k1
             up = watch.stop()
             if not pid_alive(p.pid):
                 raise BenchError("%s died during %s" % (proxy, scenario))
@@ -641,11 +650,16 @@ class Bench:
                 cpu_us=cpu_us, cpu_wall_s=wall,
                 cpu_share=cpu_us / 1e6 / wall if wall > 0 else None,
                 cpu_us_per_op=cpu_us / r["ops"] if r["ops"] else None,
+                user_us_per_op=(u1 - u0) * 1e6 / CLK_TCK / r["ops"] if r["ops"] else None,
+                kernel_us_per_op=(k1 - k0) * 1e6 / CLK_TCK / r["ops"] if r["ops"] else None,
                 upstream=up, upstream_ops=r["ops"] + warm_ops,
             )
             if scenario == "big":
                 r["mib_per_s"] = r["rate"] * BIG / (1 << 20)
-                r["cpu_us_per_mib"] = cpu_us / (r["ops"] * BIG / (1 << 20)) if r["ops"] else None
+                mib = r["ops"] * BIG / (1 << 20)
+                r["cpu_us_per_mib"] = cpu_us / mib if r["ops"] else None
+                r["user_us_per_mib"] = (u1 - u0) * 1e6 / CLK_TCK / mib if r["ops"] else None
+                r["kernel_us_per_mib"] = (k1 - k0) * 1e6 / CLK_TCK / mib if r["ops"] else None
             return r
         finally:
             if p is not None:
@@ -874,10 +888,14 @@ METRICS = [
     ("h1", "p50_us", "h1  latency p50 (ms)", 1e-3, False),
     ("h1", "p99_us", "h1  latency p99 (ms)", 1e-3, False),
     ("h1", "cpu_us_per_op", "h1  proxy CPU us/request", 1, False),
+    ("h1", "user_us_per_op", "h1  of which in the proxy's own code (user)", 1, False),
+    ("h1", "kernel_us_per_op", "h1  of which in the kernel (system)", 1, False),
     ("h1def", "rate", "h1def requests/s, portcullis with every optional limit set", 1, True),
     ("h1def", "cpu_us_per_op", "h1def proxy CPU us/request, portcullis with every optional limit set", 1, False),
     ("h2", "rate", "h2  requests/s (64 conns x 10 streams, h2load)", 1, True),
     ("h2", "cpu_us_per_op", "h2  proxy CPU us/request", 1, False),
+    ("h2", "user_us_per_op", "h2  of which in the proxy's own code (user)", 1, False),
+    ("h2", "kernel_us_per_op", "h2  of which in the kernel (system)", 1, False),
     ("h2k", "rate", "h2k requests/s, h2 with nginx upstream keepalive %d" % H2K_KEEPALIVE, 1, True),
     ("h2k", "cpu_us_per_op", "h2k proxy CPU us/request", 1, False),
     ("hs", "rate", "hs  full TLS 1.3 handshakes/s (new conn per request)", 1, True),
@@ -885,9 +903,13 @@ METRICS = [
     ("hs", "cpu_us_per_op", "hs  proxy CPU us/handshake+request", 1, False),
     ("big", "mib_per_s", "big MiB/s (1 MiB responses, 16 conns, wrk)", 1, True),
     ("big", "cpu_us_per_mib", "big proxy CPU us/MiB", 1, False),
+    ("big", "user_us_per_mib", "big of which in the proxy's own code (user)", 1, False),
+    ("big", "kernel_us_per_mib", "big of which in the kernel (system)", 1, False),
     ("ws", "rate", "ws  echo round trips/s (64 conns, 128 B)", 1, True),
     ("ws", "p99_us", "ws  round trip p99 (ms)", 1e-3, False),
     ("ws", "cpu_us_per_op", "ws  proxy CPU us/message (round trip)", 1, False),
+    ("ws", "user_us_per_op", "ws  of which in the proxy's own code (user)", 1, False),
+    ("ws", "kernel_us_per_op", "ws  of which in the kernel (system)", 1, False),
     ("wsmem", "kib_per_conn", "wsmem RSS KiB per idle WebSocket", 1, False),
     ("wsmem", "rss_before_kib", "wsmem RSS before (MiB)", 1 / 1024.0, False),
     ("wsmem", "cpu_us_per_open", "wsmem proxy CPU us per WebSocket opened", 1, False),
@@ -1121,7 +1143,9 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
              "`access_log = false`, `min_version = \"1.3\"`)." % args.nginx_keepalive)
     L.append("- Proxy CPU is utime+stime from `/proc/<pid>/stat`, summed over all nginx processes "
              "(master and workers), read just before and after the measured load run; CPU per "
-             "operation divides it by the operations the load tool completed.")
+             "operation divides it by the operations the load tool completed. The \"of which\" rows "
+             "split it into utime (the proxy's own code, TLS included) and stime (the kernel: "
+             "system calls, and on loopback the TCP work of both ends of each write).")
     L.append("- h1 and big: `wrk -t1` (64 and 16 connections); h2: `h2load -t1 -c64 -m10`; hs, ws "
              "and wsmem: `loadgen` (`benches/vs-nginx/loadgen.rs`, rustls with aws-lc-rs and "
              "tokio-tungstenite, one thread).")
