@@ -16,6 +16,7 @@
 //! service is called for the n-th request the tracker has seen the n-th
 //! head.
 
+mod head;
 mod tracker;
 
 use std::io;

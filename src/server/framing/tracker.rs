@@ -4,8 +4,8 @@
 //! hyper reads such a request by its Transfer-Encoding and removes the
 //! Content-Length before the proxy sees the head, so the proxy cannot tell
 //! it from a plain chunked request. This tracker reads the same bytes the
-//! way hyper does: a head is parsed with the same parser and the same
-//! limits, its body is followed by the same framing rules (a fixed length,
+//! way hyper does: a head is read to the same end with the same limits
+//! (see [`super::head`]), its body is followed by the same framing rules (a fixed length,
 //! or hyper's chunked decoder, byte for byte), and the next head starts
 //! where hyper's would. Where hyper refuses the input it closes the
 //! connection, so whatever the tracker concludes past that point is never
@@ -17,13 +17,12 @@
 //! follows may be another protocol) and after a head with both framings
 //! (the connection closes after its answer).
 
-/// hyper's limit on the header lines of a request head.
-const MAX_HEADERS: usize = 100;
+use super::head::{Body, Head, HeadReader, Step as HeadStep};
 
 pub struct Tracker {
     state: State,
-    /// The start of a head that a read cut short.
-    partial: Vec<u8>,
+    /// The head being read, in `State::Head`.
+    reader: HeadReader,
     /// `max_header_size`: hyper refuses a longer head, so the tracker
     /// stops following rather than buffer more.
     max_head: usize,
@@ -33,7 +32,7 @@ pub struct Tracker {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// At a message start, or inside a head (`partial` holds it so far).
+    /// At a message start, or inside a head.
     Head,
     /// Inside a body of known length: the bytes left.
     Length(u64),
@@ -60,34 +59,11 @@ enum Chunk {
     EndLf,
 }
 
-/// What a complete head says about the message.
-#[derive(Debug, PartialEq, Eq)]
-struct Head {
-    both_framings: bool,
-    /// hyper would refuse the head: a bad Content-Length, a
-    /// Transfer-Encoding that does not end in chunked, or one on HTTP/1.0.
-    refused: bool,
-    upgrade: bool,
-    body: Body,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Body {
-    Length(u64),
-    Chunked,
-}
-
-enum Parsed {
-    Complete(usize, Head),
-    Partial,
-    Invalid,
-}
-
 impl Tracker {
     pub fn new(max_head: usize) -> Self {
         Tracker {
             state: State::Head,
-            partial: Vec::new(),
+            reader: HeadReader::new(),
             max_head,
             heads: 0,
         }
@@ -125,50 +101,18 @@ impl Tracker {
 
     fn off(&mut self) {
         self.state = State::Off;
-        self.partial = Vec::new();
+        self.reader = HeadReader::new();
     }
 
     /// Reads from a message start; returns how many bytes the head took.
     fn head(&mut self, bytes: &[u8], both: &mut Option<u64>) -> usize {
-        if self.partial.is_empty() {
-            return match parse(bytes) {
-                Parsed::Complete(len, head) => {
-                    self.begin(head, both);
-                    len
-                }
-                Parsed::Partial if bytes.len() <= self.max_head => {
-                    self.partial.extend_from_slice(bytes);
-                    bytes.len()
-                }
-                Parsed::Partial | Parsed::Invalid => {
-                    self.off();
-                    bytes.len()
-                }
-            };
+        let (used, step) = self.reader.feed(bytes, self.max_head);
+        match step {
+            HeadStep::Partial => {}
+            HeadStep::Complete(head) => self.begin(head, both),
+            HeadStep::Invalid => self.off(),
         }
-        let before = self.partial.len();
-        let take = bytes.len().min(self.max_head.saturating_sub(before));
-        self.partial.extend_from_slice(&bytes[..take]);
-        // As hyper does: the head is parsed again only once the new bytes
-        // may have ended it, so a client sending a byte at a time does not
-        // make each byte cost the whole head.
-        let parsed = if may_end_head(&self.partial, before) {
-            parse(&self.partial)
-        } else {
-            Parsed::Partial
-        };
-        match parsed {
-            Parsed::Complete(len, head) => {
-                self.partial = Vec::new();
-                self.begin(head, both);
-                len.saturating_sub(before)
-            }
-            Parsed::Partial if take == bytes.len() && take > 0 => take,
-            Parsed::Partial | Parsed::Invalid => {
-                self.off();
-                bytes.len()
-            }
-        }
+        used
     }
 
     /// Moves past a complete head, into its body.
@@ -268,165 +212,6 @@ fn hex(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
-}
-
-/// Whether the bytes from `before` on (with the three before them) hold
-/// the blank line that ends a head: hyper's own test before it parses an
-/// incomplete head again.
-fn may_end_head(bytes: &[u8], before: usize) -> bool {
-    let bytes = &bytes[before.saturating_sub(3).min(bytes.len())..];
-    bytes.iter().enumerate().any(|(i, &b)| {
-        let rest = &bytes[i + 1..];
-        match b {
-            b'\r' => rest.starts_with(b"\n\r\n"),
-            b'\n' => rest.starts_with(b"\n") || rest.starts_with(b"\r\n"),
-            _ => false,
-        }
-    })
-}
-
-/// Reads a request head: where it ends, and its framing.
-///
-/// On every head httparse (hyper's parser) accepts, this finds the same
-/// end and the same header names and values: the head ends at its first
-/// empty line once leading empty lines are skipped, a header's name is what
-/// precedes its first colon, and its value is the rest without surrounding
-/// spaces and tabs. On a head httparse refuses it may conclude anything,
-/// since hyper closes the connection there. It is a plain scan of lines
-/// because it runs on every request head a second time: it costs a third
-/// of a full parse. `tests::agrees_with_httparse` holds it to that.
-fn parse(bytes: &[u8]) -> Parsed {
-    let mut at = 0;
-    // httparse skips empty lines before the request line.
-    loop {
-        match (bytes.get(at), bytes.get(at + 1)) {
-            (Some(b'\r'), Some(b'\n')) => at += 2,
-            (Some(b'\n'), _) => at += 1,
-            (Some(b'\r'), Some(_)) => return Parsed::Invalid,
-            (Some(b'\r'), None) | (None, _) => return Parsed::Partial,
-            (Some(_), _) => break,
-        }
-    }
-    let Some(line) = next_line(bytes, &mut at) else {
-        return Parsed::Partial;
-    };
-    let http11 = match line.len().checked_sub(8).map(|v| &line[v..]) {
-        Some(b"HTTP/1.1") => true,
-        Some(b"HTTP/1.0") => false,
-        _ => return Parsed::Invalid,
-    };
-    let mut framing = Framing::new(line.starts_with(b"CONNECT "), http11);
-    for _ in 0..=MAX_HEADERS {
-        let Some(line) = next_line(bytes, &mut at) else {
-            return Parsed::Partial;
-        };
-        if line.is_empty() {
-            return Parsed::Complete(at, framing.head());
-        }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            return Parsed::Invalid;
-        };
-        let value = line[colon + 1..].trim_ascii_start();
-        let value = value.trim_ascii_end();
-        framing.header(&line[..colon], value);
-    }
-    // More lines than hyper takes: it answers 431.
-    Parsed::Invalid
-}
-
-/// The next line from `at`, without its CRLF or LF; `at` moves past it.
-fn next_line<'a>(bytes: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
-    let rest = bytes.get(*at..)?;
-    let end = memchr::memchr(b'\n', rest)?;
-    *at += end + 1;
-    let line = &rest[..end];
-    Some(line.strip_suffix(b"\r").unwrap_or(line))
-}
-
-/// The framing facts of a head, gathered header by header by hyper's rules
-/// (hyper `proto::h1::role::Server::parse`).
-struct Framing {
-    http11: bool,
-    te: bool,
-    chunked: bool,
-    cl: bool,
-    length: Option<u64>,
-    refused: bool,
-    upgrade: bool,
-}
-
-impl Framing {
-    fn new(connect: bool, http11: bool) -> Self {
-        Framing {
-            http11,
-            te: false,
-            chunked: false,
-            cl: false,
-            length: None,
-            refused: false,
-            upgrade: connect,
-        }
-    }
-
-    fn header(&mut self, name: &[u8], value: &[u8]) {
-        // The length first: most names are ruled out by it alone.
-        match name.len() {
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                self.refused |= !self.http11;
-                self.te = true;
-                self.chunked = ends_in_chunked(value);
-            }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                self.cl = true;
-                if self.te {
-                    return;
-                }
-                match (digits(value), self.length) {
-                    (None, _) => self.refused = true,
-                    (Some(n), Some(prev)) if n != prev => self.refused = true,
-                    (Some(n), _) => self.length = Some(n),
-                }
-            }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = self.http11,
-            _ => {}
-        }
-    }
-
-    fn head(self) -> Head {
-        Head {
-            both_framings: self.te && self.cl,
-            refused: self.refused || (self.te && !self.chunked),
-            upgrade: self.upgrade,
-            body: match (self.te, self.length) {
-                (true, _) => Body::Chunked,
-                (false, Some(n)) => Body::Length(n),
-                (false, None) => Body::Length(0),
-            },
-        }
-    }
-}
-
-/// hyper's test: the value is visible ASCII and its last comma-separated
-/// coding is `chunked`.
-fn ends_in_chunked(value: &[u8]) -> bool {
-    let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-    visible
-        && value
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// A Content-Length as hyper reads it: decimal digits only, no sign, no
-/// spaces, no overflow.
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
-        n.checked_mul(10)?.checked_add(u64::from(d))
-    })
 }
 
 #[cfg(test)]
@@ -547,14 +332,13 @@ mod tests {
     }
 
     #[test]
-    fn a_head_longer_than_the_limit_stops_following_without_holding_it() {
+    fn a_head_longer_than_the_limit_stops_following() {
         let mut t = Tracker::new(64);
         let long = [b"GET /".as_slice(), &[b'a'; 100]].concat();
         assert_eq!(t.feed(&long[..40]), None);
         assert!(!t.is_off());
         assert_eq!(t.feed(&long[40..]), None);
         assert!(t.is_off());
-        assert_eq!(t.partial.capacity(), 0);
     }
 
     #[test]
@@ -577,80 +361,5 @@ mod tests {
               GET / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
             &[1],
         );
-    }
-
-    /// A head as httparse reads it, by hyper's rules: what [`parse`] must
-    /// agree with.
-    fn oracle(bytes: &[u8]) -> Option<(usize, Head)> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(len)) = req.parse(bytes) else {
-            return None;
-        };
-        let mut framing = Framing::new(req.method == Some("CONNECT"), req.version == Some(1));
-        for h in req.headers.iter() {
-            framing.header(h.name.as_bytes(), h.value);
-        }
-        Some((len, framing.head()))
-    }
-
-    #[test]
-    fn agrees_with_httparse() {
-        const PIECES: [&[u8]; 24] = [
-            b"GET / HTTP/1.1\r\n",
-            b"CONNECT a:1 HTTP/1.1\r\n",
-            b"POST /x HTTP/1.0\n",
-            b"\r\n",
-            b"\n",
-            b"\r",
-            b"Host: a\r\n",
-            b"Content-Length: 12\r\n",
-            b"content-length:3 \t\r\n",
-            b"Content-Length: 12\n",
-            b"CONTENT-LENGTH: 1x\r\n",
-            b"Transfer-Encoding: chunked\r\n",
-            b"transfer-encoding:\tgzip, Chunked \r\n",
-            b"Upgrade: websocket\r\n",
-            b"X-Colon: a:b: c\r\n",
-            b"Bad Name: x\r\n",
-            b"Content-Length : 5\r\n",
-            b" folded\r\n",
-            b"X: \x01\r\n",
-            b"X: caf\xc3\xa9\r\n",
-            b"GET",
-            b" ",
-            b":",
-            b"\r\n\r\n",
-        ];
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        let mut agreed = 0;
-        for _ in 0..200_000 {
-            let bytes: Vec<u8> = (0..1 + next(9))
-                .flat_map(|_| PIECES[next(PIECES.len())].to_vec())
-                .collect();
-            if let Some(want) = oracle(&bytes) {
-                agreed += 1;
-                let got = match parse(&bytes) {
-                    Parsed::Complete(len, head) => Some((len, head)),
-                    _ => None,
-                };
-                assert_eq!(got, Some(want), "{:?}", String::from_utf8_lossy(&bytes));
-            } else if let Ok(httparse::Status::Partial) =
-                httparse::Request::new(&mut [httparse::EMPTY_HEADER; MAX_HEADERS]).parse(&bytes)
-            {
-                assert!(
-                    matches!(parse(&bytes), Parsed::Partial),
-                    "{:?}",
-                    String::from_utf8_lossy(&bytes)
-                );
-            }
-        }
-        assert!(agreed > 1_000, "only {agreed} heads were complete and valid");
     }
 }
