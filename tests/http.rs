@@ -610,6 +610,68 @@ async fn upstream_connections_are_reused_after_streamed_responses() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_the_upstream_closed_while_idle_are_not_used() {
+    // An origin that answers one request per connection with keep-alive,
+    // then closes the connection while it sits idle in the proxy's pool
+    // (an application server's idle timeout). It half-closes and reads on,
+    // so that it sees when the proxy has closed its side too: only then is
+    // the next request sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (counter, closed) = (accepted.clone(), released.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = stream.shutdown().await;
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let site = Site::new();
+    let cfg = site.config(&route("/", &format!("http://{addr}")));
+    let proxy = ProxyHandle::start(&cfg, site.dir.path()).await;
+
+    let mut send = h1(proxy.addr, &site.ca).await;
+    for i in 0..4 {
+        send.ready().await.unwrap();
+        let resp = send.send_request(get(&format!("/r{i}"))).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "request {i} met a connection the upstream had closed"
+        );
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        wait_until(
+            HANG,
+            "the proxy to close the connection the upstream closed",
+            || released.load(Ordering::SeqCst) == i + 1,
+        )
+        .await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+}
+
 // ---------------------------------------------------------------- errors
 
 /// A port on 127.0.0.1 where nothing listens.
