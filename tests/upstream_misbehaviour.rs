@@ -222,20 +222,17 @@ async fn assert_all_502(cases: &[(&str, &'static [u8])]) {
 // ---------------------------------------------------------------- framing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_response_with_content_length_and_transfer_encoding_is_never_passed_on_with_both() {
-    // RFC 9112 section 6.3 rule 3: Transfer-Encoding overrides Content-Length;
-    // such a message "ought to be handled as an error", and "an intermediary
-    // that chooses to forward the message MUST first remove the received
-    // Content-Length field and process the Transfer-Encoding". So: a 502, or
-    // the chunks' whole body framed without the upstream's Content-Length.
-    // The Content-Length here (3) is shorter than the chunked body (11), so
-    // a proxy that keeps it sends a response that looks complete and is not.
-    let site = Site::new();
-    let mut wrong = Vec::new();
-    for (what, answer) in [
+async fn a_response_with_content_length_and_transfer_encoding_is_502() {
+    // RFC 9112 section 6.3 rule 3: such a message "ought to be handled as
+    // an error" (it may be an attempt at response splitting); nginx answers
+    // 502, and so does the proxy, as it answers 400 to such a request. The
+    // Content-Length here (3) is shorter than the chunked body (11): a
+    // proxy that kept it would send a response that looks complete and is
+    // not.
+    assert_all_502(&[
         (
             "Content-Length then Transfer-Encoding",
-            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n",
         ),
         (
             "Transfer-Encoding then Content-Length",
@@ -245,37 +242,12 @@ async fn a_response_with_content_length_and_transfer_encoding_is_never_passed_on
             "a Content-Length longer than the chunked body",
             b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n",
         ),
-    ] {
-        let (resp, _raw, _upstream, _proxy) = exchange(&site, answer).await;
-        let Some(resp) = resp else {
-            wrong.push(format!("{what}: the connection closed without an answer"));
-            continue;
-        };
-        for m in malformed(&resp) {
-            wrong.push(format!("{what}: {m}: {:?}", resp.head_text()));
-        }
-        match resp.status {
-            502 => {}
-            200 => {
-                if !resp.values("content-length").is_empty() {
-                    wrong.push(format!(
-                        "{what}: the upstream's Content-Length was passed on: {:?}, body {:?}",
-                        resp.head_text(),
-                        resp.text()
-                    ));
-                }
-                if !resp.complete || resp.text() != "hello world" {
-                    wrong.push(format!(
-                        "{what}: body {:?} (complete: {}), not the chunks' \"hello world\"",
-                        resp.text(),
-                        resp.complete
-                    ));
-                }
-            }
-            other => wrong.push(format!("{what}: answered {other}")),
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        (
+            "a Content-Length equal to the chunked bytes",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 21\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n",
+        ),
+    ])
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -195,32 +195,53 @@ pub fn transfer_encoding_is_plain_chunked(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Why a response's framing cannot be passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadFraming {
+    /// Both Content-Length and Transfer-Encoding (RFC 9112 section 6.3:
+    /// "ought to be handled as an error"; nginx answers 502 too).
+    Both,
+    /// Content-Length values that differ or do not parse.
+    Lengths,
+}
+
+impl BadFraming {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BadFraming::Both => "upstream sent both Content-Length and Transfer-Encoding",
+            BadFraming::Lengths => "upstream sent conflicting Content-Length values",
+        }
+    }
+}
+
 /// Makes a response's framing unambiguous before it is passed on: a
-/// Content-Length beside Transfer-Encoding is dropped (RFC 9112 section
-/// 6.3: the chunked framing wins and is what was decoded), and a repeated
-/// or listed Content-Length of one value becomes a single value. False
-/// when the values disagree.
-pub fn normalize_response_length(headers: &mut HeaderMap) -> bool {
+/// repeated or listed Content-Length of one value becomes a single value.
+/// A response whose body could be delimited two ways is refused.
+pub fn normalize_response_length(headers: &mut HeaderMap) -> Result<(), BadFraming> {
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        headers.remove(header::CONTENT_LENGTH);
-        return true;
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            return Err(BadFraming::Both);
+        }
+        return Ok(());
     }
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     let (Some(first), second) = (values.next(), values.next()) else {
-        return true;
+        return Ok(());
     };
     if second.is_none() && !first.as_bytes().contains(&b',') {
-        return true;
+        return Ok(());
     }
     let mut agreed: Option<u64> = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
-        let Ok(text) = v.to_str() else { return false };
+        let Ok(text) = v.to_str() else {
+            return Err(BadFraming::Lengths);
+        };
         for part in text.split(',') {
             let Ok(n) = part.trim().parse::<u64>() else {
-                return false;
+                return Err(BadFraming::Lengths);
             };
             if agreed.is_some_and(|a| a != n) {
-                return false;
+                return Err(BadFraming::Lengths);
             }
             agreed = Some(n);
         }
@@ -228,9 +249,9 @@ pub fn normalize_response_length(headers: &mut HeaderMap) -> bool {
     match agreed {
         Some(n) => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            true
+            Ok(())
         }
-        None => false,
+        None => Err(BadFraming::Lengths),
     }
 }
 

@@ -429,9 +429,9 @@ async fn forward(
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
     }
 
-    if !headers::normalize_response_length(response.headers_mut()) {
+    if let Err(bad) = headers::normalize_response_length(response.headers_mut()) {
         route.state.metrics.upstream_error(UpstreamError::Protocol);
-        tracing::warn!(route = %rc.path, upstream = %route.state.label, "upstream sent conflicting Content-Length values");
+        tracing::warn!(route = %rc.path, upstream = %route.state.label, "{}; answering 502", bad.describe());
         return respond::bad_gateway(log);
     }
     headers::remove_hop_by_hop(response.headers_mut(), false);
