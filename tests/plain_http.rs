@@ -116,20 +116,25 @@ impl Raw {
 /// connection, exactly as written, and reads the response until the proxy
 /// closes the connection.
 async fn send(addr: SocketAddr, method: &str, target: &str, host: &str, body: &str) -> Raw {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if !body.is_empty() {
         request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
     request.push_str(body);
-    tcp.write_all(request.as_bytes()).await.unwrap();
+    parse(&send_bytes(addr, request.as_bytes()).await, method == "HEAD")
+}
+
+/// Writes `request` exactly as given and reads until the proxy closes.
+async fn send_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
     let mut bytes = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut bytes))
         .await
         .expect("the proxy did not answer and close")
         .unwrap();
-    parse(&bytes, method == "HEAD")
+    bytes
 }
 
 async fn get(addr: SocketAddr, target: &str) -> Raw {
@@ -529,18 +534,6 @@ async fn without_the_redirect_requests_are_routed_as_http() {
     assert_eq!(r.status, 404);
     assert_eq!(origin.count(), 1);
     proxy.shutdown().await;
-}
-
-/// Writes `request` exactly as given and reads until the proxy closes.
-async fn send_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(request).await.unwrap();
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut bytes))
-        .await
-        .expect("the proxy did not answer and close")
-        .unwrap();
-    bytes
 }
 
 #[tokio::test]

@@ -181,9 +181,7 @@ async fn serve(fixture: &'static Fixture, bytes: &[u8], requests: Arc<Requests>)
     };
     let (client, closer) = ScriptedClient::new(bytes);
     // The HTTP/1.1 listeners' framing check, as they run it.
-    let verdict = Arc::new(framing::Verdict::default());
-    let client = framing::Framing::new(client, fixture.max_header_size, verdict.clone());
-    let service = framing::Checked::new(service, verdict);
+    let (client, service) = framing::check(client, fixture.max_header_size, service);
     let connection = fixture
         .http
         .serve_connection_with_upgrades(TokioIo::new(client), service);

@@ -188,9 +188,7 @@ where
         })
         .await
     } else {
-        let verdict = Arc::new(framing::Verdict::default());
-        let io = framing::Framing::new(io, ctx.max_header_size, verdict.clone());
-        let service = framing::Checked::new(service, verdict);
+        let (io, service) = framing::check(io, ctx.max_header_size, service);
         let http = ctx
             .http
             .serve_connection_with_upgrades(TokioIo::new(Lingering::new(io)), service);

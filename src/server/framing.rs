@@ -28,11 +28,30 @@ use std::task::{Context, Poll};
 use http::Request;
 use tokio::io::{AsyncRead, ReadBuf};
 
-pub use crate::proxy::headers::BothFramings;
+use crate::proxy::headers::BothFramings;
 use tracker::Tracker;
 
+/// The check on one HTTP/1.1 connection: its client stream `io` and its
+/// `service`, wrapped to share one verdict. `max_head` is the listeners'
+/// `max_header_size`.
+pub fn check<T, S>(io: T, max_head: usize, service: S) -> (Framing<T>, Checked<S>) {
+    let verdict = Arc::new(Verdict::default());
+    (
+        Framing {
+            inner: io,
+            tracker: Tracker::new(max_head),
+            verdict: verdict.clone(),
+        },
+        Checked {
+            inner: service,
+            verdict,
+            next: AtomicU64::new(0),
+        },
+    )
+}
+
 /// Which request of the connection, if any, declared both framings.
-pub struct Verdict {
+struct Verdict {
     /// Its index, 0 for the first request; `u64::MAX` for none.
     both_at: AtomicU64,
 }
@@ -50,17 +69,6 @@ pub struct Framing<T> {
     inner: T,
     tracker: Tracker,
     verdict: Arc<Verdict>,
-}
-
-impl<T> Framing<T> {
-    /// `max_head` is the listeners' `max_header_size`.
-    pub fn new(inner: T, max_head: usize, verdict: Arc<Verdict>) -> Self {
-        Framing {
-            inner,
-            tracker: Tracker::new(max_head),
-            verdict,
-        }
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Framing<T> {
@@ -89,16 +97,6 @@ pub struct Checked<S> {
     verdict: Arc<Verdict>,
     /// The index the next request gets.
     next: AtomicU64,
-}
-
-impl<S> Checked<S> {
-    pub fn new(inner: S, verdict: Arc<Verdict>) -> Self {
-        Checked {
-            inner,
-            verdict,
-            next: AtomicU64::new(0),
-        }
-    }
 }
 
 impl<S, B> hyper::service::Service<Request<B>> for Checked<S>

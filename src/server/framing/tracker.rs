@@ -177,7 +177,7 @@ enum Step {
 /// crossed, so they need no counterpart here.
 fn step(chunk: Chunk, byte: u8) -> Step {
     use Chunk::*;
-    if let (Start | Size(_), Some(digit)) = (chunk, hex(byte)) {
+    if let (Start | Size(_), Some(digit)) = (chunk, char::from(byte).to_digit(16)) {
         let n = if let Size(n) = chunk { n } else { 0 };
         return match n.checked_mul(16).and_then(|n| n.checked_add(u64::from(digit))) {
             Some(n) => Step::Next(Size(n)),
@@ -203,15 +203,6 @@ fn step(chunk: Chunk, byte: u8) -> Step {
         _ => return Step::Refused,
     };
     Step::Next(next)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
