@@ -115,6 +115,73 @@ async fn sequential_requests_share_one_upstream_tls_connection() {
     );
 }
 
+/// Bytes that never repeat with a short period, so a piece lost, doubled
+/// or moved is seen.
+fn patterned(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn megabytes_cross_both_tls_legs_intact_both_ways() {
+    let site = Site::new();
+    let ca = upstream_ca(&site);
+    let issued = ca.issue(&["127.0.0.1"]);
+    let origin = HttpsOrigin::echo(&issued.chain_pem, &issued.key_pem).await;
+    let proxy = start_trusting_upstream_ca(&site, &origin, "").await;
+
+    // Lengths that end mid-record and mid-slice, over HTTP/1.1 and HTTP/2.
+    for len in [3 * 1024 * 1024 + 7, 16 * 1024 + 1] {
+        let sent = patterned(len);
+        let mut send = support::h1(proxy.addr, &site.ca).await;
+        let req = Request::post("https://localhost/echo")
+            .header("host", "localhost")
+            .body(support::full(sent.clone()))
+            .unwrap();
+        let echo = send.send_request(req);
+        assert_echoed(
+            Version::HTTP_11,
+            within(HANG, "an HTTP/1.1 echo", echo).await,
+            &sent,
+        )
+        .await;
+
+        let mut send = h2(proxy.addr, &site.ca).await;
+        let req = Request::post("https://localhost/echo")
+            .body(support::full(sent.clone()))
+            .unwrap();
+        let echo = send.send_request(req);
+        assert_echoed(Version::HTTP_2, within(HANG, "an HTTP/2 echo", echo).await, &sent).await;
+    }
+}
+
+/// The echo came back over `version` with exactly the bytes `sent`.
+async fn assert_echoed(
+    version: Version,
+    resp: hyper::Result<http::Response<hyper::body::Incoming>>,
+    sent: &[u8],
+) {
+    let resp = resp.unwrap();
+    assert_eq!((resp.version(), resp.status()), (version, StatusCode::OK));
+    let got = within(HANG, "the echo body", resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(
+        got[..] == sent[..],
+        "{version:?}: sent {} bytes, got {} back, not the same",
+        sent.len(),
+        got.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_a_ca_not_in_upstream_ca_is_a_502() {
     let site = Site::new();

@@ -2,7 +2,8 @@
 //! `HttpConnector` opens the TCP connection (the name resolved anew, connect
 //! timeout, TCP_NODELAY, keepalive, happy eyeballs, as for plain routes),
 //! then tokio-rustls shakes hands with the route's `ClientConfig` and its
-//! fixed server name, within the route's `connect_timeout`.
+//! fixed server name, within the route's `connect_timeout`. Its plaintext
+//! crosses rustls in small pieces (see [`crate::tls::pieces`]).
 //!
 //! Written here rather than taken from hyper-rustls: its builder refuses a
 //! configuration that names ALPN protocols and offers none for an
@@ -28,6 +29,8 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tower_service::Service;
+
+use crate::tls::pieces::Pieces;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,7 +71,7 @@ impl std::fmt::Debug for TlsConnector {
 }
 
 impl Service<Uri> for TlsConnector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Response = TokioIo<Pieces<TlsStream<TcpStream>>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -84,7 +87,7 @@ impl Service<Uri> for TlsConnector {
         Box::pin(async move {
             let tcp = tcp.await?.into_inner();
             match tokio::time::timeout(limit, tls.connect(name, tcp)).await {
-                Ok(Ok(stream)) => Ok(TokioIo::new(stream)),
+                Ok(Ok(stream)) => Ok(TokioIo::new(Pieces::new(stream))),
                 Ok(Err(e)) => Err(HandshakeError::Failed(e).into()),
                 Err(_) => Err(HandshakeError::Timeout(limit).into()),
             }

@@ -31,6 +31,7 @@ use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
 use crate::side::Side;
+use crate::tls::pieces::Pieces;
 use crate::tls::{client_auth, peer};
 
 /// What every connection task needs, shared by all of them.
@@ -96,7 +97,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let conn = tls.get_ref().0.conn().clone();
     let h2 = facts.alpn.as_deref() == Some("h2");
     tls.get_mut().0.list(Some(facts));
-    let tls = Quiet::new(tls);
+    let tls = Quiet::new(Pieces::new(tls));
 
     let info = Arc::new(ConnInfo::new(conn.clone(), true).with_client_cert(client_cert.as_ref()));
     let shared = ctx.shared.clone();

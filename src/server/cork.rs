@@ -167,7 +167,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Corked<T> {
             return Pin::new(&mut held.io).poll_write_vectored(cx, bufs);
         }
         for b in bufs {
-            held.buf.extend_from_slice(b);
+            crate::tls::pieces::extend_in_pieces(&mut held.buf, b);
         }
         Poll::Ready(Ok(len))
     }

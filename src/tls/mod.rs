@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod client_auth;
 pub mod peer;
+pub mod pieces;
 pub mod policy;
 pub mod reload;
 pub mod selfsigned;

@@ -64,6 +64,21 @@ impl HttpsOrigin {
         HttpsOrigin { requests, ..origin }
     }
 
+    /// Answers every request with its own body, streamed back as it comes.
+    pub async fn echo(chain_pem: &str, key_pem: &str) -> HttpsOrigin {
+        use http_body_util::BodyExt;
+        HttpsOrigin::serve(chain_pem, key_pem, |tls| async move {
+            let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let body: Body = req.into_body().map_err(Into::into).boxed();
+                Ok::<Response<Body>, Infallible>(Response::new(body))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        })
+        .await
+    }
+
     /// A WebSocket echo server behind TLS.
     pub async fn websocket_echo(chain_pem: &str, key_pem: &str) -> HttpsOrigin {
         use tokio_tungstenite::tungstenite::Message;
