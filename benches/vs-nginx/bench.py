@@ -724,7 +724,8 @@ class Bench:
     # --------------------------------------------------------- profile
 
     def profile(self):
-        """cpu-clock samples of each proxy under the h1 load (not counted)."""
+        """cpu-clock samples of each proxy under one scenario's load (h1
+        unless --perf-scenario says otherwise; not counted)."""
         if not shutil.which("perf"):
             log("perf is not installed: no profile")
             return {}
@@ -736,7 +737,8 @@ class Bench:
             pids = []
             try:
                 p, port, pids = self.start_proxy(proxy, app_port, ws_port, 1, self.proxy_cpus, tag)
-                self.load("h1", port, max(self.args.warmup, 0.5))
+                scenario = self.args.perf_scenario
+                self.load(scenario, port, max(self.args.warmup, 0.5))
                 data = os.path.join(self.work, "perf-%s.data" % proxy)
                 rec = PROCS.start(
                     "perf",
@@ -745,7 +747,7 @@ class Bench:
                      "--", "sleep", "%.2f" % self.args.duration],
                     os.path.join(self.work, "perf-record.log"),
                 )
-                self.load("h1", port, self.args.duration)
+                self.load(scenario, port, self.args.duration)
                 rec.wait(timeout=self.args.duration + 60)
                 PROCS.stop(rec)
                 views = {}
@@ -1215,9 +1217,9 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
         env["hardware_counters"] if isinstance(env["hardware_counters"], str) else "; ".join(env["hardware_counters"])))
     if profile:
         L.append("")
-        L.append("`perf record -e cpu-clock -F 999 -g` on each proxy under the h1 load (a separate "
+        L.append("`perf record -e cpu-clock -F 999 -g` on each proxy under the %s load (a separate "
                  "run after the rounds, not counted above); `perf report --no-children`, by DSO "
-                 "(over 0.5%) and by symbol (over 1.5%). The Debian nginx binary has no symbols.")
+                 "(over 0.5%%) and by symbol (over 1.5%%). The Debian nginx binary has no symbols." % args.perf_scenario)
         for proxy in PROXIES:
             views = profile.get(proxy)
             if views:
@@ -1264,7 +1266,9 @@ def main():
                     help="comma-separated subset of %s" % ",".join(ALL_SCENARIOS))
     ap.add_argument("--ws-idle", type=int, help="idle WebSockets for wsmem (default 5000, quick 1000)")
     ap.add_argument("--nginx-keepalive", type=int, default=64, help="nginx upstream keepalive (default 64)")
-    ap.add_argument("--perf", action="store_true", help="also record a cpu-clock profile of each proxy under h1")
+    ap.add_argument("--perf", action="store_true", help="also record a cpu-clock profile of each proxy")
+    ap.add_argument("--perf-scenario", default="h1", choices=("h1", "h2", "big", "ws"),
+                    help="the load the --perf profile is taken under (default h1)")
     ap.add_argument("--json", help="where to write the JSON results")
     ap.add_argument("--results-md", help="where to write the Markdown report (full runs: benches/RESULTS.md)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
