@@ -64,6 +64,7 @@ pub async fn run(
         upstream: TokioIo::new(upstream),
         to_upstream: Direction::default(),
         to_client: Direction::default(),
+        failed: None,
         epoch,
         activity: &activity,
     };
@@ -100,6 +101,26 @@ pub async fn run(
     .await
 }
 
+/// Which side of a direction failed: the tunnel ends differently.
+#[derive(Debug)]
+enum Broken {
+    /// Reading failed (a reset): what was read before has been passed on
+    /// and the writer shut down; the other direction writes to the broken
+    /// socket, so it ends too.
+    Reader(io::Error),
+    /// Writing failed: the other direction reads from that same socket,
+    /// so it runs on until that socket gives its last bytes and its end.
+    Writer(io::Error),
+}
+
+impl From<Broken> for io::Error {
+    fn from(b: Broken) -> io::Error {
+        match b {
+            Broken::Reader(e) | Broken::Writer(e) => e,
+        }
+    }
+}
+
 /// One direction of the tunnel.
 #[derive(Default)]
 struct Direction {
@@ -110,29 +131,32 @@ struct Direction {
     /// The writer has buffered bytes that a flush must push out.
     needs_flush: bool,
     read_eof: bool,
+    /// Why the reader ended, reported once what it gave has been passed on.
+    read_err: Option<io::Error>,
     done: bool,
     total: u64,
 }
 
 impl Direction {
     /// Moves bytes from `reader` to `writer` until the reader would block;
-    /// ready once the reader ended and the writer was shut down.
+    /// ready once the reader ended (or failed) and the writer was shut down.
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         reader: &mut R,
         writer: &mut W,
         touch: &dyn Fn(),
-    ) -> Poll<io::Result<()>>
+    ) -> Poll<Result<(), Broken>>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
         loop {
             while self.written < self.pending.len() {
-                let n = ready!(Pin::new(&mut *writer).poll_write(cx, &self.pending[self.written..]))?;
+                let n = ready!(Pin::new(&mut *writer).poll_write(cx, &self.pending[self.written..]))
+                    .map_err(Broken::Writer)?;
                 if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    return Poll::Ready(Err(Broken::Writer(io::ErrorKind::WriteZero.into())));
                 }
                 self.written += n;
                 self.needs_flush = true;
@@ -144,18 +168,27 @@ impl Direction {
             }
             if self.read_eof {
                 if self.needs_flush {
-                    ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                    ready!(Pin::new(&mut *writer).poll_flush(cx)).map_err(Broken::Writer)?;
                     self.needs_flush = false;
                 }
-                ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
-                return Poll::Ready(Ok(()));
+                ready!(Pin::new(&mut *writer).poll_shutdown(cx)).map_err(Broken::Writer)?;
+                return Poll::Ready(match self.read_err.take() {
+                    Some(e) => Err(Broken::Reader(e)),
+                    None => Ok(()),
+                });
             }
-            let read = SCRATCH_BUF.with(|scratch| {
+            let step = SCRATCH_BUF.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 let mut buf = ReadBuf::new(&mut scratch[..]);
                 match Pin::new(&mut *reader).poll_read(cx, &mut buf) {
                     Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    // A reader that failed (a reset) has still given bytes
+                    // that the other side must get, and a close after them.
+                    Poll::Ready(Err(e)) => {
+                        self.read_err = Some(e);
+                        self.read_eof = true;
+                        Poll::Ready(Ok(()))
+                    }
                     Poll::Ready(Ok(())) => {
                         let data = buf.filled();
                         if data.is_empty() {
@@ -184,13 +217,13 @@ impl Direction {
                     }
                 }
             });
-            match read {
+            match step {
                 Poll::Ready(Ok(())) => continue,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Broken::Writer(e))),
                 Poll::Pending => {
                     // Nothing more to read now: push out what the writer holds.
                     if self.needs_flush {
-                        ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+                        ready!(Pin::new(&mut *writer).poll_flush(cx)).map_err(Broken::Writer)?;
                         self.needs_flush = false;
                     }
                     return Poll::Pending;
@@ -200,16 +233,36 @@ impl Direction {
     }
 }
 
-/// Both directions, until both have ended (a close on one side is passed
+/// Both directions, until both have ended: a close on one side is passed
 /// on as a shutdown of the other side's write half, and the peer then
-/// closes its own side) or one fails.
+/// closes its own side. A failure ends the tunnel without losing what the
+/// failed socket had already sent: an upstream that answers and then
+/// resets makes the next write towards it fail, but its answer is already
+/// in the socket, and the client gets it (see [`Broken`]).
 struct CopyBoth<'a, C, U> {
     client: C,
     upstream: U,
     to_upstream: Direction,
     to_client: Direction,
+    failed: Option<io::Error>,
     epoch: Instant,
     activity: &'a AtomicU64,
+}
+
+impl<C, U> CopyBoth<'_, C, U> {
+    /// Notes how one direction ended; a broken reader ends the other
+    /// direction too, since that one writes to the same socket.
+    fn ended(&mut self, result: Result<(), Broken>, other_is_upstream_bound: bool) {
+        let Err(broken) = result else { return };
+        if let Broken::Reader(_) = broken {
+            if other_is_upstream_bound {
+                self.to_upstream.done = true;
+            } else {
+                self.to_client.done = true;
+            }
+        }
+        self.failed.get_or_insert(broken.into());
+    }
 }
 
 impl<C, U> Future for CopyBoth<'_, C, U>
@@ -228,8 +281,8 @@ where
                 this.to_upstream
                     .poll_copy(cx, &mut this.client, &mut this.upstream, &touch)
             {
-                r?;
                 this.to_upstream.done = true;
+                this.ended(r, false);
             }
         }
         if !this.to_client.done {
@@ -237,14 +290,80 @@ where
                 .to_client
                 .poll_copy(cx, &mut this.upstream, &mut this.client, &touch)
             {
-                r?;
                 this.to_client.done = true;
+                this.ended(r, true);
             }
         }
         if this.to_upstream.done && this.to_client.done {
-            Poll::Ready(Ok((this.to_upstream.total, this.to_client.total)))
+            Poll::Ready(match this.failed.take() {
+                Some(e) => Err(e),
+                None => Ok((this.to_upstream.total, this.to_client.total)),
+            })
         } else {
             Poll::Pending
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        (near, far)
+    }
+
+    /// An upstream that answers and then resets, while the client has
+    /// already sent more: writing that on fails, and the answer must
+    /// still reach the client, followed by a close.
+    #[tokio::test]
+    async fn an_answer_sent_before_a_reset_reaches_the_client() {
+        let (mut client_peer, client_side) = pair().await;
+        let (upstream_side, mut upstream_peer) = pair().await;
+
+        client_peer.write_all(b"next request").await.unwrap();
+        let mut peek = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(10), client_side.peek(&mut peek))
+            .await
+            .expect("the client's bytes arrive")
+            .unwrap();
+
+        upstream_peer.write_all(b"answer").await.unwrap();
+        socket2::SockRef::from(&upstream_peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(upstream_peer);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while upstream_side.take_error().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the reset never arrived");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+
+        let activity = AtomicU64::new(0);
+        let copy = CopyBoth {
+            client: client_side,
+            upstream: upstream_side,
+            to_upstream: Direction::default(),
+            to_client: Direction::default(),
+            failed: None,
+            epoch: Instant::now(),
+            activity: &activity,
+        };
+        let ended = tokio::time::timeout(Duration::from_secs(10), copy)
+            .await
+            .expect("the tunnel ends by itself");
+        assert!(ended.is_err(), "the failed write is reported: {ended:?}");
+
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client_peer.read_to_end(&mut got))
+            .await
+            .expect("the client sees a close")
+            .unwrap();
+        assert_eq!(got, b"answer");
     }
 }
