@@ -743,7 +743,8 @@ class Bench:
                 rec = PROCS.start(
                     "perf",
                     ["taskset", "-c", self.load_cpus, "perf", "record", "-e", "cpu-clock",
-                     "-F", "999", "-g", "-o", data, "-p", ",".join(map(str, pids)),
+                     "-F", "999", "--call-graph", self.args.perf_call_graph, "-o", data,
+                     "-p", ",".join(map(str, pids)),
                      "--", "sleep", "%.2f" % self.args.duration],
                     os.path.join(self.work, "perf-record.log"),
                 )
@@ -1217,9 +1218,10 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
         env["hardware_counters"] if isinstance(env["hardware_counters"], str) else "; ".join(env["hardware_counters"])))
     if profile:
         L.append("")
-        L.append("`perf record -e cpu-clock -F 999 -g` on each proxy under the %s load (a separate "
+        L.append("`perf record -e cpu-clock -F 999 --call-graph %s` on each proxy under the %s load (a separate "
                  "run after the rounds, not counted above); `perf report --no-children`, by DSO "
-                 "(over 0.5%%) and by symbol (over 1.5%%). The Debian nginx binary has no symbols." % args.perf_scenario)
+                 "(over 0.5%%) and by symbol (over 1.5%%). The Debian nginx binary has no symbols."
+                 % (args.perf_call_graph, args.perf_scenario))
         for proxy in PROXIES:
             views = profile.get(proxy)
             if views:
@@ -1269,6 +1271,9 @@ def main():
     ap.add_argument("--perf", action="store_true", help="also record a cpu-clock profile of each proxy")
     ap.add_argument("--perf-scenario", default="h1", choices=("h1", "h2", "big", "ws"),
                     help="the load the --perf profile is taken under (default h1)")
+    ap.add_argument("--perf-call-graph", default="fp", choices=("fp", "dwarf"),
+                    help="how --perf unwinds stacks: fp (default; cheap, stops at the first "
+                         "frame without a frame pointer) or dwarf (whole stacks, large files)")
     ap.add_argument("--json", help="where to write the JSON results")
     ap.add_argument("--results-md", help="where to write the Markdown report (full runs: benches/RESULTS.md)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
