@@ -89,19 +89,18 @@ pub fn add_forwarding(
 ) {
     // X-Forwarded-For keeps what earlier proxies wrote and appends this hop,
     // like nginx's $proxy_add_x_forwarded_for. Several header lines are
-    // folded into one list, which is what applications parse. Looking over
-    // the names costs less than hashing the custom one, and most requests
-    // come straight from a client and carry none.
-    let forwarded_for = if headers.keys().any(|name| name == X_FORWARDED_FOR) {
-        let mut joined: Vec<u8> = Vec::with_capacity(64);
-        for v in headers.get_all(&X_FORWARDED_FOR) {
-            joined.extend_from_slice(v.as_bytes());
-            joined.extend_from_slice(b", ");
+    // folded into one list, which is what applications parse.
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        None => client_ip.clone(),
+        Some(_) => {
+            let mut joined: Vec<u8> = Vec::with_capacity(64);
+            for v in headers.get_all(&X_FORWARDED_FOR) {
+                joined.extend_from_slice(v.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
         }
-        joined.extend_from_slice(client_ip.as_bytes());
-        HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client_ip.clone())
-    } else {
-        client_ip.clone()
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
     headers.insert(X_REAL_IP.clone(), client_ip.clone());
