@@ -15,6 +15,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use portcullis::config::RouteConfig;
+use portcullis::proxy::client_cert;
 use portcullis::proxy::headers::{add_forwarding, join_cookies, remove_hop_by_hop};
 use portcullis::proxy::routes::{Route, RouteTable};
 use portcullis::tls::selfsigned;
@@ -177,6 +178,15 @@ fn headers(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A TLS request without a client certificate: no copies to remove,
+    // one header to say so.
+    g.bench_function("client_cert/none_sent", |b| {
+        b.iter_batched_ref(
+            || h1.clone(),
+            |m| client_cert::forward(black_box(m), true, None),
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("join_cookies/h2_three_fields", |b| {
         b.iter_batched_ref(
             || h2.clone(),
@@ -199,6 +209,7 @@ fn headers(c: &mut Criterion) {
                 remove_hop_by_hop(m, false);
                 join_cookies(m);
                 add_forwarding(m, &client_ip, &https, Some(&host));
+                client_cert::forward(m, true, None);
             },
             BatchSize::SmallInput,
         )
