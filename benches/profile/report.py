@@ -15,6 +15,7 @@ Called by callgrind.sh.
 """
 
 import argparse
+import functools
 import re
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def total_ir(path):
     sys.exit("%s: no totals line" % path)
 
 
+@functools.lru_cache(maxsize=None)  # the one-time cost reads the inclusive list too
 def functions(path, inclusive):
     """Ir by function from callgrind_annotate. callgrind lists a function
     once per source file its code came from (inlining); exclusive costs of

@@ -249,20 +249,14 @@ struct CopyBoth<'a, C, U> {
     activity: &'a AtomicU64,
 }
 
-impl<C, U> CopyBoth<'_, C, U> {
-    /// Notes how one direction ended; a broken reader ends the other
-    /// direction too, since that one writes to the same socket.
-    fn ended(&mut self, result: Result<(), Broken>, other_is_upstream_bound: bool) {
-        let Err(broken) = result else { return };
-        if let Broken::Reader(_) = broken {
-            if other_is_upstream_bound {
-                self.to_upstream.done = true;
-            } else {
-                self.to_client.done = true;
-            }
-        }
-        self.failed.get_or_insert(broken.into());
+/// Notes how a direction ended. A broken reader ends the `other` direction
+/// too, since that one writes to the same socket.
+fn ended(result: Result<(), Broken>, other: &mut Direction, failed: &mut Option<io::Error>) {
+    let Err(broken) = result else { return };
+    if let Broken::Reader(_) = broken {
+        other.done = true;
     }
+    failed.get_or_insert(broken.into());
 }
 
 impl<C, U> Future for CopyBoth<'_, C, U>
@@ -282,7 +276,7 @@ where
                     .poll_copy(cx, &mut this.client, &mut this.upstream, &touch)
             {
                 this.to_upstream.done = true;
-                this.ended(r, false);
+                ended(r, &mut this.to_client, &mut this.failed);
             }
         }
         if !this.to_client.done {
@@ -291,7 +285,7 @@ where
                 .poll_copy(cx, &mut this.upstream, &mut this.client, &touch)
             {
                 this.to_client.done = true;
-                this.ended(r, true);
+                ended(r, &mut this.to_upstream, &mut this.failed);
             }
         }
         if this.to_upstream.done && this.to_client.done {
