@@ -1,6 +1,7 @@
 //! Bodies stream through the proxy: server-sent events arrive one by one,
-//! 100 MiB crosses each way with the proxy's memory staying small, and a
-//! long upload is not cut by the response timeout.
+//! an echo flows back while its upload is still going, 100 MiB crosses
+//! each way with the proxy's memory staying small, and a long upload is
+//! not cut by the response timeout.
 
 mod support;
 
@@ -16,6 +17,9 @@ use hyper::body::{Frame, Incoming};
 use support::process::ProxyProcess;
 use support::*;
 use tokio::sync::Notify;
+
+/// Longer than any step here takes; reaching it means the proxy hangs.
+const HANG: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- helpers
 
@@ -164,6 +168,69 @@ async fn server_sent_events_arrive_one_by_one_over_http2() {
         .unwrap();
     assert_eq!(resp.version(), Version::HTTP_2);
     events_arrive_one_by_one(resp, &go).await;
+}
+
+// ---------------------------------------------------------------- both ways at once
+
+/// Sends a body of declared length piece by piece, each piece only once
+/// the one before has come back through the proxy: the upstream answers
+/// at once and echoes as it reads, so this finishes only if the proxy
+/// keeps sending the request body after the response has started, and
+/// passes each echoed piece on as it comes.
+async fn echo_conversation<F>(send: impl FnOnce(Request<Body>) -> F)
+where
+    F: std::future::Future<Output = hyper::Result<Response<Incoming>>>,
+{
+    // Above the size of the bodies the proxy reads whole before answering.
+    const PIECES: usize = 4;
+    const PIECE: usize = 32 * 1024;
+    let piece = |i: usize| Bytes::from(vec![b'a' + i as u8; PIECE]);
+    let (tx, body) = channel_body();
+    let req = Request::post("https://localhost/echo")
+        .header("host", "localhost")
+        .header("content-length", PIECES * PIECE)
+        .body(body)
+        .unwrap();
+    tx.send(piece(0)).unwrap();
+    let resp = within(HANG, "the echo's response head", send(req)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    for i in 0..PIECES {
+        let what = format!("piece {i} echoed while the upload is still open");
+        while got.len() < (i + 1) * PIECE {
+            let frame = within(HANG, &what, body.frame())
+                .await
+                .expect("the echo ended early");
+            if let Ok(data) = frame.expect("the echo failed").into_data() {
+                got.extend_from_slice(&data);
+            }
+        }
+        if i + 1 < PIECES {
+            tx.send(piece(i + 1)).unwrap();
+        }
+    }
+    let want: Vec<u8> = (0..PIECES).flat_map(|i| piece(i).to_vec()).collect();
+    assert!(
+        got == want,
+        "the echo differs from the upload ({} bytes back)",
+        got.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echo_flows_back_while_its_upload_is_still_going() {
+    let site = Site::new();
+    let origin = Origin::start(|req: Request<Incoming>| async move {
+        Response::new(BodyExt::boxed(req.into_body().map_err(Into::into)))
+    })
+    .await;
+    let proxy = ProxyHandle::start(&site.config(&route("/", &origin.url(), "")), site.dir.path()).await;
+
+    let mut send = h1(proxy.addr, &site.ca).await;
+    echo_conversation(|req| send.send_request(req)).await;
+    let mut send = h2(proxy.addr, &site.ca).await;
+    echo_conversation(|req| send.send_request(req)).await;
 }
 
 // ---------------------------------------------------------------- a slow upload

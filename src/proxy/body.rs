@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::access::AccessRecord;
-use super::pool::Lease;
+use super::h1::body::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,12 +34,10 @@ pin_project! {
     #[project = StreamingProj]
     struct Streaming {
         #[pin]
-        body: Incoming,
+        body: UpstreamBody,
         #[pin]
         idle: Sleep,
         timeout: Duration,
-        // The upstream connection, given back once the body has ended.
-        lease: Option<Lease>,
     }
 }
 
@@ -51,22 +48,13 @@ pub struct ProxyBody {
 
 impl ProxyBody {
     /// Streams `body`, failing if the upstream is silent for `timeout`
-    /// between two frames. The connection `lease` goes back to its pool
-    /// when the body has ended, and is closed if it never does.
-    pub fn upstream(body: Incoming, lease: Lease, timeout: Duration, log: Option<Box<AccessRecord>>) -> Self {
-        // A body that is over already may never be polled.
-        let lease = if body.is_end_stream() {
-            lease.release();
-            None
-        } else {
-            Some(lease)
-        };
+    /// between two frames.
+    pub fn upstream(body: UpstreamBody, timeout: Duration, log: Option<Box<AccessRecord>>) -> Self {
         ProxyBody {
             kind: Kind::Upstream(Box::pin(Streaming {
                 body,
                 idle: tokio::time::sleep(timeout),
                 timeout,
-                lease,
             })),
             log,
         }
@@ -108,27 +96,14 @@ impl Body for ProxyBody {
                     mut body,
                     mut idle,
                     timeout,
-                    lease,
                 } = streaming.as_mut().project();
                 match body.as_mut().poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
-                        // hyper stops polling a body of known length once it
-                        // says it is over, so the end may never be seen below.
-                        if body.is_end_stream() {
-                            if let Some(lease) = lease.take() {
-                                lease.release();
-                            }
-                        }
                         idle.as_mut().reset(Instant::now() + *timeout);
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                    Poll::Ready(None) => {
-                        if let Some(lease) = lease.take() {
-                            lease.release();
-                        }
-                        Poll::Ready(None)
-                    }
+                    Poll::Ready(None) => Poll::Ready(None),
                     Poll::Pending => match idle.poll(cx) {
                         Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(*timeout).into()))),
                         Poll::Pending => Poll::Pending,

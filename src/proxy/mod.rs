@@ -6,6 +6,7 @@ pub mod access;
 pub mod body;
 pub mod client_cert;
 pub mod connect;
+pub mod h1;
 pub mod headers;
 pub mod insecure;
 pub mod pool;
@@ -37,12 +38,11 @@ use access::AccessRecord;
 use body::ProxyBody;
 use request_body::ReadAheadError;
 use routes::{Route, RouteTable};
-use upstream::UpstreamClient;
 
 /// What a route needs at request time, built once at start.
 #[derive(Debug)]
 pub struct RouteState {
-    client: UpstreamClient,
+    client: upstream::Client,
     /// The upstream's authority as a Host value, for clients that sent none.
     host_header: HeaderValue,
     /// `http://host:port` or `https://host:port`, for logs.
@@ -364,7 +364,7 @@ async fn forward(
         r = exchange => Ok(r),
         () = deadline => Err(()),
     };
-    let (mut response, lease) = match outcome {
+    let response = match outcome {
         Ok(Ok(exchanged)) => exchanged,
         Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
             // The client broke its own body mid-way: its fault, not the upstream's.
@@ -409,8 +409,11 @@ async fn forward(
             tracing::warn!(route = %rc.path, upstream = %route.state.label, "upstream answered 101 to a request that asked for no upgrade");
             return respond::bad_gateway(log);
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        headers::remove_hop_by_hop(response.headers_mut(), true);
+        let (mut parts, body) = response.into_parts();
+        let Some(upstream_upgrade) = body.into_upgraded() else {
+            return respond::bad_gateway(log);
+        };
+        headers::remove_hop_by_hop(&mut parts.headers, true);
         let idle = rc.tunnel_idle_timeout;
         let cancel = shared.tunnel_cancel.clone();
         let route_path = rc.path.clone();
@@ -424,11 +427,10 @@ async fn forward(
             entry.tunnels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
         // The connection now carries the tunnel: it never returns to the pool.
-        drop(lease);
-        let (parts, _) = response.into_parts();
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
     }
 
+    let mut response = response;
     if let Err(bad) = headers::normalize_response_length(response.headers_mut()) {
         route.state.metrics.upstream_error(UpstreamError::Protocol);
         tracing::warn!(route = %rc.path, upstream = %route.state.label, "{}; answering 502", bad.describe());
@@ -453,10 +455,7 @@ async fn forward(
             Poll::Pending => tokio::time::timeout(rc.read_timeout, collect).await,
         };
         return match read {
-            Ok(Ok(whole)) => {
-                lease.release();
-                Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log))
-            }
+            Ok(Ok(whole)) => Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log)),
             Ok(Err(err)) => {
                 route.state.metrics.upstream_error(UpstreamError::Protocol);
                 tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "upstream failed in the middle of a response body");
@@ -469,7 +468,7 @@ async fn forward(
             }
         };
     }
-    Response::from_parts(parts, ProxyBody::upstream(body, lease, rc.read_timeout, log))
+    Response::from_parts(parts, ProxyBody::upstream(body, rc.read_timeout, log))
 }
 
 /// The largest response body of known length that is read whole before the

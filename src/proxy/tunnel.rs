@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::h1::Upgraded;
 use crate::side::Side;
 
 /// The largest read in one go: one TLS record's worth of plaintext.
@@ -47,12 +48,12 @@ pub enum End {
 /// Waits for both sides to finish upgrading, then moves bytes until the end.
 pub async fn run(
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: Upgraded,
     idle_timeout: Duration,
     cancel: CancellationToken,
 ) -> End {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+    let client = match client.await {
+        Ok(client) => client,
         Err(e) => return End::Error(io::Error::other(e)),
     };
     let epoch = Instant::now();
@@ -61,7 +62,7 @@ pub async fn run(
     let activity = AtomicU64::new(0);
     let copy = CopyBoth {
         client: TokioIo::new(client),
-        upstream: TokioIo::new(upstream),
+        upstream,
         to_upstream: Direction::default(),
         to_client: Direction::default(),
         failed: None,
