@@ -447,8 +447,12 @@ async fn forward(
         .exact()
         .is_some_and(|n| n > 0 && n <= COALESCE_MAX);
     if small {
-        // Usually the body came in with the head and is there already: a
-        // first look without a timer spares one for each request.
+        // Usually the body came in with the head and is there already: it
+        // is then taken as it is, with no timer and no collecting.
+        let mut body = body;
+        if let Some(whole) = body.take_whole() {
+            return Response::from_parts(parts, ProxyBody::local(whole, log));
+        }
         let mut collect = std::pin::pin!(body.collect());
         let read = match std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
             Poll::Ready(read) => Ok(read),

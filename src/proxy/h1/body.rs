@@ -81,6 +81,18 @@ impl UpstreamBody {
         body
     }
 
+    /// The whole body, if it has a length and all of it has been read
+    /// already (it usually came in with the head).
+    pub fn take_whole(&mut self) -> Option<Bytes> {
+        let (Decoder::Length(left), Some(conn)) = (&self.decoder, self.conn.as_mut()) else {
+            return None;
+        };
+        let n = usize::try_from(*left).ok().filter(|&n| n <= conn.buf.len())?;
+        let whole = conn.buf.split_to(n).freeze();
+        self.finish();
+        Some(whole)
+    }
+
     /// The connection of a 101 response, for the tunnel.
     pub fn into_upgraded(mut self) -> Option<Upgraded> {
         match self.decoder {
