@@ -440,6 +440,18 @@ async fn a_garbage_status_line_is_502() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_head_without_end_is_502_once_past_its_limit() {
+    // A head is read whole before anything goes on, so one that never ends
+    // must be cut off at a limit (64 KiB), not buffered for ever.
+    let endless: &'static [u8] = Box::leak(
+        [&b"HTTP/1.1 200 OK\r\nX-Long: "[..], &vec![b'a'; 80 * 1024]]
+            .concat()
+            .into_boxed_slice(),
+    );
+    assert_all_502(&[("an 80 KiB header field", endless)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_header_with_a_control_character_is_502() {
     // RFC 9110 section 5.5: NUL, CR and LF in a field value are invalid and
     // dangerous; other controls are invalid too. Passed on, a NUL or a bare
@@ -649,4 +661,48 @@ async fn interim_responses_before_the_final_one_do_not_replace_or_taint_it() {
         );
         println!("{round}: interim responses passed on: {interim:?}");
     }
+}
+
+// ---------------------------------------------------------------- trailers
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trailers_of_a_chunked_response_reach_an_http2_client() {
+    // What gRPC-style services send after the body; an HTTP/2 client can
+    // receive them, so they are passed on.
+    let upstream = RawUpstream::always(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n",
+    )
+    .await;
+    let site = Site::new();
+    let proxy = proxy_to(&site, &upstream).await;
+    let mut send = h2(proxy.addr, &site.ca).await;
+    let req = http::Request::get("https://localhost/x").body(empty()).unwrap();
+    let resp = tokio::time::timeout(HANG, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let (mut data, mut trailers) = (Vec::new(), None);
+    while let Some(frame) = tokio::time::timeout(HANG, http_body_util::BodyExt::frame(&mut body))
+        .await
+        .expect("the body ends")
+    {
+        match frame.expect("the body is whole").into_data() {
+            Ok(d) => data.extend_from_slice(&d),
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    assert_eq!(data, b"hello");
+    let trailers = trailers.expect("no trailers reached the client");
+    assert_eq!(trailers["x-checksum"], "abc123");
+
+    // The connection stayed in step: the next request reuses it.
+    let req = http::Request::get("https://localhost/y").body(empty()).unwrap();
+    let resp = tokio::time::timeout(HANG, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
 }
