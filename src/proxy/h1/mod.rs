@@ -117,6 +117,8 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
     };
     drop(parts);
     let mut sent = false;
+    // How much of the buffer is known to hold no complete head.
+    let mut scanned = 0;
     let head = poll_fn(|cx| {
         if !sent && send.failed.is_none() {
             match send.poll(cx, &mut conn.io) {
@@ -131,16 +133,20 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
             }
         }
         loop {
-            if !conn.buf.is_empty() {
+            // A head is parsed only once its end may have arrived, so one
+            // that trickles in costs a scan of each new byte rather than a
+            // parse of the whole buffer per read.
+            if response::may_have_ended(&conn.buf, scanned) {
                 if let Some(head) =
                     response::parse(&mut conn.buf, head_request).map_err(ExchangeError::Head)?
                 {
                     return Poll::Ready(Ok(head));
                 }
-                if conn.buf.len() >= MAX_HEAD {
-                    return Poll::Ready(Err(ExchangeError::Head(HeadError::TooLarge(MAX_HEAD))));
-                }
             }
+            if conn.buf.len() >= MAX_HEAD {
+                return Poll::Ready(Err(ExchangeError::Head(HeadError::TooLarge(MAX_HEAD))));
+            }
+            scanned = conn.buf.len();
             match conn.poll_fill(cx, READ_SIZE) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(match send.failed.take() {

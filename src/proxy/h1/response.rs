@@ -62,6 +62,17 @@ pub fn parse(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Hea
     }
 }
 
+/// Whether `buf` may hold a whole head, given that its first `scanned`
+/// bytes held none: a head ends in an empty line (CRLF CRLF, or the bare
+/// LF LF that parsers accept), which is looked for only where the new
+/// bytes could have completed it.
+pub fn may_have_ended(buf: &[u8], scanned: usize) -> bool {
+    let from = scanned.saturating_sub(3);
+    buf.get(from..).is_some_and(|new| {
+        memchr::memmem::find(new, b"\n\r\n").is_some() || memchr::memmem::find(new, b"\n\n").is_some()
+    })
+}
+
 fn parse_one(buf: &mut BytesMut) -> Result<Option<response::Parts>, HeadError> {
     // Left uninitialised: zeroing 100 fields costs more than parsing a
     // typical head.
@@ -278,6 +289,20 @@ mod tests {
         assert!(head.parts.headers.get("link").is_none());
         assert_eq!(head.parts.headers.get_all("x-a").iter().count(), 2);
         assert_eq!(rest, b"ok");
+    }
+
+    #[test]
+    fn a_head_end_is_found_wherever_the_reads_split_it() {
+        let wire = b"HTTP/1.1 200 OK\r\nx: y\r\n\r\n";
+        for cut in 1..wire.len() {
+            let mut scanned = 0;
+            for end in [cut, wire.len()] {
+                let seen = may_have_ended(&wire[..end], scanned);
+                assert_eq!(seen, end == wire.len(), "cut at {cut}, {end} bytes");
+                scanned = end;
+            }
+        }
+        assert!(may_have_ended(b"HTTP/1.0 200 OK\nx: y\n\n", 10));
     }
 
     #[test]
