@@ -37,6 +37,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 PROXIES = ("nginx", "portcullis")
+# What the first column is called: nginx, or with --baseline the other
+# portcullis build that stands in its place (the key stays "nginx").
+NAMES = {"nginx": "nginx", "portcullis": "portcullis"}
+
+
+def shown(proxy):
+    return NAMES.get(proxy, proxy)
 ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "scaling")
 
 # h1def: the h1 load with every optional defence of portcullis turned on
@@ -474,6 +481,13 @@ class Bench:
             "WORK": self.work,
         }
         logp = os.path.join(self.work, "%s-%s.log" % (proxy, tag))
+        if proxy == "nginx" and self.args.baseline:
+            # An A/B of two builds: the baseline runs with the very
+            # configuration the portcullis under test gets.
+            conf = self.portcullis_conf(values, workers, "baseline-%s" % tag, defences)
+            p = PROCS.start(proxy, [self.args.baseline, "--config", conf], logp, cpus=cpus)
+            wait_port(port, p, 20, shown(proxy))
+            return p, port, [p.pid]
         if proxy == "nginx":
             for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
                 os.makedirs(os.path.join(self.work, "nginx-tmp", d), exist_ok=True)
@@ -489,15 +503,7 @@ class Bench:
             argv = [self.args.nginx, "-p", self.work, "-c", conf,
                     "-e", os.path.join(self.work, "nginx-error.log")]
         else:
-            values.update(THREADS=workers, MAX_CONNECTIONS=max(10000, self.worker_connections()))
-            conf = os.path.join(self.work, "portcullis-%s.toml" % tag)
-            with open(conf, "w") as f:
-                text = self.fill("portcullis.toml", values)
-                if defences:
-                    for table, with_limits in PORTCULLIS_DEFENCES:
-                        text = text.replace(table, with_limits, 1)
-                    text = re.sub(r'(?m)^(upstream = "[^"]*")$', r'\1\nmax_body = "1MiB"', text)
-                f.write(text)
+            conf = self.portcullis_conf(values, workers, "portcullis-%s" % tag, defences)
             argv = [self.args.portcullis, "--config", conf]
         p = PROCS.start(proxy, argv, logp, cpus=cpus)
         wait_port(port, p, 20, proxy)
@@ -512,6 +518,19 @@ class Bench:
             pids += kids
             PROCS.extra_pids.extend(kids)
         return p, port, pids
+
+    def portcullis_conf(self, values, workers, name, defences):
+        """Writes a portcullis configuration; returns its path."""
+        values = dict(values, THREADS=workers, MAX_CONNECTIONS=max(10000, self.worker_connections()))
+        conf = os.path.join(self.work, "%s.toml" % name)
+        with open(conf, "w") as f:
+            text = self.fill("portcullis.toml", values)
+            if defences:
+                for table, with_limits in PORTCULLIS_DEFENCES:
+                    text = text.replace(table, with_limits, 1)
+                text = re.sub(r'(?m)^(upstream = "[^"]*")$', r'\1\nmax_body = "1MiB"', text)
+            f.write(text)
+        return conf
 
     def stop_proxy(self, proxy, p, pids):
         # SIGTERM: nginx's fast shutdown; portcullis' graceful one.
@@ -879,7 +898,7 @@ def raise_nofile():
 
 
 def describe(r):
-    s = "%-7s %-10s round %d:" % (r["scenario"], r["proxy"], r["round"])
+    s = "%-7s %-10s round %d:" % (r["scenario"], shown(r["proxy"]), r["round"])
     if r["scenario"] == "wsmem":
         return s + " %d idle WebSockets, RSS %+.0f KiB (%.1f KiB each), %d upstream" % (
             r["held"], r["rss_after_kib"] - r["rss_before_kib"], r["kib_per_conn"],
@@ -1030,7 +1049,7 @@ def keepalive_rows(measurements):
 
 def table_text(rows):
     out = []
-    head = ("metric", "nginx", "portcullis", "p/n", "better", "reading")
+    head = ("metric", shown("nginx"), "portcullis", "p/n", "better", "reading")
     data = []
     for r in rows:
         if "value" in r:
@@ -1298,6 +1317,10 @@ def main():
     ap.add_argument("--origin", required=True)
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="an A/B of two builds: BIN (another portcullis binary) runs in nginx's place, "
+                         "with the same configuration as the portcullis under test; the ratios are "
+                         "then new/baseline, and nothing is written to benches/RESULTS.md")
     ap.add_argument("--command", default=" ".join(sys.argv), help=argparse.SUPPRESS)
     ap.add_argument("--portcullis-rev", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -1314,9 +1337,15 @@ def main():
     if args.rounds < 1 or args.duration <= 0 or args.duration > 600:
         ap.error("--rounds must be at least 1 and --duration in (0, 600]")
     full = not args.quick
+    if args.baseline:
+        if not os.access(args.baseline, os.X_OK):
+            ap.error("--baseline %s: not an executable file" % args.baseline)
+        NAMES["nginx"] = "baseline"
+        if args.json is None:
+            args.json = os.path.join(HERE, "results", "baseline.json")
     if args.json is None:
         args.json = os.path.join(REPO, "benches", "RESULTS.json") if full else os.path.join(HERE, "results", "quick.json")
-    if args.results_md is None and full:
+    if args.results_md is None and full and not args.baseline:
         args.results_md = os.path.join(REPO, "benches", "RESULTS.md")
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -1348,7 +1377,7 @@ def main():
                 if c:
                     verdict = {True: ", kept alive", False: ", NOT kept alive", None: ""}[c.get("kept_alive")]
                     parts.append("%s %d conns (peak %d open, >= %s ops each%s)" % (
-                        proxy, c["distinct_max"], c["peak_established_max"], fmt(c["ops_per_conn_min"]), verdict))
+                        shown(proxy), c["distinct_max"], c["peak_established_max"], fmt(c["ops_per_conn_min"]), verdict))
             print("  %-8s %s" % (r["scenario"], "; ".join(parts)))
         for m in bench.measurements:
             if m["scenario"] == "wsmem":
