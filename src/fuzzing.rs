@@ -8,11 +8,14 @@
 //! - [`request_head`]: bytes from a client, served by hyper as on a real
 //!   connection, get an answer or a closed connection, and a request that
 //!   would be forwarded carries no hop-by-hop header, one Host, one framing.
+//! - [`upstream_response`]: bytes from an upstream, read by the proxy's
+//!   HTTP/1.1 client, end the same way however the reads split them.
 //!
 //! Not part of the proxy's interface; hidden from its documentation.
 
 mod client;
 mod request_head;
+mod upstream_response;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Shared;
 
 pub use request_head::request_head;
+pub use upstream_response::upstream_response;
 
 /// The name the configuration target gives its text, which every error
 /// must carry.

@@ -42,3 +42,8 @@ fn config_seeds_hold() {
 fn request_head_seeds_hold() {
     assert!(run_seeds("request_head", portcullis::fuzzing::request_head) >= 20);
 }
+
+#[test]
+fn upstream_response_seeds_hold() {
+    assert!(run_seeds("upstream_response", portcullis::fuzzing::upstream_response) >= 20);
+}

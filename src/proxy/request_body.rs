@@ -105,6 +105,18 @@ pub struct Tracking {
 }
 
 impl RequestBody {
+    /// A body with nothing in it.
+    pub fn empty() -> Self {
+        RequestBody {
+            ahead: VecDeque::new(),
+            rest: None,
+            done: None,
+            client_failed: Arc::new(AtomicBool::new(false)),
+            allowance: u64::MAX,
+            limit: u64::MAX,
+        }
+    }
+
     /// Wraps `inner`, reading a chunked body ahead first; the body may
     /// carry at most `max_body` bytes when given.
     pub async fn prepare(
