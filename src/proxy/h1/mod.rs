@@ -119,6 +119,9 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
     let mut sent = false;
     // How much of the buffer is known to hold no complete head.
     let mut scanned = 0;
+    // The bytes of the heads parsed so far (interim responses, then the
+    // final one), which the limit counts with what is still buffered.
+    let mut consumed = 0;
     let head = poll_fn(|cx| {
         if !sent && send.failed.is_none() {
             match send.poll(cx, &mut conn.io) {
@@ -137,13 +140,19 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
             // that trickles in costs a scan of each new byte rather than a
             // parse of the whole buffer per read.
             if response::may_have_ended(&conn.buf, scanned) {
-                if let Some(head) =
-                    response::parse(&mut conn.buf, head_request).map_err(ExchangeError::Head)?
-                {
+                let before = conn.buf.len();
+                let parsed = response::parse(&mut conn.buf, head_request).map_err(ExchangeError::Head)?;
+                consumed += before - conn.buf.len();
+                // The limit holds however the head was cut into reads: one
+                // that came whole in a single read is measured too.
+                if consumed > MAX_HEAD {
+                    return Poll::Ready(Err(ExchangeError::Head(HeadError::TooLarge(MAX_HEAD))));
+                }
+                if let Some(head) = parsed {
                     return Poll::Ready(Ok(head));
                 }
             }
-            if conn.buf.len() >= MAX_HEAD {
+            if consumed + conn.buf.len() >= MAX_HEAD {
                 return Poll::Ready(Err(ExchangeError::Head(HeadError::TooLarge(MAX_HEAD))));
             }
             scanned = conn.buf.len();
