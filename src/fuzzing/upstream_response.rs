@@ -20,7 +20,6 @@ use http::{Method, Request};
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::proxy::h1::body::UpstreamBody;
 use crate::proxy::h1::{self, Conn};
 use crate::proxy::pool::Pool;
 use crate::proxy::request_body::RequestBody;
@@ -84,25 +83,13 @@ async fn exchange(answer: &[u8], piece: usize, method: &Method) -> Outcome {
         Err(e) => return Outcome::Refused(kind(&e)),
     };
     let pool = Pool::new(std::time::Duration::from_secs(60));
-    let h1::Exchanged {
-        head,
-        conn,
-        sending,
-        broken,
-    } = exchanged;
-    let status = head.parts.status.as_u16();
+    let (parts, mut body) = exchanged.into_response(pool.home()).into_parts();
+    let status = parts.status.as_u16();
     assert!(
-        !head.parts.status.is_informational() || status == 101,
+        !parts.status.is_informational() || status == 101,
         "interim response {status} handed on as the final one"
     );
-    let headers = fields(&head.parts.headers);
-    let mut body = UpstreamBody::new(
-        head.framing,
-        conn,
-        sending,
-        head.keep_alive && !broken,
-        pool.home(),
-    );
+    let headers = fields(&parts.headers);
     let (mut data, mut trailers, mut failed) = (Vec::new(), Vec::new(), None);
     while let Some(frame) = body.frame().await {
         match frame {

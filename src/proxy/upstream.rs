@@ -124,15 +124,7 @@ impl Client {
             None => Box::pin(self.connect()).await?,
         };
         let exchanged = h1::exchange(conn, req).await.map_err(Error::Exchange)?;
-        let h1::Exchanged {
-            head,
-            conn,
-            sending,
-            broken,
-        } = exchanged;
-        let reusable = head.keep_alive && !broken;
-        let body = UpstreamBody::new(head.framing, conn, sending, reusable, self.pool.home());
-        Ok(Response::from_parts(head.parts, body))
+        Ok(exchanged.into_response(self.pool.home()))
     }
 
     async fn connect(&self) -> Result<Conn, Error> {

@@ -23,11 +23,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Method, Request};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::proxy::pool::Home;
 use crate::proxy::request_body::{BodyError, RequestBody};
+use body::UpstreamBody;
 use request::BodyFraming;
 use response::{Head, HeadError};
 
@@ -101,6 +103,16 @@ pub struct Exchanged {
     pub sending: Option<Sending>,
     /// Writing the request failed: the connection cannot be used again.
     pub broken: bool,
+}
+
+impl Exchanged {
+    /// The response, its body read on from the connection, which goes back
+    /// to `home` at the body's end if the exchange left it in step.
+    pub fn into_response(self, home: Home) -> Response<UpstreamBody> {
+        let reusable = self.head.keep_alive && !self.broken;
+        let body = UpstreamBody::new(self.head.framing, self.conn, self.sending, reusable, home);
+        Response::from_parts(self.head.parts, body)
+    }
 }
 
 /// Sends `req` over `conn` and reads the final response head.
