@@ -170,10 +170,16 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
             scanned = conn.buf.len();
             match conn.poll_fill(cx, READ_SIZE) {
                 Poll::Ready(Ok(0)) => {
+                    // What came before the close is judged as it stands: a
+                    // broken start of a head is reported as broken, however
+                    // the reads cut it, and not as a mere close.
+                    if let Err(e) = response::parse(&mut conn.buf, head_request) {
+                        return Poll::Ready(Err(ExchangeError::Head(e)));
+                    }
                     return Poll::Ready(Err(match send.failed.take() {
                         Some(e) => ExchangeError::Io(e),
                         None => ExchangeError::Closed,
-                    }))
+                    }));
                 }
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
