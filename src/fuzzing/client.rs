@@ -1,6 +1,6 @@
-//! The client end of an in-memory connection, as the server sees it: the
-//! bytes the client sends, then nothing until the client closes, and every
-//! byte the server writes taken at once.
+//! The peer end of an in-memory connection, as the proxy sees it: the bytes
+//! the peer sends (in reads of a chosen size at most), then nothing until
+//! the peer closes, and every byte the proxy writes taken at once.
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct ScriptedClient {
     input: Vec<u8>,
     read: usize,
+    /// The most one read hands out.
+    piece: usize,
     state: Arc<Mutex<State>>,
 }
 
@@ -35,10 +37,17 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl ScriptedClient {
     pub fn new(input: &[u8]) -> (ScriptedClient, Closer) {
+        Self::in_reads_of(input, usize::MAX)
+    }
+
+    /// Like [`ScriptedClient::new`], handing out at most `piece` bytes per
+    /// read.
+    pub fn in_reads_of(input: &[u8], piece: usize) -> (ScriptedClient, Closer) {
         let state = Arc::new(Mutex::new(State::default()));
         let client = ScriptedClient {
             input: input.to_vec(),
             read: 0,
+            piece,
             state: state.clone(),
         };
         (client, Closer { state })
@@ -69,7 +78,7 @@ impl AsyncRead for ScriptedClient {
         let this = &mut *self;
         let rest = &this.input[this.read..];
         if !rest.is_empty() {
-            let n = rest.len().min(buf.remaining());
+            let n = rest.len().min(buf.remaining()).min(this.piece);
             buf.put_slice(&rest[..n]);
             this.read += n;
             return Poll::Ready(Ok(()));

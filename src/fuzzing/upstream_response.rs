@@ -12,14 +12,10 @@
 //! split the bytes could be made to see two different responses in one
 //! stream.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use http::{Method, Request};
 use http_body_util::BodyExt as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::client::ScriptedClient;
 use crate::proxy::h1::{self, Conn};
 use crate::proxy::pool::Pool;
 use crate::proxy::request_body::RequestBody;
@@ -68,11 +64,10 @@ fn outcome(answer: &[u8], piece: usize, method: &Method) -> Outcome {
 }
 
 async fn exchange(answer: &[u8], piece: usize, method: &Method) -> Outcome {
-    let io = Trickle {
-        data: answer.to_vec(),
-        at: 0,
-        piece,
-    };
+    // The upstream's side: the answer in reads of `piece` bytes, then the
+    // end (so a connection put back finds it closed, and none is pooled).
+    let (io, upstream) = ScriptedClient::in_reads_of(answer, piece);
+    upstream.close();
     let mut req = Request::new(RequestBody::empty());
     *req.method_mut() = method.clone();
     *req.uri_mut() = http::Uri::from_static("/x");
@@ -127,37 +122,4 @@ fn fields(map: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
 fn kind(e: &dyn std::fmt::Debug) -> String {
     let text = format!("{e:?}");
     text.split(['(', ' ', '{']).next().unwrap_or_default().to_owned()
-}
-
-/// The upstream's side of the connection: hands out the answer in reads of
-/// at most `piece` bytes, then the end; takes whatever is written. (At the
-/// end, a connection put back finds it closed, so none is pooled here.)
-struct Trickle {
-    data: Vec<u8>,
-    at: usize,
-    piece: usize,
-}
-
-impl AsyncRead for Trickle {
-    fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let n = this.piece.min(this.data.len() - this.at).min(buf.remaining());
-        buf.put_slice(&this.data[this.at..this.at + n]);
-        this.at += n;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Trickle {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }

@@ -364,7 +364,7 @@ async fn forward(
         r = exchange => Ok(r),
         () = deadline => Err(()),
     };
-    let response = match outcome {
+    let mut response = match outcome {
         Ok(Ok(exchanged)) => exchanged,
         Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
             // The client broke its own body mid-way: its fault, not the upstream's.
@@ -430,14 +430,13 @@ async fn forward(
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
     }
 
-    let mut response = response;
     if let Err(bad) = headers::normalize_response_length(response.headers_mut()) {
         route.state.metrics.upstream_error(UpstreamError::Protocol);
         tracing::warn!(route = %rc.path, upstream = %route.state.label, "{}; answering 502", bad.describe());
         return respond::bad_gateway(log);
     }
     headers::remove_hop_by_hop(response.headers_mut(), false);
-    let (parts, body) = response.into_parts();
+    let (parts, mut body) = response.into_parts();
     // A small body of known length is read whole before the head goes out,
     // so head and body leave in one write (one TLS record, one syscall)
     // rather than two. Anything larger, or of unknown length (server-sent
@@ -449,7 +448,6 @@ async fn forward(
     if small {
         // Usually the body came in with the head and is there already: it
         // is then taken as it is, with no timer and no collecting.
-        let mut body = body;
         if let Some(whole) = body.take_whole() {
             return Response::from_parts(parts, ProxyBody::local(whole, log));
         }

@@ -26,7 +26,7 @@ use super::upstream_tls::RouteTls;
 use crate::config::RouteConfig;
 
 /// How a route opens connections: `http://` routes have no TLS layer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Connector {
     Plain(HttpConnector),
     Tls(TlsConnector),

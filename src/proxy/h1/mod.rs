@@ -125,17 +125,19 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
         body: (framing != BodyFraming::Empty).then_some(body),
         framing,
         unflushed: false,
-        failed: None,
     };
     drop(parts);
     let mut sent = false;
+    // Why writing the request failed, if it did: the reason given should
+    // no response come either.
+    let mut failed: Option<io::Error> = None;
     // How much of the buffer is known to hold no complete head.
     let mut scanned = 0;
     // The bytes of the heads parsed so far (interim responses, then the
     // final one), which the limit counts with what is still buffered.
     let mut consumed = 0;
     let head = poll_fn(|cx| {
-        if !sent && send.failed.is_none() {
+        if !sent && failed.is_none() {
             match send.poll(cx, &mut conn.io) {
                 Poll::Ready(Ok(())) => sent = true,
                 Poll::Ready(Err(SendError::Body(e))) => return Poll::Ready(Err(ExchangeError::Body(e))),
@@ -143,7 +145,7 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
                 // reading (an early 413, then a close): the answer is
                 // read below, and the write error is the reason if none
                 // comes.
-                Poll::Ready(Err(SendError::Io(e))) => send.failed = Some(e),
+                Poll::Ready(Err(SendError::Io(e))) => failed = Some(e),
                 Poll::Pending => {}
             }
         }
@@ -176,21 +178,21 @@ pub async fn exchange(mut conn: Conn, req: Request<RequestBody>) -> Result<Excha
                     if let Err(e) = response::parse(&mut conn.buf, head_request) {
                         return Poll::Ready(Err(ExchangeError::Head(e)));
                     }
-                    return Poll::Ready(Err(match send.failed.take() {
+                    return Poll::Ready(Err(match failed.take() {
                         Some(e) => ExchangeError::Io(e),
                         None => ExchangeError::Closed,
                     }));
                 }
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Err(ExchangeError::Io(send.failed.take().unwrap_or(e))))
+                    return Poll::Ready(Err(ExchangeError::Io(failed.take().unwrap_or(e))))
                 }
                 Poll::Pending => return Poll::Pending,
             }
         }
     })
     .await?;
-    let broken = send.failed.is_some();
+    let broken = failed.is_some();
     Ok(Exchanged {
         head,
         conn,
@@ -211,7 +213,6 @@ pub struct Sending {
     body: Option<RequestBody>,
     framing: BodyFraming,
     unflushed: bool,
-    failed: Option<io::Error>,
 }
 
 impl Sending {

@@ -7,7 +7,7 @@
 //! `Content-Length`, any other body is sent chunked.
 
 use bytes::{BufMut, Bytes};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{request, Method};
 use http_body::{Body, Frame};
 
@@ -71,14 +71,19 @@ pub fn encode_head(parts: &request::Parts) -> Bytes {
         target.as_bytes()
     });
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
+    put_fields(&mut out, &parts.headers);
+    out.into()
+}
+
+/// `name: value` lines, then the empty line that ends them.
+fn put_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
+    for (name, value) in fields {
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
     out.put_slice(b"\r\n");
-    out.into()
 }
 
 /// Queues the bytes that carry `frame`: the data as it is, in a chunk, or
@@ -94,13 +99,7 @@ pub fn encode_frame(framing: BodyFraming, frame: Frame<Bytes>, out: &mut impl Ex
         Err(frame) => {
             if let (BodyFraming::Chunked, Ok(trailers)) = (framing, frame.into_trailers()) {
                 let mut end = b"0\r\n".to_vec();
-                for (name, value) in &trailers {
-                    end.put_slice(name.as_str().as_bytes());
-                    end.put_slice(b": ");
-                    end.put_slice(value.as_bytes());
-                    end.put_slice(b"\r\n");
-                }
-                end.put_slice(b"\r\n");
+                put_fields(&mut end, &trailers);
                 out.extend([Bytes::from(end)]);
             }
         }

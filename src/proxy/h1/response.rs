@@ -109,8 +109,9 @@ fn parse_one(buf: &mut BytesMut) -> Result<Option<response::Parts>, HeadError> {
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(spans.len());
     for (name, start, end) in spans {
-        // httparse admits only tab, visible ASCII, space and bytes from
-        // 0x80 in a value, which are exactly what a HeaderValue may hold.
+        // A slice of the head, not a copy. httparse already admits only the
+        // bytes a HeaderValue may hold; the check stays, as the last guard
+        // before the client's wire.
         headers.append(
             name,
             HeaderValue::from_maybe_shared(head.slice(start..end))
