@@ -182,6 +182,39 @@ def cpu_split(pids):
     return user, kernel
 
 
+def switches(pids):
+    """Context switches of every thread of the processes in `pids`, summed:
+    (voluntary, involuntary). A voluntary switch is a sleep in epoll_wait and
+    a wakeup after it, which the kernel time per operation pays for."""
+    vol = invol = 0
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            vol += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            invol += int(line.split()[1])
+            except OSError:
+                pass
+    return vol, invol
+
+
+def tcp_segments():
+    """TCP segments sent on the whole machine so far (/proc/net/snmp OutSegs).
+    Load generator, upstreams and proxy all count; with the same load and
+    upstreams, a difference between the proxies is the proxy's doing: a
+    write split in two, or an ACK that did not ride on data."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("OutSegs")])
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -669,10 +702,14 @@ class Bench:
             if self.args.warmup > 0:
                 warm_ops = self.load(scenario, port, self.args.warmup, warm=True)["ops"]
             u0, k0 = cpu_split(pids)
+            v0, i0 = switches(pids)
+            s0 = tcp_segments()
             w0 = time.monotonic()
             r = self.load(scenario, port, self.args.duration)
             wall = time.monotonic() - w0
             u1, k1 = cpu_split(pids)
+            v1, i1 = switches(pids)
+            s1 = tcp_segments()
             t0, t1 = u0 + k0, u1 + k1
             up = watch.stop()
             if not pid_alive(p.pid):
@@ -685,6 +722,9 @@ class Bench:
                 cpu_us_per_op=cpu_us / r["ops"] if r["ops"] else None,
                 user_us_per_op=(u1 - u0) * 1e6 / CLK_TCK / r["ops"] if r["ops"] else None,
                 kernel_us_per_op=(k1 - k0) * 1e6 / CLK_TCK / r["ops"] if r["ops"] else None,
+                sleeps_per_op=(v1 - v0) / r["ops"] if r["ops"] else None,
+                segments_per_op=(s1 - s0) / r["ops"] if r["ops"] else None,
+                preemptions_per_op=(i1 - i0) / r["ops"] if r["ops"] else None,
                 upstream=up, upstream_ops=r["ops"] + warm_ops,
             )
             if scenario == "big":
@@ -784,7 +824,9 @@ class Bench:
                      "--", "sleep", "%.2f" % self.args.duration],
                     os.path.join(self.work, "perf-record.log"),
                 )
-                self.load(scenario, port, self.args.duration)
+                c0 = cpu_ticks(pids)
+                ops = self.load(scenario, port, self.args.duration)["ops"]
+                c1 = cpu_ticks(pids)
                 rec.wait(timeout=self.args.duration + 60)
                 PROCS.stop(rec)
                 views = {}
@@ -817,11 +859,15 @@ class Bench:
                         l.rstrip() for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")
                     ][:25]
                 views["by_component"] = components(data)
+                views["data"] = data
+                views["cpu_us_per_op"] = (c1 - c0) * 1e6 / CLK_TCK / ops if ops else None
                 out[proxy] = views
             finally:
                 if p is not None:
                     self.stop_proxy(proxy, p, pids)
                 PROCS.stop(origin)
+        if out:
+            out["by_activity"] = kernel_split(out)
         return out
 
     # ------------------------------------------------------------- run
@@ -840,6 +886,21 @@ class Bench:
             log("round %d of %d done after %.0fs" % (rnd + 1, self.args.rounds, time.monotonic() - t_start))
         profile = self.profile() if self.args.perf else {}
         return time.monotonic() - t_start, profile
+
+
+def kernel_split(profiles):
+    """Each proxy's CPU per operation by what it was doing (system call and
+    where inside it), from the profiles' call stacks: benches/profile/kernel_split.py."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "profile", "kernel_split.py")
+    argv = [sys.executable, script]
+    for proxy, views in profiles.items():
+        if views.get("cpu_us_per_op"):
+            argv += ["--us-per-op", "%s=%.3f" % (proxy, views["cpu_us_per_op"])]
+    argv += ["%s=%s" % (proxy, views["data"]) for proxy, views in profiles.items()]
+    rep = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if rep.returncode != 0:
+        return ["kernel_split.py failed: %s" % rep.stderr.strip()]
+    return rep.stdout.rstrip().splitlines()
 
 
 SYMBOL_CRATE = re.compile(r"^[<&*\s]*(?:dyn\s+)?([A-Za-z_][A-Za-z0-9_]*)::")
@@ -929,12 +990,16 @@ METRICS = [
     ("h1", "cpu_us_per_op", "h1  proxy CPU us/request", 1, False),
     ("h1", "user_us_per_op", "h1  of which in the proxy's own code (user)", 1, False),
     ("h1", "kernel_us_per_op", "h1  of which in the kernel (system)", 1, False),
+    ("h1", "sleeps_per_op", "h1  proxy sleeps (voluntary context switches) per request", 1, False),
+    ("h1", "segments_per_op", "h1  TCP segments per operation, whole machine", 1, False),
     ("h1def", "rate", "h1def requests/s, portcullis with every optional limit set", 1, True),
     ("h1def", "cpu_us_per_op", "h1def proxy CPU us/request, portcullis with every optional limit set", 1, False),
     ("h2", "rate", "h2  requests/s (64 conns x 10 streams, h2load)", 1, True),
     ("h2", "cpu_us_per_op", "h2  proxy CPU us/request", 1, False),
     ("h2", "user_us_per_op", "h2  of which in the proxy's own code (user)", 1, False),
     ("h2", "kernel_us_per_op", "h2  of which in the kernel (system)", 1, False),
+    ("h2", "sleeps_per_op", "h2  proxy sleeps (voluntary context switches) per request", 1, False),
+    ("h2", "segments_per_op", "h2  TCP segments per operation, whole machine", 1, False),
     ("h2k", "rate", "h2k requests/s, h2 with nginx upstream keepalive %d" % H2K_KEEPALIVE, 1, True),
     ("h2k", "cpu_us_per_op", "h2k proxy CPU us/request", 1, False),
     ("hs", "rate", "hs  full TLS 1.3 handshakes/s (new conn per request)", 1, True),
@@ -949,6 +1014,8 @@ METRICS = [
     ("ws", "cpu_us_per_op", "ws  proxy CPU us/message (round trip)", 1, False),
     ("ws", "user_us_per_op", "ws  of which in the proxy's own code (user)", 1, False),
     ("ws", "kernel_us_per_op", "ws  of which in the kernel (system)", 1, False),
+    ("ws", "sleeps_per_op", "ws  proxy sleeps (voluntary context switches) per message", 1, False),
+    ("ws", "segments_per_op", "ws  TCP segments per operation, whole machine", 1, False),
     ("wsmem", "kib_per_conn", "wsmem RSS KiB per idle WebSocket", 1, False),
     ("wsmem", "rss_before_kib", "wsmem RSS before (MiB)", 1 / 1024.0, False),
     ("wsmem", "cpu_us_per_open", "wsmem proxy CPU us per WebSocket opened", 1, False),
@@ -1258,6 +1325,15 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
                  "run after the rounds, not counted above); `perf report --no-children`, by DSO "
                  "(over 0.5%%) and by symbol (over 1.5%%). The Debian nginx binary has no symbols."
                  % (args.perf_call_graph, args.perf_scenario))
+        if profile.get("by_activity"):
+            L.append("")
+            L.append("CPU per operation by what each proxy was doing, from the call stacks "
+                     "(`benches/profile/kernel_split.py`; the send groups include the receiving "
+                     "peer's TCP input, which a loopback write runs in the writer's time):")
+            L.append("")
+            L.append("```")
+            L.extend(profile["by_activity"])
+            L.append("```")
         for proxy in PROXIES:
             views = profile.get(proxy)
             if views:
@@ -1387,7 +1463,10 @@ def main():
             for p, v in sorted(bench.checks["resumption"].items()):
                 print("resumption check %s: enabled %s, disabled %s" % (p, v["enabled"], v["disabled"]))
         if profile:
-            for proxy, views in profile.items():
+            for proxy in PROXIES:
+                views = profile.get(proxy)
+                if not views:
+                    continue
                 print("\nprofile %s (cpu-clock, %s samples), by DSO:" % (proxy, views.get("samples")))
                 print("\n".join(views["by_dso"]))
                 print("by symbol (>1.5%):")
@@ -1397,6 +1476,9 @@ def main():
                 if views.get("user_symbols"):
                     print("user space by symbol (>0.7% of all samples):")
                     print("\n".join(views["user_symbols"]))
+            if profile.get("by_activity"):
+                print("\nCPU per operation by activity (benches/profile/kernel_split.py):")
+                print("\n".join(profile["by_activity"]))
         result = {
             "command": args.command,
             "environment": env,
