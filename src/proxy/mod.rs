@@ -82,6 +82,12 @@ pub struct ConnInfo {
 
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
 static HTTP: HeaderValue = HeaderValue::from_static("http");
+/// The headers a request can gain on its way upstream: X-Forwarded-For,
+/// X-Real-IP, X-Forwarded-Proto, X-Forwarded-Host, X-Client-Cert-Verify and
+/// Host, which an HTTP/2 request carries as `:authority` instead. A
+/// verified client certificate adds two more, rare enough to pay for a
+/// second growth.
+const FORWARDING_HEADERS: usize = 6;
 
 impl ConnInfo {
     pub fn new(conn: Arc<Conn>, tls: bool) -> Self {
@@ -299,6 +305,10 @@ pub(crate) fn rewrite_head<'s, B>(
     *req.version_mut() = Version::HTTP_11;
     {
         let h = req.headers_mut();
+        // hyper sizes the map for the headers it parsed; those this hop
+        // adds would grow it (rehashing every entry) once or twice. One
+        // reservation grows it once.
+        h.reserve(FORWARDING_HEADERS);
         headers::remove_hop_by_hop(h, upgrade);
         if client_version == Version::HTTP_2 {
             headers::join_cookies(h);

@@ -107,7 +107,10 @@ fn parse_one(buf: &mut BytesMut) -> Result<Option<response::Parts>, HeadError> {
         spans.push((name, start, start + field.value.len()));
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // One spare slot: a map filled to its capacity grows (rehashing every
+    // entry) on the next insert or `entry`, even one that replaces, and
+    // the HTTP/2 server side looks up Content-Length with `entry`.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 1);
     for (name, start, end) in spans {
         // A slice of the head, not a copy. httparse already admits only the
         // bytes a HeaderValue may hold; the check stays, as the last guard
@@ -325,6 +328,24 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(wire)
             );
+        }
+    }
+
+    /// The HTTP/2 server side looks Content-Length up with `entry`, which
+    /// grows a full map even when the field is there: a parsed head leaves
+    /// a slot free, whatever the number of its fields.
+    #[test]
+    fn a_parsed_head_has_room_for_one_more_field() {
+        for fields in 0..40 {
+            let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for i in 0..fields {
+                wire.extend_from_slice(format!("x-field-{i}: v\r\n").as_bytes());
+            }
+            wire.extend_from_slice(b"\r\n");
+            let (head, _) = parsed(&wire, false);
+            let headers = &head.parts.headers;
+            assert_eq!(headers.len(), fields);
+            assert!(headers.capacity() > headers.len(), "{fields} fields fill the map");
         }
     }
 }
