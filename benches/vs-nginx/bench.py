@@ -982,7 +982,8 @@ def fmt(v, digits=None):
 
 # ------------------------------------------------------------- reporting
 
-# (scenario, key, label, unit scale, higher is better)
+# (scenario, key, label, unit scale, higher is better; None for a count
+# that explains the others and is neither better nor worse by itself)
 METRICS = [
     ("h1", "rate", "h1  requests/s (1 KiB, 64 conns, wrk)", 1, True),
     ("h1", "p50_us", "h1  latency p50 (ms)", 1e-3, False),
@@ -990,16 +991,16 @@ METRICS = [
     ("h1", "cpu_us_per_op", "h1  proxy CPU us/request", 1, False),
     ("h1", "user_us_per_op", "h1  of which in the proxy's own code (user)", 1, False),
     ("h1", "kernel_us_per_op", "h1  of which in the kernel (system)", 1, False),
-    ("h1", "sleeps_per_op", "h1  proxy sleeps (voluntary context switches) per request", 1, False),
-    ("h1", "segments_per_op", "h1  TCP segments per operation, whole machine", 1, False),
+    ("h1", "sleeps_per_op", "h1  proxy sleeps (voluntary context switches) per request", 1, None),
+    ("h1", "segments_per_op", "h1  TCP segments per operation, whole machine", 1, None),
     ("h1def", "rate", "h1def requests/s, portcullis with every optional limit set", 1, True),
     ("h1def", "cpu_us_per_op", "h1def proxy CPU us/request, portcullis with every optional limit set", 1, False),
     ("h2", "rate", "h2  requests/s (64 conns x 10 streams, h2load)", 1, True),
     ("h2", "cpu_us_per_op", "h2  proxy CPU us/request", 1, False),
     ("h2", "user_us_per_op", "h2  of which in the proxy's own code (user)", 1, False),
     ("h2", "kernel_us_per_op", "h2  of which in the kernel (system)", 1, False),
-    ("h2", "sleeps_per_op", "h2  proxy sleeps (voluntary context switches) per request", 1, False),
-    ("h2", "segments_per_op", "h2  TCP segments per operation, whole machine", 1, False),
+    ("h2", "sleeps_per_op", "h2  proxy sleeps (voluntary context switches) per request", 1, None),
+    ("h2", "segments_per_op", "h2  TCP segments per operation, whole machine", 1, None),
     ("h2k", "rate", "h2k requests/s, h2 with nginx upstream keepalive %d" % H2K_KEEPALIVE, 1, True),
     ("h2k", "cpu_us_per_op", "h2k proxy CPU us/request", 1, False),
     ("hs", "rate", "hs  full TLS 1.3 handshakes/s (new conn per request)", 1, True),
@@ -1014,8 +1015,8 @@ METRICS = [
     ("ws", "cpu_us_per_op", "ws  proxy CPU us/message (round trip)", 1, False),
     ("ws", "user_us_per_op", "ws  of which in the proxy's own code (user)", 1, False),
     ("ws", "kernel_us_per_op", "ws  of which in the kernel (system)", 1, False),
-    ("ws", "sleeps_per_op", "ws  proxy sleeps (voluntary context switches) per message", 1, False),
-    ("ws", "segments_per_op", "ws  TCP segments per operation, whole machine", 1, False),
+    ("ws", "sleeps_per_op", "ws  proxy sleeps (voluntary context switches) per message", 1, None),
+    ("ws", "segments_per_op", "ws  TCP segments per operation, whole machine", 1, None),
     ("wsmem", "kib_per_conn", "wsmem RSS KiB per idle WebSocket", 1, False),
     ("wsmem", "rss_before_kib", "wsmem RSS before (MiB)", 1 / 1024.0, False),
     ("wsmem", "cpu_us_per_open", "wsmem proxy CPU us per WebSocket opened", 1, False),
@@ -1077,6 +1078,8 @@ def summarise(measurements):
 def reading(ratio, higher):
     if ratio is None:
         return ""
+    if higher is None:
+        return "to explain the rows above"
     if 0.95 <= ratio <= 1.05:
         return "about equal (within 5%)"
     pct = abs(ratio - 1) * 100
@@ -1126,7 +1129,7 @@ def table_text(rows):
             fmt(r["nginx"]["median"]) if r.get("nginx") else "-",
             fmt(r["portcullis"]["median"]) if r.get("portcullis") else "-",
             fmt(r["ratio"], 2) if r["ratio"] is not None else "-",
-            "higher" if r["higher_is_better"] else "lower",
+            better_column(r["higher_is_better"]),
             r["reading"],
         ))
     widths = [max(len(str(x[i])) for x in data + [head]) for i in range(len(head))]
@@ -1141,6 +1144,10 @@ def table_text(rows):
         if "value" in r:
             out.append("%s: %.2f" % (r["label"], r["value"]))
     return "\n".join(out)
+
+
+def better_column(higher):
+    return "-" if higher is None else "higher" if higher else "lower"
 
 
 def table_md(rows):
@@ -1162,7 +1169,7 @@ def table_md(rows):
         out.append("| %s | %s | %s | %s | %s | %s |" % (
             r["label"], cell(r.get("nginx")), cell(r.get("portcullis")),
             fmt(r["ratio"], 2) if r["ratio"] is not None else "-",
-            "higher" if r["higher_is_better"] else "lower", r["reading"]))
+            better_column(r["higher_is_better"]), r["reading"]))
     return "\n".join(out)
 
 
