@@ -677,31 +677,25 @@ async fn the_trailers_of_a_chunked_response_reach_an_http2_client() {
     let proxy = proxy_to(&site, &upstream).await;
     let mut send = h2(proxy.addr, &site.ca).await;
     let req = http::Request::get("https://localhost/x").body(empty()).unwrap();
-    let resp = tokio::time::timeout(HANG, send.send_request(req))
+    let resp = within(HANG, "the response", send.send_request(req))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    let (mut data, mut trailers) = (Vec::new(), None);
-    while let Some(frame) = tokio::time::timeout(HANG, http_body_util::BodyExt::frame(&mut body))
-        .await
-        .expect("the body ends")
-    {
-        match frame.expect("the body is whole").into_data() {
-            Ok(d) => data.extend_from_slice(&d),
-            Err(frame) => trailers = frame.into_trailers().ok(),
-        }
-    }
-    assert_eq!(data, b"hello");
-    let trailers = trailers.expect("no trailers reached the client");
+    let body = within(
+        HANG,
+        "the body's end",
+        http_body_util::BodyExt::collect(resp.into_body()),
+    )
+    .await
+    .expect("the body is whole");
+    let trailers = body.trailers().cloned().expect("no trailers reached the client");
+    assert_eq!(body.to_bytes(), &b"hello"[..]);
     assert_eq!(trailers["x-checksum"], "abc123");
 
     // The connection stayed in step: the next request reuses it.
     let req = http::Request::get("https://localhost/y").body(empty()).unwrap();
-    let resp = tokio::time::timeout(HANG, send.send_request(req))
+    let resp = within(HANG, "the second response", send.send_request(req))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);

@@ -70,7 +70,7 @@ def syscall_of(frames):
 def classify(frames):
     if not frames or not frames[0][1]:
         return "user space"
-    names = [f for f, _kernel in frames if _kernel]
+    names = [sym for sym, in_kernel in frames if in_kernel]
     leaf = names[0]
     call = syscall_of(names)
     if call is None:
