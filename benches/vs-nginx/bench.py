@@ -44,6 +44,8 @@ NAMES = {"nginx": "nginx", "portcullis": "portcullis"}
 
 def shown(proxy):
     return NAMES.get(proxy, proxy)
+
+
 ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "scaling")
 
 # h1def: the h1 load with every optional defence of portcullis turned on
@@ -891,7 +893,7 @@ class Bench:
 def kernel_split(profiles):
     """Each proxy's CPU per operation by what it was doing (system call and
     where inside it), from the profiles' call stacks: benches/profile/kernel_split.py."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "profile", "kernel_split.py")
+    script = os.path.join(HERE, "..", "profile", "kernel_split.py")
     argv = [sys.executable, script]
     for proxy, views in profiles.items():
         if views.get("cpu_us_per_op"):
