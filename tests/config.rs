@@ -75,7 +75,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_keys() {
     assert_eq!(e.message, "unknown key `banana` in [[route]]");
     assert_eq!(
         e.hint,
-        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert"
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert, websocket, path_normalization"
     );
 
     let e = error(&format!("{ROUTE}[servers]\n"));
@@ -118,6 +118,32 @@ fn wrong_type_says_what_was_expected_with_an_example() {
 
     let e = error(&format!("[server]\nthreads = 0\n{ROUTE}"));
     assert_eq!(e.message, "0 is not allowed; the value must be at least 1");
+}
+
+#[test]
+fn request_path_defences_are_on_by_default_and_can_be_relaxed() {
+    let config = parse(ROUTE);
+    assert!(config.routes[0].websocket);
+    assert!(config.routes[0].path_normalization);
+    assert!(!config.server.underscores_in_headers);
+
+    let config = parse(&format!(
+        "[server]\nunderscores_in_headers = true\n{ROUTE}websocket = false\npath_normalization = \"off\"\n"
+    ));
+    assert!(!config.routes[0].websocket);
+    assert!(!config.routes[0].path_normalization);
+    assert!(config.server.underscores_in_headers);
+
+    let e = error(&format!("{ROUTE}path_normalization = false\n"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:4:22: route[0].path_normalization: expected \"on\" or \"off\", found a boolean\n  help: write path_normalization = \"off\""
+    );
+    let e = error(&format!("{ROUTE}merge_slashes = \"off\"\n"));
+    assert_eq!(e.key, "route[0].merge_slashes");
+    assert!(e.hint.contains("path_normalization"), "{}", e.hint);
+    let e = error(&format!("{ROUTE}websocket = \"no\"\n"));
+    assert_eq!(e.hint, "write websocket = true or websocket = false");
 }
 
 #[test]

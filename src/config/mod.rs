@@ -70,6 +70,11 @@ pub struct ServerConfig {
     pub max_header_size: usize,
     /// `threads`: runtime worker threads; `None` means one per CPU.
     pub threads: Option<usize>,
+    /// `underscores_in_headers`: keep request header names that contain
+    /// `_`. Default false: CGI-style stacks fold `_` and `-` together, so
+    /// such a name could pass for a header the proxy sets. Even when true,
+    /// a name that folds onto one of those is dropped.
+    pub underscores_in_headers: bool,
 }
 
 /// `[tls]`.
@@ -207,6 +212,14 @@ pub struct RouteConfig {
     /// `require_client_cert`: a request without a verified client
     /// certificate is answered 403. Default false; needs `[tls.client_auth]`.
     pub require_client_cert: bool,
+    /// `websocket`: forward `Upgrade: websocket` requests and tunnel the
+    /// answer. Default true; when false an upgrade request is answered 400.
+    /// No other upgrade is ever forwarded.
+    pub websocket: bool,
+    /// `path_normalization`: forward the normalised path (true, "on", the
+    /// default) or the raw one ("off"), for applications that sign exact
+    /// paths. Routing uses the normalised path either way.
+    pub path_normalization: bool,
     /// Where this route was configured.
     pub origin: Origin,
 }

@@ -410,9 +410,11 @@ const SERVER_SCHEMA: Schema = Schema {
         "max_connections_per_ip",
         "max_header_size",
         "threads",
+        "underscores_in_headers",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
+        ("allow_underscores_in_headers", "underscores_in_headers"),
         ("limit_conn", "max_connections_per_ip"),
         ("max_conns_per_ip", "max_connections_per_ip"),
         ("connections_per_ip", "max_connections_per_ip"),
@@ -506,9 +508,17 @@ const ROUTE_SCHEMA: Schema = Schema {
         "upstream_server_name",
         "upstream_insecure_skip_verify",
         "require_client_cert",
+        "websocket",
+        "path_normalization",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
+        ("websockets", "websocket"),
+        ("allow_websocket", "websocket"),
+        ("upgrade", "websocket"),
+        ("merge_slashes", "path_normalization"),
+        ("normalize_path", "path_normalization"),
+        ("path_normalisation", "path_normalization"),
         ("proxy_ssl_trusted_certificate", "upstream_ca"),
         ("ca", "upstream_ca"),
         ("ca_file", "upstream_ca"),
@@ -1052,6 +1062,7 @@ impl Checker<'_> {
         let max_connections_per_ip = self.count(table, "max_connections_per_ip", "100");
         let max_header_size = self.max_header_size(table);
         let threads = self.count(table, "threads", "2");
+        let underscores_in_headers = self.boolean(table, "underscores_in_headers", false);
         let server = ServerConfig {
             listen,
             handshake_timeout: self.duration(
@@ -1073,6 +1084,7 @@ impl Checker<'_> {
             max_connections_per_ip,
             max_header_size,
             threads,
+            underscores_in_headers,
         };
         (server, labels)
     }
@@ -1725,6 +1737,8 @@ impl Checker<'_> {
         let max_body = self.max_body(table);
         let upstream_tls = self.upstream_tls(table, upstream.as_ref());
         let require_client_cert = self.boolean(table, "require_client_cert", false);
+        let websocket = self.boolean(table, "websocket", true);
+        let path_normalization = self.path_normalization(table);
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span))) => Some(RouteIdentity {
@@ -1745,11 +1759,45 @@ impl Checker<'_> {
                 max_body,
                 upstream_tls,
                 require_client_cert,
+                websocket,
+                path_normalization,
                 origin: self.origin(&table.span),
             }),
             _ => None,
         };
         (route, identity)
+    }
+
+    /// `path_normalization`: "on" (the default) forwards the normalised
+    /// path, "off" the path as the client sent it. Routing always uses the
+    /// normalised one.
+    fn path_normalization(&mut self, table: &Table<'_, '_>) -> bool {
+        let Some(value) = table.get("path_normalization") else {
+            return true;
+        };
+        match value.get_ref() {
+            DeValue::String(text) if text.as_ref() == "on" => true,
+            DeValue::String(text) if text.as_ref() == "off" => false,
+            DeValue::Boolean(b) => {
+                let word = if *b { "on" } else { "off" };
+                self.type_error(
+                    value,
+                    table.key_path("path_normalization"),
+                    "\"on\" or \"off\"",
+                    format!("write path_normalization = \"{word}\""),
+                );
+                true
+            }
+            _ => {
+                self.type_error(
+                    value,
+                    table.key_path("path_normalization"),
+                    "\"on\" or \"off\"",
+                    "write path_normalization = \"off\" to forward the path exactly as the client sent it (routing still uses the normalised path)".to_string(),
+                );
+                true
+            }
+        }
     }
 
     fn log(&mut self, table: &Table<'_, '_>) -> LogConfig {
@@ -1827,6 +1875,7 @@ fn default_server() -> ServerConfig {
         max_connections_per_ip: None,
         max_header_size: DEFAULT_MAX_HEADER_SIZE as usize,
         threads: None,
+        underscores_in_headers: false,
     }
 }
 
