@@ -100,6 +100,87 @@ pub struct Metrics {
     /// [`Rejection`].
     client_cert_rejected: [Counter; 3],
     pub tunnels_active: Gauge,
+    /// What the request-path defences refused or removed, by reason.
+    pub defences: Defences,
+}
+
+/// Counters of the request-path defences: requests refused before routing
+/// or forwarding, and what was removed from requests that went on.
+#[derive(Debug, Clone)]
+pub struct Defences {
+    /// Request header names dropped for holding `_`.
+    pub underscore_headers: Counter,
+    /// `Upgrade` tokens other than a WebSocket's, removed from requests
+    /// that then went on as ordinary ones.
+    pub upgrades_removed: Counter,
+    refused: [Counter; Refused::COUNT],
+}
+
+/// Why a request was refused by a defence, for
+/// `portcullis_requests_refused_total{reason}`.
+#[derive(Debug, Clone, Copy)]
+pub enum Refused {
+    /// The path climbs above the root.
+    PathClimbs = 0,
+    /// The path holds a `%` without two hex digits.
+    PathEscape = 1,
+    /// `Upgrade: websocket` that is no valid handshake.
+    BadWebSocket = 2,
+    /// A WebSocket handshake on a route with `websocket = false`.
+    WebSocketOff = 3,
+    /// The upstream's 101 did not accept the client's handshake.
+    ForgedSwitch = 4,
+}
+
+impl Refused {
+    const COUNT: usize = 5;
+    const LABELS: [&'static str; Refused::COUNT] = [
+        "path_climbs",
+        "path_escape",
+        "bad_websocket",
+        "websocket_off",
+        "upstream_101_refused",
+    ];
+}
+
+impl Defences {
+    fn new(registry: &mut Registry) -> Self {
+        let dropped = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "request_headers_dropped",
+            "Request header fields removed before forwarding, by reason (underscore: a name with `_`)",
+            dropped.clone(),
+        );
+        let underscore_headers = dropped.get_or_create_owned(&RejectLabels {
+            reason: "underscore".to_owned(),
+        });
+        let upgrades_removed = Counter::default();
+        registry.register(
+            "upgrades_removed",
+            "Upgrade headers other than a WebSocket handshake, removed from requests that went on as ordinary ones",
+            upgrades_removed.clone(),
+        );
+        let refused = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "requests_refused",
+            "Requests refused by the request-path defences, by reason (path_climbs, path_escape, bad_websocket, websocket_off, upstream_101_refused)",
+            refused.clone(),
+        );
+        let refused = Refused::LABELS.map(|label| {
+            refused.get_or_create_owned(&RejectLabels {
+                reason: label.to_owned(),
+            })
+        });
+        Defences {
+            underscore_headers,
+            upgrades_removed,
+            refused,
+        }
+    }
+
+    pub fn refused(&self, reason: Refused) {
+        self.refused[reason as usize].inc();
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -174,7 +255,9 @@ impl Metrics {
             "Upgraded (WebSocket) tunnels open now",
             tunnels_active.clone(),
         );
+        let defences = Defences::new(&mut registry);
         Metrics {
+            defences,
             registry,
             requests,
             latency,

@@ -249,7 +249,7 @@ async fn handle(
             answer
         }
         Ok((route, upgrade)) => {
-            check_forwarded(fixture, &sent, &req, route, upgrade);
+            check_forwarded(fixture, &sent, &req, route, upgrade.is_some());
             let _reading = ReadingBody::start(&requests.reading_body);
             send_body(route, req).await
         }
@@ -357,6 +357,31 @@ fn check_forwarded<B>(
     );
     assert_eq!(h.get(&headers::X_REAL_IP), Some(&fixture.conn.peer_ip));
     assert_eq!(h.get(&headers::X_FORWARDED_PROTO), Some(&fixture.conn.proto));
+
+    // The upstream reads the path the route was chosen by: no dot-segment,
+    // no repeated slash, and nothing a second normalisation would change.
+    let path = req.uri().path();
+    assert!(
+        matches!(
+            crate::proxy::path::normalize(path),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ),
+        "forwarded a path that is not normal: {path}"
+    );
+    // No name that a CGI-style stack could fold onto another.
+    assert!(
+        h.keys().all(|name| !name.as_str().contains('_')),
+        "forwarded a header name with `_`: {h:?}"
+    );
+    // Nothing but a WebSocket is ever asked of the upstream.
+    if let Some(token) = h.get(header::UPGRADE) {
+        assert!(upgrade, "forwarded Upgrade {token:?} on an ordinary request");
+        assert!(
+            token.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
+            "forwarded Upgrade {token:?}"
+        );
+    }
+    assert!(!h.contains_key("http2-settings"), "forwarded HTTP2-Settings");
 }
 
 /// The header names the client's `Connection` lists.

@@ -66,16 +66,52 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
-/// True when a request asks to switch protocols: `Connection` names
-/// `upgrade` and an `Upgrade` header is present.
-pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+/// Removes request header names that contain `_` and returns how many
+/// were removed. CGI, WSGI and PHP stacks fold `_` and `-` into one
+/// variable name, so `X_Client_Cert_Verify` would pass there for the
+/// `X-Client-Cert-Verify` this proxy sets, and `Transfer_Encoding` for the
+/// framing it checked. With `keep` (`underscores_in_headers`), only the
+/// names that fold onto such a header go.
+pub fn drop_underscored(headers: &mut HeaderMap, keep: bool) -> usize {
+    // Names are lowercase, and almost no request has one with `_`: a look
+    // over the names decides without hashing anything.
+    if !headers
+        .keys()
+        .any(|name| name.as_str().as_bytes().contains(&b'_'))
+    {
+        return 0;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().as_bytes().contains(&b'_') && (!keep || folds_onto_ours(name.as_str())))
+        .cloned()
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+    doomed.len()
+}
+
+/// True when `name` (lowercase, with `_`), read with `-` for `_`, is a
+/// header this proxy sets, checks or removes.
+fn folds_onto_ours(name: &str) -> bool {
+    let folded = name.replace('_', "-");
+    folded.starts_with("x-forwarded-")
+        || folded.starts_with("x-client-cert-")
+        || matches!(
+            folded.as_str(),
+            "x-real-ip"
+                | "forwarded"
+                | "host"
+                | "transfer-encoding"
+                | "content-length"
+                | "connection"
+                | "upgrade"
+                | "keep-alive"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+        )
 }
 
 /// Adds the forwarding headers. `client_ip` is the peer address of the
@@ -312,11 +348,35 @@ mod tests {
             ("upgrade", "websocket"),
             ("sec-websocket-key", "k"),
         ]);
-        assert!(wants_upgrade(&h));
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["sec-websocket-key"], "k");
+    }
+
+    #[test]
+    fn underscored_names_go_unless_kept_and_spoofing_goes_always() {
+        let pairs = [
+            ("x_client_cert_verify", "SUCCESS"),
+            ("transfer_encoding", "chunked"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x_real_ip", "10.0.0.1"),
+            ("my_app_token", "t"),
+            ("x-normal", "n"),
+        ];
+        let mut h = map(&pairs);
+        assert_eq!(drop_underscored(&mut h, false), 5);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-normal"], "n");
+
+        let mut h = map(&pairs);
+        assert_eq!(drop_underscored(&mut h, true), 4);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h["my_app_token"], "t");
+
+        let mut h = map(&[("x-normal", "n")]);
+        assert_eq!(drop_underscored(&mut h, false), 0);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

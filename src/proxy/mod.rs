@@ -9,14 +9,17 @@ pub mod connect;
 pub mod h1;
 pub mod headers;
 pub mod insecure;
+pub mod path;
 pub mod pool;
 pub mod request_body;
 pub mod respond;
 pub mod routes;
 pub mod tunnel;
+pub mod upgrade;
 pub mod upstream;
 pub mod upstream_tls;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,11 +36,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RouteConfig};
 use crate::connections::{Conn, ConnRegistry};
-use crate::metrics::{Metrics, RouteMetrics, UpstreamError};
+use crate::metrics::{Metrics, Refused, RouteMetrics, UpstreamError};
 use access::AccessRecord;
 use body::ProxyBody;
 use request_body::ReadAheadError;
 use routes::{Route, RouteTable};
+use upgrade::{Accept, Asked};
 
 /// What a route needs at request time, built once at start.
 #[derive(Debug)]
@@ -55,6 +59,8 @@ pub struct RouteState {
 pub struct Shared {
     routes: RouteTable<RouteState>,
     access_log: bool,
+    /// `server.underscores_in_headers`.
+    underscores_in_headers: bool,
     /// Tunnels outlive the HTTP connection that started them, so they are
     /// tracked here for the shutdown drain.
     pub tunnels: TaskTracker,
@@ -158,6 +164,7 @@ impl Shared {
         Ok(Shared {
             routes: RouteTable::new(routes),
             access_log: config.log.access_log,
+            underscores_in_headers: config.server.underscores_in_headers,
             tunnels: TaskTracker::new(),
             tunnel_cancel: CancellationToken::new(),
             unrouted: metrics.route("-"),
@@ -236,12 +243,13 @@ pub(crate) type Refusal = fn(Option<Box<AccessRecord>>) -> Response<ProxyBody>;
 /// The decisions taken on a request head alone: a head whose target,
 /// framing or host could be read two ways is refused, the route is found,
 /// and the head is rewritten in place into the one the upstream receives.
-/// Returns the route and whether the request upgrades.
+/// Returns the route and, for a WebSocket handshake, what the upstream's
+/// 101 must accept.
 pub(crate) fn rewrite_head<'s, B>(
     shared: &'s Shared,
     conn: &ConnInfo,
     req: &mut Request<B>,
-) -> Result<(&'s Arc<Route<RouteState>>, bool), Refusal> {
+) -> Result<(&'s Arc<Route<RouteState>>, Option<Accept>), Refusal> {
     if req.method() == Method::CONNECT {
         return Err(respond::method_not_allowed);
     }
@@ -283,7 +291,25 @@ pub(crate) fn rewrite_head<'s, B>(
     }
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
 
-    let Some(route) = shared.routes.find(host_str, req.uri().path()) else {
+    // Routes match the path as the application will read it, so that
+    // `/x/../admin` cannot pass for a route other than `/admin`.
+    // `Some` only when the path changed; nearly every request's path is
+    // normal already and is not copied.
+    let normalized: Option<String> = match path::normalize(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(normalized)) => Some(normalized),
+        Err(bad) => {
+            let reason = match bad {
+                path::BadPath::Climbs => Refused::PathClimbs,
+                path::BadPath::BadEscape => Refused::PathEscape,
+            };
+            shared.metrics.defences.refused(reason);
+            tracing::debug!(client = %conn.peer, path = req.uri().path(), ?bad, "path refused");
+            return Err(respond::bad_path);
+        }
+    };
+    let routed_path = normalized.as_deref().unwrap_or(req.uri().path());
+    let Some(route) = shared.routes.find(host_str, routed_path) else {
         return Err(respond::not_found);
     };
     if route.config.require_client_cert && conn.client_cert.is_none() {
@@ -291,15 +317,47 @@ pub(crate) fn rewrite_head<'s, B>(
         return Err(respond::client_cert_required);
     }
 
-    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    let had_upgrade = req.headers().contains_key(header::UPGRADE);
+    let method = req.method().clone();
+    let upgrade = match upgrade::classify(&method, req.version(), req.headers_mut()) {
+        Asked::Nothing => {
+            if had_upgrade {
+                shared.metrics.defences.upgrades_removed.inc();
+            }
+            None
+        }
+        Asked::WebSocket(_) if !route.config.websocket => {
+            shared.metrics.defences.refused(Refused::WebSocketOff);
+            tracing::debug!(route = %route.config.path, client = %conn.peer, "WebSocket handshake on a route with websocket = false; answering 400");
+            return Err(respond::websocket_off);
+        }
+        Asked::WebSocket(accept) => Some(accept),
+        Asked::BadWebSocket(why) => {
+            shared.metrics.defences.refused(Refused::BadWebSocket);
+            tracing::debug!(route = %route.config.path, client = %conn.peer, why, "malformed WebSocket handshake; answering 400");
+            return Err(respond::bad_websocket);
+        }
+    };
 
     // Rewrite the request in place into one for the upstream, whose target
-    // is in origin form.
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // is in origin form, with the path the route was chosen by unless the
+    // route forwards paths exactly as sent.
+    let path_and_query = match normalized.filter(|_| route.config.path_normalization) {
+        Some(mut rebuilt) => {
+            if let Some(query) = req.uri().query() {
+                rebuilt.push('?');
+                rebuilt.push_str(query);
+            }
+            // The normalised path holds only bytes of the path it came
+            // from, and decoded unreserved characters.
+            PathAndQuery::try_from(rebuilt).map_err(|_| respond::bad_path as Refusal)?
+        }
+        _ => req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    };
     *req.uri_mut() = Uri::from(path_and_query);
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
@@ -309,7 +367,11 @@ pub(crate) fn rewrite_head<'s, B>(
         // adds would grow it (rehashing every entry) once or twice. One
         // reservation grows it once.
         h.reserve(FORWARDING_HEADERS);
-        headers::remove_hop_by_hop(h, upgrade);
+        headers::remove_hop_by_hop(h, upgrade.is_some());
+        let dropped = headers::drop_underscored(h, shared.underscores_in_headers);
+        if dropped > 0 {
+            shared.metrics.defences.underscore_headers.inc_by(dropped as u64);
+        }
         if client_version == Version::HTTP_2 {
             headers::join_cookies(h);
         }
@@ -333,10 +395,10 @@ async fn forward(
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     route: &Arc<Route<RouteState>>,
-    upgrade: bool,
+    upgrade: Option<Accept>,
     mut log: Option<Box<AccessRecord>>,
 ) -> Response<ProxyBody> {
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade.map(|accept| (accept, hyper::upgrade::on(&mut req)));
     let rc = &route.config;
 
     let (parts, body) = req.into_parts();
@@ -413,12 +475,20 @@ async fn forward(
     }
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        let Some((accept, client_upgrade)) = client_upgrade else {
             // An upstream switching protocols unasked is broken.
             route.state.metrics.upstream_error(UpstreamError::Protocol);
             tracing::warn!(route = %rc.path, upstream = %route.state.label, "upstream answered 101 to a request that asked for no upgrade");
             return respond::bad_gateway(log);
         };
+        // Only the WebSocket the client asked for is tunnelled: a 101 to
+        // anything else, or one that did not read the client's key, is not.
+        if let Err(why) = accept.check(response.headers()) {
+            route.state.metrics.upstream_error(UpstreamError::Protocol);
+            shared.metrics.defences.refused(Refused::ForgedSwitch);
+            tracing::warn!(route = %rc.path, upstream = %route.state.label, why, "upstream's 101 does not accept the WebSocket handshake; answering 502");
+            return respond::bad_gateway(log);
+        }
         let (mut parts, body) = response.into_parts();
         let Some(upstream_upgrade) = body.into_upgraded() else {
             return respond::bad_gateway(log);

@@ -87,3 +87,35 @@ pub fn method_not_allowed(log: Option<Box<AccessRecord>>) -> Response<ProxyBody>
 pub fn payload_too_large(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(StatusCode::PAYLOAD_TOO_LARGE, "413 request body too large\n", log)
 }
+
+/// A path that climbs above the root, or holds a broken `%` escape.
+pub fn bad_path(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+    local(
+        StatusCode::BAD_REQUEST,
+        "400 bad request: the path climbs above the root or holds a broken % escape\n",
+        log,
+    )
+}
+
+/// `Upgrade: websocket` that is not a valid handshake. The version the
+/// proxy forwards is named, as RFC 6455 section 4.4 asks.
+pub fn bad_websocket(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+    let mut response = local(
+        StatusCode::BAD_REQUEST,
+        "400 bad request: not a valid WebSocket handshake\n",
+        log,
+    );
+    response
+        .headers_mut()
+        .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    response
+}
+
+/// A WebSocket handshake on a route with `websocket = false`.
+pub fn websocket_off(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+    local(
+        StatusCode::BAD_REQUEST,
+        "400 bad request: this path does not accept WebSocket connections\n",
+        log,
+    )
+}
