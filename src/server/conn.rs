@@ -15,11 +15,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::alpn::{self, Alpn, Serve};
 use super::cork::{cork, Uncork};
 use super::counting::Counting;
 use super::framing;
@@ -95,7 +96,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         result: "ok".to_owned(),
     });
     let conn = tls.get_ref().0.conn().clone();
-    let h2 = facts.alpn.as_deref() == Some("h2");
+    let alpn = Alpn::from_protocol(tls.get_ref().1.alpn_protocol());
     tls.get_mut().0.list(Some(facts));
     let tls = Quiet::new(Pieces::new(tls));
 
@@ -109,17 +110,18 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     // A request's future is a few KiB. HTTP/2 moves it into a task of its
     // own, and more than once: boxed, those moves are of a pointer. Over
     // HTTP/1.1 it stays where it is, and a box would only add a copy.
-    if h2 {
+    if alpn == Alpn::H2 {
         serve_http(
             &ctx,
             tls,
+            alpn,
             service_fn(move |req| Box::pin(handle(req))),
             conn,
             peer,
         )
         .await;
     } else {
-        serve_http(&ctx, tls, service_fn(handle), conn, peer).await;
+        serve_http(&ctx, tls, alpn, service_fn(handle), conn, peer).await;
     }
 }
 
@@ -153,9 +155,17 @@ fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
 ///
 /// The first bytes must come within `header_read_timeout` (see
 /// [`super::preface`]); a client that sends nothing is closed then, as
-/// hyper closes one whose request head is not complete in that time.
-pub async fn serve_http<I, S>(ctx: &ConnContext, io: I, service: S, conn: Arc<Conn>, peer: SocketAddr)
-where
+/// hyper closes one whose request head is not complete in that time. Then
+/// `alpn` decides the protocol, or the first bytes do when it is unset
+/// (see [`super::alpn`]).
+pub async fn serve_http<I, S>(
+    ctx: &ConnContext,
+    io: I,
+    alpn: Alpn,
+    service: S,
+    conn: Arc<Conn>,
+    peer: SocketAddr,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
         + Send
@@ -177,10 +187,15 @@ where
             return;
         }
     };
+    let serve = alpn::decide(alpn, io.is_h2());
+    if let Serve::Refuse(refusal) = serve {
+        tracing::debug!(%peer, ?alpn, "{}", refusal.describe());
+        refuse(ctx, io, refusal.reply()).await;
+        return;
+    }
     let service = super::idle::Tracked::new(service, conn.clone());
-    let result = if io.is_h2() {
-        // The preface decides, as hyper-util's automatic builder would; an
-        // HTTP/2 connection's writes are corked (see cork.rs).
+    let result = if serve == Serve::Http2 {
+        // An HTTP/2 connection's writes are corked (see cork.rs).
         let (corked, handle) = cork(Lingering::new(io));
         let http2 = ctx.http.clone().http2_only();
         let mut http = Uncork::new(http2.serve_connection(TokioIo::new(corked), service), handle);
@@ -189,6 +204,10 @@ where
         })
         .await
     } else {
+        // hyper-util's builder reads the first bytes again to choose, and
+        // finds the same ones: they are not the HTTP/2 preface (a client
+        // that sent it is served HTTP/2 or refused above), so this is
+        // always HTTP/1.1.
         let (io, service) = framing::check(io, ctx.max_header_size, service);
         let http = ctx
             .http
@@ -198,6 +217,26 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Writes `reply` and closes the connection. The close lingers: closing
+/// with the client's bytes unread would reset the connection, and the
+/// reset can destroy the reply before the client reads it. A client that
+/// does not read is given no longer than `header_read_timeout`.
+async fn refuse<I>(ctx: &ConnContext, io: I, reply: &[u8])
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut io = Lingering::new(io);
+    if !reply.is_empty() {
+        let write = async {
+            io.write_all(reply).await?;
+            io.flush().await
+        };
+        // The connection is being closed for its fault: a failure to tell
+        // the client why changes nothing.
+        let _ = tokio::time::timeout(ctx.header_read_timeout, write).await;
     }
 }
 

@@ -47,6 +47,7 @@ macro_rules! write_through {
 use write_through;
 
 pub(crate) mod acme;
+mod alpn;
 mod conn;
 mod cork;
 mod counting;

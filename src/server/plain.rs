@@ -37,7 +37,9 @@ pub async fn serve(
         let info = info.clone();
         async move { Ok::<_, Infallible>(handle(ctx, http, info, req).await) }
     });
-    super::conn::serve_http(&ctx, tcp, service, conn, peer).await;
+    // No TLS, so no ALPN: the first bytes decide, as for a TLS client that
+    // offered none.
+    super::conn::serve_http(&ctx, tcp, super::alpn::Alpn::Unset, service, conn, peer).await;
 }
 
 async fn handle(

@@ -11,6 +11,10 @@
 //! buffer on the stack, and [`Replay`] hands them to hyper-util before
 //! anything else. A connection costs nothing more than those 24 bytes; a
 //! read after them costs one comparison.
+//!
+//! A connection whose protocol ALPN chose is read here too: the deadline
+//! is needed just as much, and the bytes tell whether the client keeps to
+//! the protocol it chose (see [`super::alpn`]).
 
 use std::io;
 use std::pin::Pin;
