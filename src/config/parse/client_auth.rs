@@ -10,7 +10,7 @@ use std::ops::Range;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{Checker, Schema, Table};
+use super::checker::{Checker, Schema, Table};
 use crate::config::{ClientAuthConfig, ClientAuthMode};
 
 const CLIENT_AUTH_SCHEMA: Schema = Schema {

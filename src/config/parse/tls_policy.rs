@@ -11,7 +11,7 @@ use std::ops::Range;
 use rustls::{CipherSuite, NamedGroup};
 use toml::de::DeValue;
 
-use super::{Checker, Table};
+use super::checker::{Checker, Table};
 use crate::config::TlsVersion;
 
 /// Every suite the aws-lc-rs provider implements, in the default order of

@@ -10,7 +10,9 @@ use std::net::IpAddr;
 
 use rustls_pki_types::ServerName;
 
-use super::{check_host, Checker, Invalid, Table};
+use super::checker::{Checker, Table};
+use super::route::check_host;
+use crate::config::error::Invalid;
 use crate::config::{Scheme, Upstream, UpstreamTls, UpstreamTrust};
 
 const CA: &str = "upstream_ca";

@@ -1,0 +1,422 @@
+//! `[[route]]`: host, path and upstream, the timeouts, `max_body`,
+//! `websocket` and `path_normalization`, and no two routes with the same
+//! host and path. The upstream address itself is parsed in `upstream`, TLS
+//! to it in `upstream_tls`.
+
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::de::DeValue;
+
+use super::checker::{Checker, Schema, Table};
+use super::upstream::parse_upstream;
+use crate::config::duration::Zero;
+use crate::config::error::Invalid;
+use crate::config::{Origin, RouteConfig};
+
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+const ROUTE_EXAMPLE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"";
+
+/// What two routes may not share: host and path.
+struct RouteIdentity {
+    host: Option<String>,
+    path: String,
+    /// Where the path was written, for the duplicate's message.
+    path_span: Range<usize>,
+}
+
+pub(super) const ROUTE_SCHEMA: Schema = Schema {
+    keys: &[
+        "host",
+        "path",
+        "upstream",
+        "read_timeout",
+        "connect_timeout",
+        "tunnel_idle_timeout",
+        "max_body",
+        "upstream_ca",
+        "upstream_server_name",
+        "upstream_insecure_skip_verify",
+        "require_client_cert",
+        "websocket",
+        "path_normalization",
+    ],
+    aliases: &[
+        ("proxy_pass", "upstream"),
+        ("websockets", "websocket"),
+        ("allow_websocket", "websocket"),
+        ("upgrade", "websocket"),
+        ("merge_slashes", "path_normalization"),
+        ("normalize_path", "path_normalization"),
+        ("path_normalisation", "path_normalization"),
+        ("proxy_ssl_trusted_certificate", "upstream_ca"),
+        ("ca", "upstream_ca"),
+        ("ca_file", "upstream_ca"),
+        ("proxy_ssl_name", "upstream_server_name"),
+        ("server_name_override", "upstream_server_name"),
+        ("sni", "upstream_server_name"),
+        ("proxy_ssl_verify", "upstream_insecure_skip_verify"),
+        ("insecure_skip_verify", "upstream_insecure_skip_verify"),
+        ("tls_skip_verify", "upstream_insecure_skip_verify"),
+        ("client_max_body_size", "max_body"),
+        ("max_body_size", "max_body"),
+        ("max_request_body", "max_body"),
+        ("body_limit", "max_body"),
+        ("location", "path"),
+        ("prefix", "path"),
+        ("server_name", "host"),
+        ("proxy_read_timeout", "read_timeout"),
+        ("proxy_connect_timeout", "connect_timeout"),
+        ("require_client_certificate", "require_client_cert"),
+        ("ssl_verify_client", "require_client_cert"),
+        ("mtls", "require_client_cert"),
+    ],
+};
+
+impl Checker<'_> {
+    pub(super) fn routes(&mut self, top: &Table<'_, '_>) -> Vec<RouteConfig> {
+        let no_route = |checker: &mut Self, span: &Range<usize>| {
+            checker.missing(
+                span,
+                "route",
+                "no route: portcullis would have nowhere to send requests",
+                format!("add at least one [[route]] with path and upstream, for example:\n{ROUTE_EXAMPLE}"),
+            )
+        };
+        match top.get("route") {
+            None => {
+                no_route(self, &(0..0));
+                return Vec::new();
+            }
+            Some(value) if matches!(value.get_ref(), DeValue::Array(items) if items.is_empty()) => {
+                no_route(self, &value.span());
+                return Vec::new();
+            }
+            Some(_) => {}
+        }
+        let Some(tables) = self.array_of_tables(top, "route", "[[route]]") else {
+            return Vec::new();
+        };
+
+        let mut routes = Vec::new();
+        // (host, path) -> (which route, where its path was written)
+        let mut seen: HashMap<(Option<String>, String), (String, Origin)> = HashMap::new();
+        for table in tables {
+            let (route, identity) = self.route(&table);
+            // Duplicates are looked for even among routes with other
+            // errors, so that one edit fixes both.
+            if let Some(identity) = identity {
+                let path_span = identity.path_span;
+                let key = (identity.host, identity.path);
+                if let Some((first, first_origin)) = seen.get(&key) {
+                    let what = match &key.0 {
+                        Some(host) => format!("host `{host}` and path `{}`", key.1),
+                        None => format!("path `{}` (any host)", key.1),
+                    };
+                    let message = format!("duplicate route: {first} at {first_origin} already has {what}");
+                    self.error(
+                        &path_span,
+                        table.key_path("path"),
+                        message,
+                        "remove one of the two, or tell them apart with `host`",
+                    );
+                    continue;
+                }
+                seen.insert(key, (table.path.clone(), self.origin(&path_span)));
+            }
+            routes.extend(route);
+        }
+        routes
+    }
+
+    /// One route (`None` when invalid), and what tells it apart from the
+    /// others (`None` when its host or path is invalid).
+    fn route(&mut self, table: &Table<'_, '_>) -> (Option<RouteConfig>, Option<RouteIdentity>) {
+        self.check_keys(table, &ROUTE_SCHEMA);
+
+        let host = match self.string(table, "host", "\"example.com\"") {
+            Some((text, span)) => match check_host(text, false) {
+                Ok(host) => Some(Some(host)),
+                Err(invalid) => {
+                    self.error(&span, table.key_path("host"), invalid.message, invalid.hint);
+                    None
+                }
+            },
+            None if table.get("host").is_some() => None,
+            None => Some(None),
+        };
+
+        let path = match self.string(table, "path", "\"/ws\"") {
+            Some((text, span)) => match check_path(text) {
+                Ok(()) => Some((text.to_string(), span)),
+                Err(invalid) => {
+                    self.error(&span, table.key_path("path"), invalid.message, invalid.hint);
+                    None
+                }
+            },
+            None => {
+                if table.get("path").is_none() {
+                    self.missing(
+                        &table.span,
+                        table.key_path("path"),
+                        "this route has no `path`",
+                        "add path = \"/\" to match every request, or a prefix such as path = \"/api\"",
+                    );
+                }
+                None
+            }
+        };
+
+        let upstream = match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
+            Some((text, span)) => match parse_upstream(text) {
+                Ok(upstream) => Some(upstream),
+                Err(invalid) => {
+                    self.error(&span, table.key_path("upstream"), invalid.message, invalid.hint);
+                    None
+                }
+            },
+            None => {
+                if table.get("upstream").is_none() {
+                    self.missing(
+                        &table.span,
+                        table.key_path("upstream"),
+                        "this route has no `upstream`",
+                        "add the address of the application, for example: upstream = \"http://127.0.0.1:8080\"",
+                    );
+                }
+                None
+            }
+        };
+
+        let read_timeout = self.duration(table, "read_timeout", DEFAULT_READ_TIMEOUT, Zero::Rejected);
+        let connect_timeout =
+            self.duration(table, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, Zero::Rejected);
+        let tunnel_idle_timeout = self.duration(
+            table,
+            "tunnel_idle_timeout",
+            DEFAULT_TUNNEL_IDLE_TIMEOUT,
+            Zero::Rejected,
+        );
+        let max_body = self.max_body(table);
+        let upstream_tls = self.upstream_tls(table, upstream.as_ref());
+        let require_client_cert = self.boolean(table, "require_client_cert", false);
+        let websocket = self.boolean(table, "websocket", true);
+        let path_normalization = self.path_normalization(table);
+
+        let identity = match (&host, &path) {
+            (Some(host), Some((path, path_span))) => Some(RouteIdentity {
+                host: host.clone(),
+                path: path.clone(),
+                path_span: path_span.clone(),
+            }),
+            _ => None,
+        };
+        let route = match (host, path, upstream) {
+            (Some(host), Some((path, _)), Some(upstream)) => Some(RouteConfig {
+                host,
+                path,
+                upstream,
+                read_timeout,
+                connect_timeout,
+                tunnel_idle_timeout,
+                max_body,
+                upstream_tls,
+                require_client_cert,
+                websocket,
+                path_normalization,
+                origin: self.origin(&table.span),
+            }),
+            _ => None,
+        };
+        (route, identity)
+    }
+
+    /// `max_body`: at least one byte; absent means no limit.
+    fn max_body(&mut self, table: &Table<'_, '_>) -> Option<u64> {
+        let (bytes, span) = self.size(table, "max_body", "10MiB")?;
+        if bytes == 0 {
+            self.error(
+                &span,
+                table.key_path("max_body"),
+                "0 would refuse every request body",
+                "leave max_body out for no limit (nginx's client_max_body_size 0 means no limit), or give a size such as \"10MiB\"",
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// `path_normalization`: "on" (the default) forwards the normalised
+    /// path, "off" the path as the client sent it. Routing always uses the
+    /// normalised one.
+    fn path_normalization(&mut self, table: &Table<'_, '_>) -> bool {
+        let Some(value) = table.get("path_normalization") else {
+            return true;
+        };
+        match value.get_ref() {
+            DeValue::String(text) if text.as_ref() == "on" => true,
+            DeValue::String(text) if text.as_ref() == "off" => false,
+            DeValue::Boolean(b) => {
+                let word = if *b { "on" } else { "off" };
+                self.type_error(
+                    value,
+                    table.key_path("path_normalization"),
+                    "\"on\" or \"off\"",
+                    format!("write path_normalization = \"{word}\""),
+                );
+                true
+            }
+            _ => {
+                self.type_error(
+                    value,
+                    table.key_path("path_normalization"),
+                    "\"on\" or \"off\"",
+                    "write path_normalization = \"off\" to forward the path exactly as the client sent it (routing still uses the normalised path)".to_string(),
+                );
+                true
+            }
+        }
+    }
+}
+
+/// A route `path`: a prefix of the request path.
+fn check_path(path: &str) -> Result<(), Invalid> {
+    if path.is_empty() {
+        return Err(Invalid::new(
+            "the path is empty",
+            "write path = \"/\" to match every request",
+        ));
+    }
+    if !path.starts_with('/') {
+        let suggestion = if path.contains("://") {
+            "the path is only the part after the host, such as path = \"/api\"; the address goes in `upstream`".to_string()
+        } else {
+            format!("write path = \"/{}\"", path.trim_start())
+        };
+        return Err(Invalid::new(
+            format!("`{path}` does not start with `/`"),
+            suggestion,
+        ));
+    }
+    if let Some(index) = path.find(['?', '#']) {
+        let what = if path[index..].starts_with('?') {
+            "a query (`?`)"
+        } else {
+            "a fragment (`#`)"
+        };
+        return Err(Invalid::new(
+            format!("`{path}` contains {what}; routes match on the path only"),
+            format!("write path = \"{}\"", &path[..index]),
+        ));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Invalid::new(
+            format!("`{}` contains a space or control character", path.escape_debug()),
+            "request paths never contain them; percent-encode a space as %20",
+        ));
+    }
+    Ok(())
+}
+
+/// A route `host` (`is_certificate_name` false) or a certificate name:
+/// a DNS name or IP address, stored in lower case. Certificate names may be
+/// wildcards (`*.example.com`); route hosts are matched exactly.
+pub(super) fn check_host(raw: &str, is_certificate_name: bool) -> Result<String, Invalid> {
+    let what = if is_certificate_name { "name" } else { "host" };
+    let text = raw.trim();
+    if text.is_empty() {
+        let hint = if is_certificate_name {
+            "remove it, or write a name such as \"example.com\""
+        } else {
+            "remove `host` to match any host, or write a name such as host = \"example.com\""
+        };
+        return Err(Invalid::new(format!("the {what} is empty"), hint));
+    }
+    if let Some((_, rest)) = text.split_once("://") {
+        let bare = rest.split(['/', ':']).next().unwrap_or(rest);
+        return Err(Invalid::new(
+            format!("`{text}` is a URL; a {what} is only the name"),
+            format!("write \"{bare}\""),
+        ));
+    }
+    if let Some(index) = text.find('/') {
+        return Err(Invalid::new(
+            format!("`{text}` contains a path; a {what} is only the name"),
+            format!(
+                "write \"{}\" (the path goes in the route's `path`)",
+                &text[..index]
+            ),
+        ));
+    }
+    if text.starts_with('[') && text.ends_with(']') {
+        let inner = &text[1..text.len() - 1];
+        if inner.parse::<Ipv6Addr>().is_ok() {
+            return Ok(text.to_ascii_lowercase());
+        }
+    }
+    if text.parse::<Ipv6Addr>().is_ok() {
+        return Ok(if is_certificate_name {
+            text.to_ascii_lowercase()
+        } else {
+            format!("[{}]", text.to_ascii_lowercase())
+        });
+    }
+    if let Some((name, _)) = text.rsplit_once(':') {
+        let hint = if is_certificate_name {
+            format!("write \"{name}\": certificates cover names, not ports")
+        } else {
+            format!("write host = \"{name}\": the port is ignored when matching")
+        };
+        return Err(Invalid::new(format!("`{text}` contains a port"), hint));
+    }
+    let name = match text.strip_prefix("*.") {
+        Some(rest) if is_certificate_name => rest,
+        Some(_) => {
+            return Err(Invalid::new(
+                format!("`{text}` is a wildcard; routes match one host exactly"),
+                "write one [[route]] per host, or remove `host` to match any host",
+            ))
+        }
+        None => text,
+    };
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    {
+        return Err(Invalid::new(
+            format!("`{text}` contains `{bad}`, which is not allowed in a {what}"),
+            "use letters, digits, `-` and `.` (write internationalized names in their xn-- form)",
+        ));
+    }
+    if name.starts_with('.') || name.contains("..") {
+        return Err(Invalid::new(
+            format!("`{text}` has an empty label"),
+            "write a name such as \"example.com\"",
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_names() {
+        assert_eq!(check_host("Example.COM", false).unwrap(), "example.com");
+        assert_eq!(check_host("::1", false).unwrap(), "[::1]");
+        assert!(check_host("example.com:443", false).is_err());
+        assert!(check_host("*.example.com", false).is_err());
+        assert_eq!(check_host("*.Example.com", true).unwrap(), "*.example.com");
+        assert!(check_host("https://example.com/", false)
+            .unwrap_err()
+            .hint
+            .contains("\"example.com\""));
+        assert!(check_host("a..b", true).is_err());
+    }
+}

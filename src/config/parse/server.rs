@@ -1,0 +1,163 @@
+//! `[server]`: the TLS listeners' addresses, the handshake, header and idle
+//! timeouts, the connection limits, the request head's size, the threads.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::checker::{Checker, Schema, Table};
+use super::listen::TLS_PORTS;
+use crate::config::duration::Zero;
+use crate::config::size;
+use crate::config::ServerConfig;
+
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// nginx's `keepalive_timeout`.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Browsers send a few KiB; large cookies and bearer tokens make some tens.
+/// nginx's default (a 1 KiB buffer, then up to four 8 KiB lines) comes to
+/// about 32 KiB; Go's net/http takes 1 MiB.
+const DEFAULT_MAX_HEADER_SIZE: u64 = 64 * 1024;
+/// hyper's HTTP/1.1 reader cannot be given a smaller buffer, and nginx's
+/// default line limit is 8 KiB too.
+const MIN_MAX_HEADER_SIZE: u64 = 8 * 1024;
+/// Each connection may buffer this much before the head is complete; more
+/// than 1 MiB (Go's default) only helps an attacker hold memory.
+const MAX_MAX_HEADER_SIZE: u64 = 1024 * 1024;
+
+const SERVER_SCHEMA: Schema = Schema {
+    keys: &[
+        "listen",
+        "handshake_timeout",
+        "header_read_timeout",
+        "idle_timeout",
+        "shutdown_grace",
+        "max_connections",
+        "max_connections_per_ip",
+        "max_header_size",
+        "threads",
+        "underscores_in_headers",
+    ],
+    aliases: &[
+        ("worker_connections", "max_connections"),
+        ("allow_underscores_in_headers", "underscores_in_headers"),
+        ("limit_conn", "max_connections_per_ip"),
+        ("max_conns_per_ip", "max_connections_per_ip"),
+        ("connections_per_ip", "max_connections_per_ip"),
+        ("large_client_header_buffers", "max_header_size"),
+        ("client_header_buffer_size", "max_header_size"),
+        ("max_header_bytes", "max_header_size"),
+        ("max_request_header_size", "max_header_size"),
+        ("worker_processes", "threads"),
+        ("ssl_handshake_timeout", "handshake_timeout"),
+        ("client_header_timeout", "header_read_timeout"),
+        ("keepalive_timeout", "idle_timeout"),
+        ("http2_idle_timeout", "idle_timeout"),
+        ("keep_alive_timeout", "idle_timeout"),
+    ],
+};
+
+impl Checker<'_> {
+    /// `[server]`, and its listen addresses with where each was configured
+    /// (to tell a plain-HTTP listener that takes the same address).
+    pub(super) fn server(&mut self, table: &Table<'_, '_>) -> (ServerConfig, Vec<(SocketAddr, String)>) {
+        self.check_keys(table, &SERVER_SCHEMA);
+        let defaults = default_server();
+        let labels: Vec<(SocketAddr, String)> = match self.listen(table, TLS_PORTS) {
+            Some(entries) => entries.into_iter().map(|l| (l.address, l.key)).collect(),
+            None => defaults
+                .listen
+                .iter()
+                .map(|&address| (address, "the default server.listen".to_string()))
+                .collect(),
+        };
+        let listen = labels.iter().map(|(address, _)| *address).collect();
+        let max_connections = self
+            .count(table, "max_connections", "10000")
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_connections_per_ip = self.count(table, "max_connections_per_ip", "100");
+        let max_header_size = self.max_header_size(table);
+        let threads = self.count(table, "threads", "2");
+        let underscores_in_headers = self.boolean(table, "underscores_in_headers", false);
+        let server = ServerConfig {
+            listen,
+            handshake_timeout: self.duration(
+                table,
+                "handshake_timeout",
+                DEFAULT_HANDSHAKE_TIMEOUT,
+                Zero::Rejected,
+            ),
+            header_read_timeout: self.duration(
+                table,
+                "header_read_timeout",
+                DEFAULT_HEADER_READ_TIMEOUT,
+                Zero::Rejected,
+            ),
+            idle_timeout: self.duration(table, "idle_timeout", DEFAULT_IDLE_TIMEOUT, Zero::Rejected),
+            // Zero means "close everything at once on SIGTERM".
+            shutdown_grace: self.duration(table, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE, Zero::Allowed),
+            max_connections,
+            max_connections_per_ip,
+            max_header_size,
+            threads,
+            underscores_in_headers,
+        };
+        (server, labels)
+    }
+
+    /// `max_header_size`: from 8 KiB to 1 MiB, default 64 KiB.
+    fn max_header_size(&mut self, table: &Table<'_, '_>) -> usize {
+        const KEY: &str = "max_header_size";
+        let default = DEFAULT_MAX_HEADER_SIZE as usize;
+        let Some((bytes, span)) = self.size(table, KEY, "64KiB") else {
+            return default;
+        };
+        if bytes < MIN_MAX_HEADER_SIZE {
+            let hint = if bytes > 0
+                && bytes * 1024 <= MAX_MAX_HEADER_SIZE
+                && bytes * 1024 >= MIN_MAX_HEADER_SIZE
+            {
+                format!("a number is bytes: for {bytes} KiB write {KEY} = \"{bytes}KiB\"")
+            } else {
+                format!("give at least \"8KiB\"; browsers alone send a few KiB of headers. For example: {KEY} = \"64KiB\"")
+            };
+            self.error(
+                &span,
+                table.key_path(KEY),
+                format!(
+                    "{} is below the minimum of 8KiB (8192 bytes)",
+                    size::display(bytes)
+                ),
+                hint,
+            );
+            return default;
+        }
+        if bytes > MAX_MAX_HEADER_SIZE {
+            self.error(
+                &span,
+                table.key_path(KEY),
+                format!("{} is above the maximum of 1MiB", size::display(bytes)),
+                "give at most \"1MiB\": every connection may hold this much before its request head is complete",
+            );
+            return default;
+        }
+        bytes as usize
+    }
+}
+
+pub(super) fn default_server() -> ServerConfig {
+    ServerConfig {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 8443))],
+        handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_ip: None,
+        max_header_size: DEFAULT_MAX_HEADER_SIZE as usize,
+        threads: None,
+        underscores_in_headers: false,
+    }
+}
