@@ -130,6 +130,9 @@ fn check(config: &Config) -> ExitCode {
                     println!("          {}", upstream_trust(tls));
                 }
             }
+            for stream in &config.streams {
+                println!("  stream  {}", describe_stream(stream));
+            }
             if let Some(auth) = &config.tls.client_auth {
                 let mode = match auth.mode {
                     config::ClientAuthMode::Required => "required",
@@ -170,6 +173,41 @@ fn check(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// How `check` describes a stream: its addresses, its mode and where it
+/// sends its bytes.
+fn describe_stream(stream: &config::StreamConfig) -> String {
+    let listen: Vec<String> = stream.listen.iter().map(|a| format!("tcp://{a}")).collect();
+    let to = match &stream.mode {
+        config::StreamMode::Plain { upstream } | config::StreamMode::Terminate { upstream, .. } => {
+            upstream.to_string()
+        }
+        config::StreamMode::Passthrough { routes, default } => {
+            let mut to: Vec<String> = routes
+                .iter()
+                .map(|r| format!("{} -> {}", r.sni, r.upstream))
+                .collect();
+            to.push(match default {
+                Some(default) => format!("else -> {default}"),
+                None => "else closed".to_string(),
+            });
+            format!("by SNI: {}", to.join(", "))
+        }
+    };
+    let nats = match &stream.mode {
+        config::StreamMode::Terminate {
+            protocol: Some(config::StreamProtocol::Nats),
+            ..
+        } => " (NATS)",
+        _ => "",
+    };
+    format!(
+        "{} {} tls={}{nats} -> {to}",
+        stream.name,
+        listen.join(" "),
+        stream.mode.as_str()
+    )
 }
 
 /// How `check` describes the verification of an `https://` upstream.

@@ -7,9 +7,11 @@ mod duration;
 mod error;
 mod parse;
 mod size;
+mod stream;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
+pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +32,8 @@ pub struct Config {
     /// `[admin]`: health, metrics and live connections; `None` (off) when
     /// the table is absent.
     pub admin: Option<AdminConfig>,
+    /// `[[stream]]`: TCP and TLS listeners of their own, in the order written.
+    pub streams: Vec<StreamConfig>,
 }
 
 /// `[admin]`.
@@ -43,7 +47,8 @@ pub struct AdminConfig {
 /// `[server]`: the TLS listeners and connection-level limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// `listen`: at least one address. Default `["127.0.0.1:8443"]`.
+    /// `listen`: at least one address. Default `["127.0.0.1:8443"]`, or
+    /// none in a configuration of `[[stream]]` tables without a route.
     pub listen: Vec<SocketAddr>,
     /// `handshake_timeout`: one deadline for the whole TLS handshake. Default 10 s.
     pub handshake_timeout: Duration,

@@ -18,8 +18,11 @@
 //!   (`host`, `names`, upstream hosts);
 //! - `http.acme_webroot` is resolved like `cert` and `key`; the directory
 //!   is not looked at here (it may be created after the proxy starts);
-//! - an address may be a TLS listener, a plain-HTTP one or the admin
-//!   listener, never two of them;
+//! - an address may be a TLS listener, a plain-HTTP one, the admin
+//!   listener or a stream's, never two of them;
+//! - `[[stream]]` tables without any `[[route]]` are a whole
+//!   configuration: no route is asked for, and no HTTPS listener is bound
+//!   unless `server.listen` (or `PORTCULLIS_LISTEN`) names one;
 //! - three environment variables override the file, for containers whose
 //!   image carries the file: `PORTCULLIS_LISTEN` (comma-separated
 //!   addresses) replaces `server.listen`, and `PORTCULLIS_TLS_CERT` with
@@ -32,9 +35,10 @@
 //!   replaces a value, it does not excuse an error in it.
 //!
 //! The checks of each table live in a child module of their own (`server`,
-//! `tls`, `http`, `route`, `admin`, `log`, with `listen`, `upstream`,
-//! `upstream_tls`, `tls_policy` and `client_auth` for what those share or
-//! hold apart); `checker` has what they all use, and `env` the overrides.
+//! `tls`, `http`, `route`, `admin`, `log`, `stream`, with `listen`,
+//! `upstream`, `upstream_tls`, `tls_policy`, `client_auth`,
+//! `stream_values` and `tcp_upstream` for what those share or hold
+//! apart); `checker` has what they all use, and `env` the overrides.
 
 mod admin;
 mod checker;
@@ -45,6 +49,9 @@ mod listen;
 mod log;
 mod route;
 mod server;
+mod stream;
+mod stream_values;
+mod tcp_upstream;
 mod tls;
 mod tls_policy;
 mod upstream;
@@ -52,7 +59,7 @@ mod upstream_tls;
 
 use std::path::Path;
 
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use self::checker::{Checker, Schema, SyntaxReport, Table};
 use self::env::{process_env, EnvOverrides, ENV_LISTEN};
@@ -252,8 +259,10 @@ fn unreadable(path: &Path, error: &std::io::Error) -> ConfigError {
 }
 
 const TOP_SCHEMA: Schema = Schema {
-    keys: &["server", "tls", "http", "route", "log", "admin"],
+    keys: &["server", "tls", "http", "route", "log", "admin", "stream"],
     aliases: &[
+        ("streams", "stream"),
+        ("tcp", "stream"),
         ("routes", "route"),
         ("location", "route"),
         ("ssl", "tls"),
@@ -295,6 +304,15 @@ impl Checker<'_> {
                 .map(|&address| (address, ENV_LISTEN.to_string()))
                 .collect();
         }
+        // Streams alone need no route, and then no HTTPS listener either,
+        // unless one is written: it would answer every request 404.
+        let streams_only = top.get("route").is_none() && top.get("stream").is_some();
+        let listen_written = matches!(top.get("server").map(|v| v.get_ref()),
+            Some(DeValue::Table(server)) if server.get("listen").is_some());
+        if streams_only && self.env_listen.is_none() && !listen_written {
+            server.listen.clear();
+            tls_listeners.clear();
+        }
         let mut tls = match self.table(&top, "tls", "[tls]") {
             Some(table) => self.tls(&table),
             None => TlsConfig {
@@ -326,7 +344,23 @@ impl Checker<'_> {
         let admin = self
             .table(&top, "admin", "[admin]")
             .map(|table| self.admin(&table, &tls_listeners, &plain_listeners));
-        let routes = self.routes(&top);
+        let admin_listeners: Vec<_> = admin
+            .iter()
+            .map(|a| (a.listen, "admin.listen".to_string()))
+            .collect();
+        let streams = self.streams(
+            &top,
+            &[
+                (&tls_listeners, "TLS listener"),
+                (&plain_listeners, "plain-HTTP listener"),
+                (&admin_listeners, "listener of [admin]"),
+            ],
+        );
+        let routes = if streams_only {
+            Vec::new()
+        } else {
+            self.routes(&top)
+        };
         self.client_cert_routes(&top);
         let log = match self.table(&top, "log", "[log]") {
             Some(table) => self.log(&table),
@@ -344,6 +378,7 @@ impl Checker<'_> {
             log,
             http,
             admin,
+            streams,
         }
     }
 }

@@ -38,13 +38,23 @@ const PIN_HINT: &str = "write the leaf certificate's SHA-256 fingerprint as `ope
 impl Checker<'_> {
     /// `[tls.client_auth]` in `tls`; `None` when absent or unusable.
     pub(super) fn client_auth(&mut self, tls: &Table<'_, '_>) -> Option<ClientAuthConfig> {
-        let table = self.table(tls, "client_auth", "[tls.client_auth]")?;
+        self.client_auth_in(tls, "[tls.client_auth]")
+    }
+
+    /// The `client_auth` table of `parent`, written `header`
+    /// (`[stream.client_auth]` takes the same keys as `[tls.client_auth]`).
+    pub(super) fn client_auth_in(
+        &mut self,
+        parent: &Table<'_, '_>,
+        header: &'static str,
+    ) -> Option<ClientAuthConfig> {
+        let table = self.table(parent, "client_auth", header)?;
         self.check_keys(&table, &CLIENT_AUTH_SCHEMA);
         if table.get("ca").is_none() {
             self.missing(
                 &table.span,
                 table.key_path("ca"),
-                "[tls.client_auth] has no `ca`: client certificates are verified against it",
+                format!("{header} has no `ca`: client certificates are verified against it"),
                 format!("add the PEM file of the CA that issues the client certificates, for example: ca = {CA_EXAMPLE}"),
             );
         }

@@ -37,6 +37,11 @@ pub(super) const HTTP_PORTS: ListenPorts = ListenPorts {
     local: 80,
 };
 
+pub(super) const STREAM_PORTS: ListenPorts = ListenPorts {
+    public: 4222,
+    local: 4222,
+};
+
 pub(super) const ADMIN_PORTS: ListenPorts = ListenPorts {
     public: 9901,
     local: 9901,

@@ -71,7 +71,7 @@ pub(super) fn parse_upstream(raw: &str) -> Result<Upstream, Invalid> {
         Scheme::Http => 80,
         Scheme::Https => 443,
     };
-    let (host, port) = split_host_port(authority, default_port)?;
+    let (host, port) = split_host_port(authority, Some(default_port), HTTP_EXAMPLE)?;
 
     let clean = upstream_address(scheme, rest);
     let query_start = tail.find(['?', '#']).unwrap_or(tail.len());
@@ -110,21 +110,40 @@ fn upstream_address(scheme: Scheme, rest: &str) -> String {
     format!("{}://{without_user}", scheme.as_str())
 }
 
+/// How the hints of [`split_host_port`] write an address.
+pub(super) struct Example {
+    pub(super) scheme: &'static str,
+    pub(super) port: u16,
+}
+
+const HTTP_EXAMPLE: Example = Example {
+    scheme: "http",
+    port: 8080,
+};
+
 /// The host and port of an upstream authority; the port defaults to
-/// `default_port`.
-fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), Invalid> {
-    const HOST_HINT: &str = "write upstream = \"http://127.0.0.1:8080\"";
+/// `default_port`, and is required without one.
+pub(super) fn split_host_port(
+    authority: &str,
+    default_port: Option<u16>,
+    example: Example,
+) -> Result<(String, u16), Invalid> {
+    let Example {
+        scheme,
+        port: example_port,
+    } = example;
+    let ipv6_hint = format!("write an IPv6 address as {scheme}://[::1]:{example_port}");
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let Some((inner, after)) = bracketed.split_once(']') else {
             return Err(Invalid::new(
                 format!("`[{bracketed}` has no closing `]`"),
-                "write an IPv6 address as http://[::1]:8080",
+                ipv6_hint,
             ));
         };
         if inner.parse::<Ipv6Addr>().is_err() {
             return Err(Invalid::new(
                 format!("`{inner}` is not an IPv6 address"),
-                "write an IPv6 address as http://[::1]:8080",
+                ipv6_hint,
             ));
         }
         let port = match after {
@@ -134,7 +153,7 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
                 None => {
                     return Err(Invalid::new(
                         format!("unexpected `{after}` after the IPv6 address"),
-                        format!("write http://[{inner}]:8080"),
+                        format!("write {scheme}://[{inner}]:{example_port}"),
                     ))
                 }
             },
@@ -144,7 +163,7 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
         if authority.matches(':').count() > 1 {
             return Err(Invalid::new(
                 format!("`{authority}` looks like an IPv6 address without brackets"),
-                "put an IPv6 address in brackets: http://[::1]:8080",
+                format!("put an IPv6 address in brackets: {scheme}://[::1]:{example_port}"),
             ));
         }
         let (host, port) = match authority.split_once(':') {
@@ -152,7 +171,10 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
             None => (authority, None),
         };
         if host.is_empty() {
-            return Err(Invalid::new("the upstream has no host", HOST_HINT));
+            return Err(Invalid::new(
+                "the upstream has no host",
+                format!("write upstream = \"{scheme}://127.0.0.1:{example_port}\""),
+            ));
         }
         if let Some(bad) = host
             .chars()
@@ -165,22 +187,33 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
         }
         (host.to_ascii_lowercase(), port)
     };
-    let port = match port {
-        None => default_port,
-        Some("") => {
+    let shown = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let port = match (port, default_port) {
+        (None, Some(default_port)) => default_port,
+        (None, None) => {
             return Err(Invalid::new(
-                "the upstream has an empty port after `:`",
-                format!(
-                "write the port after the colon, such as :8080, or drop the colon for port {default_port}"
-            ),
+                format!("`{scheme}://{shown}` has no port, and {scheme}:// has no default one"),
+                format!("write the port, for example: \"{scheme}://{shown}:{example_port}\""),
             ))
         }
-        Some(digits) => match digits.parse::<u16>() {
+        (Some(""), default_port) => {
+            let or_default =
+                default_port.map_or_else(String::new, |port| format!(", or drop the colon for port {port}"));
+            return Err(Invalid::new(
+                "the upstream has an empty port after `:`",
+                format!("write the port after the colon, such as :{example_port}{or_default}"),
+            ));
+        }
+        (Some(digits), _) => match digits.parse::<u16>() {
             Ok(port) if port > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
             _ => {
                 return Err(Invalid::new(
                     format!("`{digits}` is not a port number"),
-                    "give a port from 1 to 65535, such as :8080",
+                    format!("give a port from 1 to 65535, such as :{example_port}"),
                 ))
             }
         },
