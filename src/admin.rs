@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::connections::ConnRegistry;
+use crate::connections::{ConnRegistry, StreamFacts};
 use crate::metrics::Metrics;
 use crate::tls::reload::ReloadStats;
 
@@ -123,6 +123,9 @@ struct ConnectionView<'a> {
     bytes_in: u64,
     bytes_out: u64,
     tunnel: bool,
+    /// What a stream's connection was joined to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a StreamFacts>,
 }
 
 #[derive(Serialize)]
@@ -152,6 +155,7 @@ fn connections(state: &AdminState) -> Response<Full<Bytes>> {
                     bytes_in: c.bytes_in.load(Ordering::Relaxed),
                     bytes_out: c.bytes_out.load(Ordering::Relaxed),
                     tunnel: c.tunnels.load(Ordering::Relaxed) > 0,
+                    stream: c.stream.get(),
                 }
             })
             .collect(),

@@ -20,6 +20,21 @@ pub struct TlsFacts {
     pub client_subject: Option<String>,
 }
 
+/// What a stream connection was joined to (`[[stream]]`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamFacts {
+    /// The stream's name.
+    pub name: String,
+    /// `terminate`, `passthrough` or `none`.
+    pub tls: &'static str,
+    /// The upstream, `tcp://host:port`.
+    pub upstream: String,
+    /// The server name of a passthrough ClientHello; with `terminate` it
+    /// is in the TLS facts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+}
+
 /// One client connection.
 #[derive(Debug)]
 pub struct Conn {
@@ -28,6 +43,8 @@ pub struct Conn {
     pub started: Instant,
     pub started_at: SystemTime,
     pub tls: OnceLock<TlsFacts>,
+    /// Set for a stream's connections.
+    pub stream: OnceLock<StreamFacts>,
     /// Bytes read from the client, on the wire (TLS records included).
     pub bytes_in: AtomicU64,
     /// Bytes written to the client, on the wire.
@@ -64,6 +81,7 @@ impl ConnRegistry {
             started: Instant::now(),
             started_at: SystemTime::now(),
             tls: OnceLock::new(),
+            stream: OnceLock::new(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             tunnels: AtomicU32::new(0),

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod side;
+pub mod stream;
 pub mod telemetry;
 pub mod tls;
 
@@ -43,6 +44,7 @@ pub struct Proxy {
     bootstrapped: usize,
     reloader: Reloader,
     admin: Option<(std::net::TcpListener, Arc<admin::AdminState>)>,
+    streams: stream::Streams,
 }
 
 impl Proxy {
@@ -66,6 +68,7 @@ impl Proxy {
             store.clone(),
             reloader.handle().stats.clone(),
         );
+        let streams = stream::Streams::bind(&config, &store, &mut metrics, &connections)?;
         let metrics = Arc::new(metrics);
         let admin = match &config.admin {
             Some(admin) => {
@@ -109,6 +112,7 @@ impl Proxy {
             bootstrapped: initial.bootstrapped.len(),
             reloader,
             admin,
+            streams,
         })
     }
 
@@ -120,6 +124,11 @@ impl Proxy {
     /// The plain-HTTP (`[http]`) addresses actually bound.
     pub fn plain_addrs(&self) -> Vec<SocketAddr> {
         self.server.local_addrs(Kind::Plain)
+    }
+
+    /// Each stream's name and bound addresses, in configuration order.
+    pub fn stream_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.streams.addrs()
     }
 
     /// True when serving a temporary self-signed certificate because none
@@ -172,7 +181,16 @@ impl Proxy {
             state.serving.store(true, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(admin::serve(listener, state, stop_background.clone()))
         });
+        // The streams drain beside the HTTP listeners, with the same grace.
+        let drain = tokio_util::sync::CancellationToken::new();
+        let streams = tokio::spawn(self.streams.run(drain.clone()));
+        let shutdown = async {
+            shutdown.await;
+            drain.cancel();
+        };
         let result = self.server.run(self.acceptor, self.shared, shutdown).await;
+        drain.cancel();
+        let _ = streams.await;
         stop_background.cancel();
         let _ = reloader.await;
         if let Some(admin) = admin {

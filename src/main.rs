@@ -102,7 +102,13 @@ fn gen_cert(args: &GenCertArgs) -> ExitCode {
 
 fn check(config: &Config) -> ExitCode {
     let name = source_name(config);
-    let upstream_tls = portcullis::proxy::upstream_tls::load(&config.routes);
+    let mut upstream_tls = portcullis::proxy::upstream_tls::load(&config.routes);
+    if let Err(streams) = portcullis::stream::client_auth(config) {
+        match &mut upstream_tls {
+            Ok(_) => upstream_tls = Err(streams),
+            Err(errors) => errors.0.extend(streams.0),
+        }
+    }
     match (portcullis::tls::client_auth::load_all(&config.tls), upstream_tls) {
         (Err(mut errors), upstream_tls) => {
             errors.0.extend(upstream_tls.err().into_iter().flat_map(|e| e.0));
@@ -286,6 +292,9 @@ fn run(config: Config) -> ExitCode {
         }
         for addr in proxy.plain_addrs() {
             tracing::info!("listening on http://{addr} (ACME challenges and redirects)");
+        }
+        for (name, addr) in proxy.stream_addrs() {
+            tracing::info!("stream {name} listening on tcp://{addr}");
         }
         if let Some(addr) = proxy.admin_addr() {
             tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections)");

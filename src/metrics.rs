@@ -322,6 +322,12 @@ impl Metrics {
         }));
     }
 
+    /// The registry, for the metrics a subsystem defines beside its own
+    /// code (`stream::metrics`).
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);

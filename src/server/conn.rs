@@ -134,7 +134,7 @@ fn failed_handshake() -> HandshakeLabels {
 }
 
 /// What the handshake settled, for `/connections` and the metrics.
-fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
+pub(crate) fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
     let name = |v: Option<String>| v.unwrap_or_default();
     TlsFacts {
         sni: tls.server_name().map(str::to_owned),

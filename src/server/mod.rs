@@ -48,13 +48,13 @@ use write_through;
 
 pub(crate) mod acme;
 mod alpn;
-mod conn;
+pub(crate) mod conn;
 mod cork;
 mod counting;
 pub(crate) mod framing;
 mod idle;
 mod limit;
-mod linger;
+pub(crate) mod linger;
 pub mod listener;
 pub(crate) mod plain;
 mod preface;

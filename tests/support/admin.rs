@@ -48,28 +48,13 @@ impl AdminProxy {
 
     /// GET `path` on the admin listener over plain HTTP/1.1.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let tcp = TcpStream::connect(self.admin).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", "admin")
-            .body(empty())
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        get(self.admin, path).await
     }
 
     /// The value of the sample `name_and_labels` on `/metrics`.
     pub async fn metric(&self, name_and_labels: &str) -> Option<f64> {
         let (_, page) = self.get("/metrics").await;
-        page.lines()
-            .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        sample(&page, name_and_labels)
     }
 
     /// Stops the proxy and waits for it to end cleanly.
@@ -77,4 +62,29 @@ impl AdminProxy {
         let _ = self.stop.take().map(|s| s.send(()));
         self.task.await.unwrap().unwrap();
     }
+}
+
+/// GET `path` on the admin listener at `admin` over plain HTTP/1.1.
+pub async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let tcp = TcpStream::connect(admin).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "admin")
+        .body(empty())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of the sample `name_and_labels` in a `/metrics` page.
+pub fn sample(page: &str, name_and_labels: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

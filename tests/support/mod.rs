@@ -14,6 +14,7 @@ pub mod mtls;
 pub mod nofile;
 pub mod process;
 pub mod raw;
+pub mod streams;
 
 use std::convert::Infallible;
 use std::future::Future;
