@@ -36,6 +36,8 @@ pub(crate) enum End {
     Unreachable,
     /// The adapter's exchange before the join failed.
     Protocol,
+    /// The TLS handshake after the adapter's first exchange failed.
+    Handshake,
 }
 
 impl End {
@@ -47,6 +49,7 @@ impl End {
             End::Error => "error",
             End::Unreachable => "upstream_unreachable",
             End::Protocol => "protocol_error",
+            End::Handshake => "handshake_failed",
         }
     }
 }

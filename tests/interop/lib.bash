@@ -2,7 +2,8 @@
 #
 # Provides: logging, idempotent apt/pip installs, free-port picking,
 # bounded waits, background processes that are killed on exit (only the
-# PIDs started here), a throw-away test CA + server certificate, the test
+# PIDs started here), a throw-away test CA + server certificate, client
+# CAs and client certificates, the test
 # origin and a portcullis instance with a generated config.
 #
 # Environment:
@@ -372,6 +373,35 @@ reissue_certs() {
             -out server.pem -days "$days" -sha256 -extfile server.ext 2>/dev/null
         cat server.pem >fullchain.pem
     ) || die "could not issue the test certificates again for $days days"
+}
+
+# ------------------------------------------------------ client certificates
+
+# new_ca DIR NAME: a CA certificate and key in DIR (ca.pem, ca.key).
+new_ca() {
+    mkdir -p "$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$1/ca.key" -out "$1/ca.pem" -days 30 -subj "/CN=$2" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null ||
+        die "could not make the CA $2"
+}
+
+# new_client CA_DIR NAME: a client certificate for CN=NAME,O=portcullis
+# interop signed by the CA in CA_DIR: CA_DIR/NAME.pem and NAME.key.
+new_client() {
+    local d="$1" name="$2"
+    printf '%s\n' "basicConstraints = critical, CA:FALSE" \
+        "keyUsage = critical, digitalSignature" \
+        "extendedKeyUsage = clientAuth" >"$d/client.ext"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$d/$name.key" -out "$d/$name.csr" \
+        -subj "/O=portcullis interop/CN=$name" 2>/dev/null ||
+        die "could not make the key and request of $name"
+    openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -CAcreateserial -out "$d/$name.pem" -days 30 -sha256 \
+        -extfile "$d/client.ext" 2>/dev/null ||
+        die "could not sign the client certificate of $name"
 }
 
 # ------------------------------------------------------------ counted checks

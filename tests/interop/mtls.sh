@@ -33,33 +33,6 @@ need_apt openssl curl
 
 make_certs # the server's: CA_PEM, CERT_PEM, KEY_PEM
 
-# new_ca DIR NAME: a CA certificate and key in DIR (ca.pem, ca.key).
-new_ca() {
-    mkdir -p "$1"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$1/ca.key" -out "$1/ca.pem" -days 30 -subj "/CN=$2" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null ||
-        die "could not make the CA $2"
-}
-
-# new_client CA_DIR NAME: a client certificate for CN=NAME,O=portcullis
-# interop signed by the CA in CA_DIR: CA_DIR/NAME.pem and NAME.key.
-new_client() {
-    local d="$1" name="$2"
-    printf '%s\n' "basicConstraints = critical, CA:FALSE" \
-        "keyUsage = critical, digitalSignature" \
-        "extendedKeyUsage = clientAuth" >"$d/client.ext"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$d/$name.key" -out "$d/$name.csr" \
-        -subj "/O=portcullis interop/CN=$name" 2>/dev/null ||
-        die "could not make the key and request of $name"
-    openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
-        -CAcreateserial -out "$d/$name.pem" -days 30 -sha256 \
-        -extfile "$d/client.ext" 2>/dev/null ||
-        die "could not sign the client certificate of $name"
-}
-
 CLIENTS="$WORK/clients"
 OTHER="$WORK/other"
 new_ca "$CLIENTS" "portcullis interop clients CA"

@@ -47,8 +47,10 @@ enum First {
     Waiting,
     /// It began with a TLS handshake record.
     Tls,
-    /// It sent something else, or closed, or failed.
+    /// It sent something else, or failed.
     Other(&'static str),
+    /// It closed: a port probe, or a client that gave up.
+    Left,
 }
 
 pub(crate) async fn serve(
@@ -68,6 +70,12 @@ pub(crate) async fn serve(
         record.end = Some(End::Protocol);
     };
     let info = match first {
+        First::Left => {
+            tracing::debug!(stream = %stream.name, %peer, "stream: the client closed before INFO");
+            // Nothing was exchanged: no more a stream than a port probe.
+            record.enabled = false;
+            return;
+        }
         First::Other(why) => return refuse(&mut record, why),
         First::Waiting | First::Tls => {
             match tokio::time::timeout(stream.config.handshake_timeout, read_info(&mut upstream)).await {
@@ -99,7 +107,7 @@ pub(crate) async fn serve(
         }
     }
     let Some((mut tls, facts)) = terminate::handshake(stream, acceptor, client, peer).await else {
-        record.end = Some(End::Protocol);
+        record.end = Some(End::Handshake);
         return;
     };
     // What the client has not seen yet of the upstream's first bytes:
@@ -127,7 +135,7 @@ async fn first_byte(client: &Client) -> First {
     let mut byte = [0u8; 1];
     match tokio::time::timeout(TLS_FIRST_WAIT, client.get_ref().peek(&mut byte)).await {
         Err(_) => First::Waiting,
-        Ok(Ok(0)) => First::Other("the client closed before INFO"),
+        Ok(Ok(0)) => First::Left,
         Ok(Ok(_)) if byte[0] == TLS_HANDSHAKE => First::Tls,
         Ok(Ok(_)) => First::Other("the client spoke before INFO, and not TLS"),
         Ok(Err(_)) => First::Other("the client's connection failed before INFO"),
