@@ -96,6 +96,10 @@ pub struct Metrics {
     /// Connections closed at accept because their client address already
     /// had `max_connections_per_ip` open (`reason="per_ip"`).
     pub connections_rejected_per_ip: Counter,
+    /// Connections closed after the handshake because they spoke another
+    /// HTTP than ALPN chose: `[after h2, after http/1.1]`
+    /// (`reason="alpn_h2"`, `reason="alpn_http1"`).
+    pub connections_rejected_alpn: [Counter; 2],
     /// TLS handshakes failed for the client's certificate, indexed by
     /// [`Rejection`].
     client_cert_rejected: [Counter; 3],
@@ -232,11 +236,16 @@ impl Metrics {
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "connections_rejected",
-            "Client connections closed at accept, by reason (per_ip: the address had max_connections_per_ip open)",
+            "Client connections closed before their first request, by reason (per_ip: the address had max_connections_per_ip open; alpn_h2, alpn_http1: the client spoke another HTTP than ALPN chose)",
             rejected.clone(),
         );
         let connections_rejected_per_ip = rejected.get_or_create_owned(&RejectLabels {
             reason: "per_ip".to_owned(),
+        });
+        let connections_rejected_alpn = ["alpn_h2", "alpn_http1"].map(|reason| {
+            rejected.get_or_create_owned(&RejectLabels {
+                reason: reason.to_owned(),
+            })
         });
         let client_cert = Family::<RejectLabels, Counter>::default();
         registry.register(
@@ -266,6 +275,7 @@ impl Metrics {
             connections_active,
             connections_total,
             connections_rejected_per_ip,
+            connections_rejected_alpn,
             client_cert_rejected,
             tunnels_active,
         }

@@ -190,6 +190,11 @@ pub async fn serve_http<I, S>(
     let serve = alpn::decide(alpn, io.is_h2());
     if let Serve::Refuse(refusal) = serve {
         tracing::debug!(%peer, ?alpn, "{}", refusal.describe());
+        let index = match refusal {
+            alpn::Refusal::NotH2Preface => 0,
+            alpn::Refusal::H2PrefaceAfterHttp1 => 1,
+        };
+        ctx.shared.metrics.connections_rejected_alpn[index].inc();
         refuse(ctx, io, refusal.reply()).await;
         return;
     }
