@@ -12,6 +12,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gencert;
+mod log_limit;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
