@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod connections;
 pub mod error;
+mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gencert;

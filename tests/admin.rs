@@ -9,17 +9,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use support::admin::AdminProxy;
+use support::admin::{sample, AdminProxy};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The value of the sample `name{labels}` in a Prometheus text page.
-fn sample(page: &str, name_and_labels: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_known_traffic() {
