@@ -79,6 +79,8 @@ pub struct TestCa {
 pub struct Issued {
     /// Leaf then CA, as certbot's fullchain.pem.
     pub chain_pem: String,
+    /// The leaf alone, as certbot's cert.pem.
+    pub leaf_pem: String,
     pub key_pem: String,
     pub leaf_der: CertificateDer<'static>,
 }
@@ -109,6 +111,7 @@ impl TestCa {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Issued {
             chain_pem: format!("{}{}", cert.pem(), self.pem),
+            leaf_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             leaf_der: cert.der().clone(),
         }
