@@ -2,10 +2,10 @@
 //! route, connections, tunnels, TLS handshakes (and why they failed), the
 //! connection errors a flood leaves (HTTP/2 GOAWAYs by error code, HTTP/1.1
 //! heads refused for their size), bytes, upstream errors, certificate
-//! expiry and reloads. Handles for the hot path are made once
-//! per route at start, so counting a request is an atomic increment, not a
-//! label lookup; values that already live elsewhere (bytes, certificates,
-//! reload counts) are read at scrape time by collectors.
+//! expiry and chain length, and reloads. Handles for the hot path are made
+//! once per route at start, so counting a request is an atomic increment,
+//! not a label lookup; values that already live elsewhere (bytes,
+//! certificates, reload counts) are read at scrape time by collectors.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::connections::ConnRegistry;
 use crate::failure::{ConnError, HandshakeFailure};
+use crate::tls::certs::LoadedCert;
 use crate::tls::client_auth::Rejection;
 use crate::tls::reload::ReloadStats;
 use crate::tls::store::CertStore;
@@ -348,6 +349,18 @@ struct CertLabels {
     serial: String,
 }
 
+/// The labels of every per-certificate metric.
+fn cert_labels(cert: &LoadedCert) -> CertLabels {
+    CertLabels {
+        name: cert
+            .names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| cert.facts.subject.clone()),
+        serial: cert.facts.serial.clone(),
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
@@ -388,15 +401,25 @@ impl Collector for Sources {
         let snapshot = self.certs.snapshot();
         for cert in snapshot.certs() {
             let f = &cert.facts;
-            let labels = CertLabels {
-                name: cert.names.first().cloned().unwrap_or_else(|| f.subject.clone()),
-                serial: f.serial.clone(),
-            };
+            let labels = cert_labels(cert);
             let not_after = f
                 .not_after
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             ConstGauge::new(not_after).encode(family.encode_family(&labels)?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "certificate_chain_length",
+            "Certificates in each chain in service, the server's own included: 1 is a self-signed \
+             certificate, or a CA-issued one without its intermediates, which clients that only \
+             hold the root cannot verify",
+            None,
+            MetricType::Gauge,
+        )?;
+        for cert in snapshot.certs() {
+            let length = i64::try_from(cert.certified.cert.len()).unwrap_or(i64::MAX);
+            ConstGauge::new(length).encode(family.encode_family(&cert_labels(cert))?)?;
         }
 
         let mut family = encoder.encode_descriptor(
