@@ -9,9 +9,11 @@ pub mod admin;
 pub mod config;
 pub mod connections;
 pub mod error;
+mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gencert;
+mod log_limit;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

@@ -175,6 +175,11 @@ fn check(config: &Config) -> ExitCode {
                     f.serial,
                     humantime::format_rfc3339_seconds(f.not_after)
                 );
+                // Valid, and served, but most clients other than browsers
+                // will refuse it: said on stderr, as `run` logs it.
+                if let Some(gap) = &cert.incomplete_chain {
+                    eprintln!("WARNING: {gap}");
+                }
             }
             ExitCode::SUCCESS
         }

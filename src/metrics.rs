@@ -1,9 +1,11 @@
 //! Prometheus metrics: requests by route and status class, latency by
-//! route, connections, tunnels, TLS handshakes, bytes, upstream errors,
-//! certificate expiry and reloads. Handles for the hot path are made once
-//! per route at start, so counting a request is an atomic increment, not a
-//! label lookup; values that already live elsewhere (bytes, certificates,
-//! reload counts) are read at scrape time by collectors.
+//! route, connections, tunnels, TLS handshakes (and why they failed), the
+//! connection errors a flood leaves (HTTP/2 GOAWAYs by error code, HTTP/1.1
+//! heads refused for their size), bytes, upstream errors, certificate
+//! expiry and chain length, and reloads. Handles for the hot path are made
+//! once per route at start, so counting a request is an atomic increment,
+//! not a label lookup; values that already live elsewhere (bytes,
+//! certificates, reload counts) are read at scrape time by collectors.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -20,6 +22,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::connections::ConnRegistry;
+use crate::failure::{ConnError, HandshakeFailure};
+use crate::tls::certs::LoadedCert;
 use crate::tls::client_auth::Rejection;
 use crate::tls::reload::ReloadStats;
 use crate::tls::store::CertStore;
@@ -44,6 +48,11 @@ struct UpstreamErrorLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,9 +105,21 @@ pub struct Metrics {
     /// Connections closed at accept because their client address already
     /// had `max_connections_per_ip` open (`reason="per_ip"`).
     pub connections_rejected_per_ip: Counter,
+    /// Connections closed after the handshake because they spoke another
+    /// HTTP than ALPN chose: `[after h2, after http/1.1]`
+    /// (`reason="alpn_h2"`, `reason="alpn_http1"`).
+    pub connections_rejected_alpn: [Counter; 2],
     /// TLS handshakes failed for the client's certificate, indexed by
     /// [`Rejection`].
     client_cert_rejected: [Counter; 3],
+    /// `tls_handshakes_total{result="failed"}`.
+    handshakes_failed: Counter,
+    /// Failed handshakes, indexed by [`HandshakeFailure`].
+    handshake_failures: [Counter; HandshakeFailure::ALL.len()],
+    /// GOAWAYs with an error code the proxy sent, by the code's name.
+    h2_goaway: Family<RejectLabels, Counter>,
+    /// HTTP/1.1 heads hyper refused: 431, 414.
+    head_too_large: [Counter; 2],
     pub tunnels_active: Gauge,
     /// What the request-path defences refused or removed, by reason.
     pub defences: Defences,
@@ -232,11 +253,16 @@ impl Metrics {
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "connections_rejected",
-            "Client connections closed at accept, by reason (per_ip: the address had max_connections_per_ip open)",
+            "Client connections closed before their first request, by reason (per_ip: the address had max_connections_per_ip open; alpn_h2, alpn_http1: the client spoke another HTTP than ALPN chose)",
             rejected.clone(),
         );
         let connections_rejected_per_ip = rejected.get_or_create_owned(&RejectLabels {
             reason: "per_ip".to_owned(),
+        });
+        let connections_rejected_alpn = ["alpn_h2", "alpn_http1"].map(|reason| {
+            rejected.get_or_create_owned(&RejectLabels {
+                reason: reason.to_owned(),
+            })
         });
         let client_cert = Family::<RejectLabels, Counter>::default();
         registry.register(
@@ -247,6 +273,43 @@ impl Metrics {
         let client_cert_rejected = [Rejection::Missing, Rejection::Invalid, Rejection::NotPinned].map(|r| {
             client_cert.get_or_create_owned(&RejectLabels {
                 reason: r.label().to_owned(),
+            })
+        });
+        let handshakes_failed = handshakes.get_or_create_owned(&HandshakeLabels {
+            version: String::new(),
+            cipher: String::new(),
+            result: "failed".to_owned(),
+        });
+        let failures = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes failed, by reason (timeout, eof, reset, alert, incompatible, protocol, \
+             client_cert, other); the same handshakes as tls_handshakes{result=\"failed\"}",
+            failures.clone(),
+        );
+        let handshake_failures = HandshakeFailure::ALL.map(|f| {
+            failures.get_or_create_owned(&RejectLabels {
+                reason: f.label().to_owned(),
+            })
+        });
+        let h2_goaway = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "h2_goaway",
+            "HTTP/2 connections the proxy ended with a GOAWAY carrying an error code, by the code \
+             (ENHANCE_YOUR_CALM: too many reset streams, as in a rapid-reset flood, or a header list \
+             far over max_header_size)",
+            h2_goaway.clone(),
+        );
+        let too_large = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "http1_head_too_large",
+            "HTTP/1.1 request heads refused for their size, by the status answered (431: over \
+             max_header_size or too many fields; 414: a target over 64 KiB)",
+            too_large.clone(),
+        );
+        let head_too_large = ["431", "414"].map(|status| {
+            too_large.get_or_create_owned(&StatusLabels {
+                status: status.to_owned(),
             })
         });
         let tunnels_active = Gauge::default();
@@ -266,7 +329,12 @@ impl Metrics {
             connections_active,
             connections_total,
             connections_rejected_per_ip,
+            connections_rejected_alpn,
             client_cert_rejected,
+            handshakes_failed,
+            handshake_failures,
+            h2_goaway,
+            head_too_large,
             tunnels_active,
         }
     }
@@ -306,6 +374,35 @@ impl Metrics {
 
     pub fn client_cert_rejected(&self, reason: Rejection) {
         self.client_cert_rejected[reason as usize].inc();
+    }
+
+    /// Counts a failed TLS handshake, in all and by its reason.
+    pub(crate) fn handshake_failed(&self, why: HandshakeFailure) {
+        self.handshakes_failed.inc();
+        self.handshake_failures[why as usize].inc();
+    }
+
+    /// Counts what a client connection that ended with `error` should be
+    /// counted as, if anything (see [`ConnError`]).
+    pub(crate) fn connection_error(&self, error: &(dyn std::error::Error + 'static)) {
+        match ConnError::of(error) {
+            Some(ConnError::GoAway(reason)) => {
+                // h2 itself only sends the codes RFC 9113 names, so the
+                // label takes a handful of values at most.
+                self.h2_goaway
+                    .get_or_create(&RejectLabels {
+                        reason: format!("{reason:?}"),
+                    })
+                    .inc();
+            }
+            Some(ConnError::HeadTooLarge) => {
+                self.head_too_large[0].inc();
+            }
+            Some(ConnError::UriTooLong) => {
+                self.head_too_large[1].inc();
+            }
+            None => {}
+        }
     }
 
     /// Adds the collectors that read state owned elsewhere at scrape time.
@@ -351,6 +448,18 @@ struct CertLabels {
     serial: String,
 }
 
+/// The labels of every per-certificate metric.
+fn cert_labels(cert: &LoadedCert) -> CertLabels {
+    CertLabels {
+        name: cert
+            .names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| cert.facts.subject.clone()),
+        serial: cert.facts.serial.clone(),
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: String,
@@ -391,15 +500,25 @@ impl Collector for Sources {
         let snapshot = self.certs.snapshot();
         for cert in snapshot.certs() {
             let f = &cert.facts;
-            let labels = CertLabels {
-                name: cert.names.first().cloned().unwrap_or_else(|| f.subject.clone()),
-                serial: f.serial.clone(),
-            };
+            let labels = cert_labels(cert);
             let not_after = f
                 .not_after
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             ConstGauge::new(not_after).encode(family.encode_family(&labels)?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            "certificate_chain_length",
+            "Certificates in each chain in service, the server's own included: 1 is a self-signed \
+             certificate, or a CA-issued one without its intermediates, which clients that only \
+             hold the root cannot verify",
+            None,
+            MetricType::Gauge,
+        )?;
+        for cert in snapshot.certs() {
+            let length = i64::try_from(cert.certified.cert.len()).unwrap_or(i64::MAX);
+            ConstGauge::new(length).encode(family.encode_family(&cert_labels(cert))?)?;
         }
 
         let mut family = encoder.encode_descriptor(

@@ -9,6 +9,10 @@
 //!   are the access record itself (`time`, `client`, `method`, `target`,
 //!   `status`, `bytes`, `duration_ms`, `upstream`); every other event is
 //!   `{"time", "level", "module", "message", ...its other fields}`.
+//!
+//! Warnings and errors that repeat are rate-limited in either format (see
+//! [`crate::log_limit`]): the first is written, then one summary line per
+//! interval with the count of those left out.
 
 use std::fmt::{self, Write as _};
 use std::time::SystemTime;
@@ -17,10 +21,13 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
+use crate::log_limit::{self, WarnLimit};
 use crate::proxy::access;
 
 /// Installs the global subscriber for `log`'s level and format, and sets
@@ -42,16 +49,25 @@ fn install(level: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let limit = WarnLimit::new(log_limit::INTERVAL);
     let installed = match format {
         LogFormat::Text => builder
             // Colour codes only for a person at a terminal, never in log files.
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
+            .finish()
+            .with(limit.clone())
             .try_init(),
-        LogFormat::Json => builder.with_ansi(false).event_format(JsonLines).try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .event_format(JsonLines)
+            .finish()
+            .with(limit.clone())
+            .try_init(),
     };
-    // The access lines follow the subscriber that writes them.
     if installed.is_ok() {
+        limit.start_summaries();
+        // The access lines follow the subscriber that writes them.
         access::set_format(format);
     }
 }

@@ -9,17 +9,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use support::admin::AdminProxy;
+use support::admin::{sample, AdminProxy};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The value of the sample `name{labels}` in a Prometheus text page.
-fn sample(page: &str, name_and_labels: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_known_traffic() {
@@ -213,5 +205,40 @@ async fn readyz_flips_when_the_certificate_is_loaded() {
         assert!(tokio::time::Instant::now() < deadline, "never ready: {body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    admin.stop().await;
+}
+
+/// The number of certificates in each served chain, beside the other
+/// certificate metrics: 1 for a leaf alone, 2 for a leaf and its
+/// intermediate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_length_of_each_served_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = TestCa::new();
+    let alone = root.issue(&["alone.test"]);
+    std::fs::write(d.join("alone.pem"), &alone.leaf_pem).unwrap();
+    std::fs::write(d.join("alone.key"), &alone.key_pem).unwrap();
+    let intermediate = root.intermediate("portcullis test intermediate");
+    let chained = intermediate.issue(&["chained.test"]);
+    std::fs::write(d.join("chained.pem"), &chained.chain_pem).unwrap();
+    std::fs::write(d.join("chained.key"), &chained.key_pem).unwrap();
+    let origin = Origin::hello().await;
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[tls]\ncert = \"alone.pem\"\nkey = \"alone.key\"\n\
+         [[tls.certificate]]\ncert = \"chained.pem\"\nkey = \"chained.key\"\n{}",
+        route("/", &origin.url(), "")
+    );
+    let admin = AdminProxy::start(&toml, d).await;
+    let (_, page) = admin.get("/metrics").await;
+    let length = |name: &str| {
+        let prefix = format!("portcullis_certificate_chain_length{{name=\"{name}\",serial=\"");
+        page.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(length("alone.test"), Some(1.0), "{page}");
+    assert_eq!(length("chained.test"), Some(2.0), "{page}");
     admin.stop().await;
 }

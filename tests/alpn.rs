@@ -230,3 +230,29 @@ async fn a_silent_client_after_h2_is_closed_by_header_read_timeout() {
     assert!(got.is_empty(), "a silent client was sent {got:?}");
     proxy.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn refusals_are_counted_by_the_alpn_they_broke() {
+    let site = Site::new();
+    let origin = Origin::hello().await;
+    let toml = tls_config("", &route("/", &origin.url(), ""));
+    let proxy = support::admin::AdminProxy::start(&toml, site.dir.path()).await;
+    let mut tls = tls_connect(proxy.tls, &site.ca, &[b"h2"]).await;
+    reply(&mut tls, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", |_| false).await;
+    let mut tls = tls_connect(proxy.tls, &site.ca, &[b"http/1.1"]).await;
+    reply(&mut tls, PREFACE, |_| false).await;
+    assert_eq!(
+        proxy
+            .metric("portcullis_connections_rejected_total{reason=\"alpn_h2\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        proxy
+            .metric("portcullis_connections_rejected_total{reason=\"alpn_http1\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(origin.count(), 0);
+    proxy.stop().await;
+}

@@ -259,3 +259,73 @@ fn check_reports_a_bootstrap_certificate() {
         "{out}"
     );
 }
+
+/// `check` on `cert` and `key` inside `site`'s directory: exit code 0, and
+/// stderr.
+fn check_valid(site: &Site, cert: &str, key: &str) -> String {
+    let config = write_config(site.dir.path(), cert, key);
+    let o = portcullis(&["check"], &config);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a valid certificate was refused:\n{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("configuration is valid"),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn check_warns_when_the_certificate_file_lacks_its_issuer() {
+    let site = Site::new();
+    let issued = site.ca.issue(&["localhost"]);
+    std::fs::write(site.path("leaf.pem"), &issued.leaf_pem).unwrap();
+    std::fs::write(site.path("leaf-key.pem"), &issued.key_pem).unwrap();
+    let err = check_valid(&site, "leaf.pem", "leaf-key.pem");
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("WARNING: "))
+        .unwrap_or_else(|| panic!("no warning for a leaf without its issuer:\n{err}"));
+    let path = site.path("leaf.pem");
+    for needle in [
+        &format!("certificate file {}", path.display()),
+        "the chain is incomplete",
+        "CN=portcullis test CA",
+        "append the intermediate certificate(s)",
+    ] {
+        assert!(warning.contains(needle), "{needle:?} not in {warning}");
+    }
+}
+
+#[test]
+fn check_says_nothing_of_a_full_chain_or_a_self_signed_certificate() {
+    let site = Site::new();
+    let err = check_valid(&site, "fullchain.pem", "privkey.pem");
+    assert!(!err.contains("WARNING"), "{err}");
+
+    let (cert, key) = support::https_origin::self_signed(&["localhost"]);
+    std::fs::write(site.path("self.pem"), cert).unwrap();
+    std::fs::write(site.path("self-key.pem"), key).unwrap();
+    let err = check_valid(&site, "self.pem", "self-key.pem");
+    assert!(!err.contains("WARNING"), "{err}");
+}
+
+#[test]
+fn check_points_certbots_cert_pem_at_fullchain_pem() {
+    let site = Site::new();
+    let issued = site.ca.issue(&["localhost"]);
+    let live = site.path("live/example.com");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("cert.pem"), &issued.leaf_pem).unwrap();
+    std::fs::write(live.join("privkey.pem"), &issued.key_pem).unwrap();
+    let err = check_valid(&site, "live/example.com/cert.pem", "live/example.com/privkey.pem");
+    let fullchain = live.join("fullchain.pem");
+    assert!(
+        err.contains("the chain is incomplete")
+            && err.contains(&format!("use {} instead", fullchain.display())),
+        "{err}"
+    );
+}

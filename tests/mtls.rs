@@ -10,7 +10,6 @@ mod support;
 
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -134,23 +133,6 @@ fn assert_identity(origin: &Origin, cert: &ClientCert, cn: &str) {
     assert_eq!(values(&seen, "x-client-cert-verify"), ["SUCCESS"]);
 }
 
-/// Polls a metric until it reaches `want`: the proxy counts a refused
-/// handshake just after sending the alert the client already read.
-async fn wait_metric(proxy: &AdminProxy, name: &str, want: f64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let value = proxy.metric(name).await;
-        if value == Some(want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} is {value:?}, not {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 const REJECTED: &str = "portcullis_tls_client_cert_rejected_total";
 
 // ------------------------------------------------------------ required mode
@@ -177,7 +159,9 @@ async fn required_mode_refuses_a_client_without_a_certificate() {
         0,
         "a request without a certificate reached the origin"
     );
-    wait_metric(&proxy, &format!("{REJECTED}{{reason=\"missing\"}}"), 3.0).await;
+    proxy
+        .wait_for_metric(&format!("{REJECTED}{{reason=\"missing\"}}"), 3.0)
+        .await;
     proxy.stop().await;
 }
 
@@ -223,7 +207,9 @@ async fn a_certificate_from_another_ca_is_refused_in_both_modes() {
             0,
             "{mode}: a stranger's request reached the origin"
         );
-        wait_metric(&proxy, &format!("{REJECTED}{{reason=\"invalid\"}}"), 4.0).await;
+        proxy
+            .wait_for_metric(&format!("{REJECTED}{{reason=\"invalid\"}}"), 4.0)
+            .await;
         proxy.stop().await;
     }
 }
@@ -338,7 +324,9 @@ async fn pinned_fingerprints_narrow_the_accepted_certificates() {
         0,
         "an unpinned certificate's request reached the origin"
     );
-    wait_metric(&proxy, &format!("{REJECTED}{{reason=\"not_pinned\"}}"), 1.0).await;
+    proxy
+        .wait_for_metric(&format!("{REJECTED}{{reason=\"not_pinned\"}}"), 1.0)
+        .await;
 
     ok(send(proxy.tls, m.client(Some(&bob), H2), get("/api")).await);
     assert_identity(&m.origin, &bob, "bob");

@@ -503,3 +503,48 @@ async fn sighup_reloads_the_binary() {
     };
     wait_until(Duration::from_secs(10), "the reload to be logged", logged).await;
 }
+
+/// A certificate file without its intermediate is served, with a warning
+/// naming the file at start and at every reload that publishes one; a full
+/// chain in between gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_without_its_intermediate_warns_at_start_and_at_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new();
+    let first = ca.issue(&["localhost"]);
+    write(&d.join("cert.pem"), &first.leaf_pem);
+    write(&d.join("key.pem"), &first.key_pem);
+    let origin = Origin::hello().await;
+    let ws = WsOrigin::start().await;
+    let extra = "watch = false\npoll_interval = \"0s\"";
+    let (proxy, addr) =
+        support::process::ProxyProcess::start(d, &config("cert.pem", "key.pem", extra, &origin, &ws)).await;
+    let warnings = || {
+        proxy
+            .stderr_text()
+            .lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("the chain is incomplete"))
+            .count()
+    };
+    let named = format!(
+        "certificate file {}: the chain is incomplete",
+        d.join("cert.pem").display()
+    );
+    assert_eq!(warnings(), 1, "no warning at start:\n{}", proxy.stderr_text());
+    assert!(proxy.stderr_text().contains(&named), "{}", proxy.stderr_text());
+
+    // The full chain: no warning.
+    let second = ca.issue(&["localhost"]);
+    rewrite_key_first(d, &second.chain_pem, &second.key_pem);
+    proxy.signal("HUP");
+    wait_for_serial(addr, &ca, &serial_of(&second.leaf_der)).await;
+
+    // A leaf alone again: warned again.
+    let third = ca.issue(&["localhost"]);
+    rewrite_key_first(d, &third.leaf_pem, &third.key_pem);
+    proxy.signal("HUP");
+    wait_for_serial(addr, &ca, &serial_of(&third.leaf_der)).await;
+    wait_until(DEADLINE, "a warning for the reloaded leaf", || warnings() >= 2).await;
+    assert_eq!(warnings(), 2, "{}", proxy.stderr_text());
+}

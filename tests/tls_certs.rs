@@ -189,6 +189,106 @@ fn full_chain_loads_with_facts() {
     assert!(!format!("{loaded:?}").contains("PRIVATE"));
 }
 
+// ---------------------------------------------------------------------------
+// Chains without the leaf's issuer: loaded, and flagged
+
+#[test]
+fn a_file_without_the_leafs_issuer_loads_flagged_as_an_incomplete_chain() {
+    let pki = Pki::new();
+    let dir = TempDir::new().unwrap();
+    let key = KeyPair::generate().unwrap();
+    // With an authority key identifier, as public CAs issue them.
+    let leaf = pki.leaf_with(&["a.example.test"], &key, |p| {
+        p.use_authority_key_identifier_extension = true;
+    });
+    let key_path = write(dir.path(), "privkey.pem", key.serialize_pem());
+    let load = |name: &str, pem: String| {
+        let path = write(dir.path(), name, pem);
+        let loaded = certs::load(&path, &key_path, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        (path, loaded.incomplete_chain)
+    };
+
+    // The intermediate after the leaf, with or without the root after it.
+    let inter = pki.inter.pem();
+    assert_eq!(load("fullchain.pem", format!("{leaf}{inter}")).1, None);
+    let root = pki.root.pem();
+    assert_eq!(load("with-root.pem", format!("{leaf}{inter}{root}")).1, None);
+
+    // The leaf alone.
+    let (path, gap) = load("leaf.pem", leaf.clone());
+    let gap = gap.expect("a leaf alone is not flagged");
+    assert_eq!((gap.path.as_path(), gap.others), (path.as_path(), 0));
+    assert_eq!(gap.issuer, "CN=Test Intermediate");
+    let text = gap.to_string();
+    for needle in [
+        &format!("certificate file {}", path.display()),
+        "the chain is incomplete",
+        "CN=Test Intermediate",
+        "unable to get local issuer certificate",
+        "append the intermediate certificate(s)",
+        "use fullchain.pem instead of cert.pem",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+
+    // The root, which did not issue it, without the intermediate.
+    let (_, gap) = load("leaf-root.pem", format!("{leaf}{root}"));
+    assert_eq!(gap.map(|g| g.others), Some(1));
+
+    // An intermediate with the issuer's name and another key.
+    let impostor = CertifiedIssuer::signed_by(
+        ca_params("Test Intermediate"),
+        KeyPair::generate().unwrap(),
+        &pki.root,
+    )
+    .unwrap();
+    let (_, gap) = load("leaf-impostor.pem", format!("{leaf}{}", impostor.pem()));
+    assert!(
+        gap.is_some(),
+        "an intermediate of the same name and another key passed"
+    );
+}
+
+#[test]
+fn a_self_signed_certificate_is_not_an_incomplete_chain() {
+    let dir = TempDir::new().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["a.example.test".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "a.example.test");
+    let cert = write(dir.path(), "cert.pem", params.self_signed(&key).unwrap().pem());
+    let key_path = write(dir.path(), "key.pem", key.serialize_pem());
+    assert_eq!(certs::load(&cert, &key_path, &[]).unwrap().incomplete_chain, None);
+    // Nor the one made in memory when none is configured.
+    assert_eq!(selfsigned::generate(&[]).unwrap().incomplete_chain, None);
+}
+
+#[test]
+fn certbots_cert_pem_is_answered_with_its_fullchain_pem() {
+    let pki = Pki::new();
+    let dir = TempDir::new().unwrap();
+    let live = dir.path().join("live/example.com");
+    std::fs::create_dir_all(&live).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = write(&live, "cert.pem", pki.leaf_with(&["example.com"], &key, |_| {}));
+    let key_path = write(&live, "privkey.pem", key.serialize_pem());
+    let gap = certs::load(&cert, &key_path, &[])
+        .unwrap()
+        .incomplete_chain
+        .expect("certbot's cert.pem is not flagged");
+    let text = gap.to_string();
+    let fullchain = live.join("fullchain.pem");
+    assert!(
+        text.contains("the chain is incomplete")
+            && text.contains(&format!(
+                "this is certbot's cert.pem, which holds no chain: use {} instead",
+                fullchain.display()
+            )),
+        "{text}"
+    );
+}
+
 #[test]
 fn pkcs8_pkcs1_and_sec1_keys_are_accepted() {
     let pki = Pki::new();

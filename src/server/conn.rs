@@ -28,6 +28,7 @@ use super::limit::Slot;
 use super::linger::Lingering;
 use super::quiet::Quiet;
 use crate::connections::{Conn, TlsFacts};
+use crate::failure::HandshakeFailure;
 use crate::metrics::HandshakeLabels;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::{self, ConnInfo, Shared};
@@ -65,7 +66,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         // Scanners and health checkers fail handshakes all day; at debug
         // level they do not drown the log.
         Ok(Err((e, tcp))) => {
-            metrics.handshake(&failed_handshake());
+            metrics.handshake_failed(HandshakeFailure::of(&e));
             match client_auth::rejection(&e) {
                 Some(reason) => {
                     metrics.client_cert_rejected(reason);
@@ -81,7 +82,7 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
             return;
         }
         Err(_) => {
-            metrics.handshake(&failed_handshake());
+            metrics.handshake_failed(HandshakeFailure::Timeout);
             tracing::debug!(%peer, timeout = ?ctx.handshake_timeout, "TLS handshake timed out");
             return;
         }
@@ -122,14 +123,6 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         .await;
     } else {
         serve_http(&ctx, tls, alpn, service_fn(handle), conn, peer).await;
-    }
-}
-
-fn failed_handshake() -> HandshakeLabels {
-    HandshakeLabels {
-        version: String::new(),
-        cipher: String::new(),
-        result: "failed".to_owned(),
     }
 }
 
@@ -190,6 +183,11 @@ pub async fn serve_http<I, S>(
     let serve = alpn::decide(alpn, io.is_h2());
     if let Serve::Refuse(refusal) = serve {
         tracing::debug!(%peer, ?alpn, "{}", refusal.describe());
+        let index = match refusal {
+            alpn::Refusal::NotH2Preface => 0,
+            alpn::Refusal::H2PrefaceAfterHttp1 => 1,
+        };
+        ctx.shared.metrics.connections_rejected_alpn[index].inc();
         refuse(ctx, io, refusal.reply()).await;
         return;
     }
@@ -216,6 +214,7 @@ pub async fn serve_http<I, S>(
         until_done(ctx, &conn, peer, http.as_mut(), |c| c.graceful_shutdown()).await
     };
     if let Err(e) = result {
+        ctx.shared.metrics.connection_error(&*e);
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

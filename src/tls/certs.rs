@@ -16,7 +16,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::extensions::GeneralName;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 use x509_parser::x509::X509Version;
@@ -48,6 +48,71 @@ pub struct LoadedCert {
     /// Lowercase names this certificate answers for in SNI: the configured
     /// names, or if none were configured, the DNS names in subjectAltName.
     pub names: Vec<String>,
+    /// Set when the file lacks the certificate that issued the server's
+    /// own: a warning, not an error (see [`IncompleteChain`]).
+    pub incomplete_chain: Option<IncompleteChain>,
+}
+
+/// A certificate file whose server certificate is not self-signed and was
+/// issued by none of the certificates after it, such as certbot's
+/// `cert.pem` given where `fullchain.pem` belongs.
+///
+/// Browsers often get by (they cache intermediates, or fetch them), so
+/// such a file looks fine from a browser; curl, Python, Go and Java
+/// clients hold only roots and fail with "unable to get local issuer
+/// certificate". It is still served: a leaf issued directly by a root
+/// that every client holds needs nothing more, and refusing a file that
+/// worked yesterday would take a site down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteChain {
+    pub path: PathBuf,
+    /// The issuer the server certificate names, as RFC 4514 text.
+    pub issuer: String,
+    /// How many other certificates the file holds.
+    pub others: usize,
+}
+
+impl IncompleteChain {
+    /// certbot's fullchain.pem next to its cert.pem (`live/<name>/cert.pem`).
+    fn certbot_fullchain(&self) -> Option<PathBuf> {
+        let dir = self.path.parent()?;
+        let is_live = dir.parent()?.file_name()? == "live";
+        (self.path.file_name()? == "cert.pem" && is_live).then(|| dir.join("fullchain.pem"))
+    }
+}
+
+impl fmt::Display for IncompleteChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "certificate file {}: the chain is incomplete: ",
+            self.path.display()
+        )?;
+        match self.others {
+            0 => f.write_str("it holds the server certificate alone")?,
+            n => write!(
+                f,
+                "none of the {n} certificate(s) after the server certificate issued it"
+            )?,
+        }
+        write!(
+            f,
+            ", and its issuer ({}) is missing, so clients that hold only root certificates \
+             (curl, Python, Go) fail with \"unable to get local issuer certificate\"; ",
+            self.issuer
+        )?;
+        match self.certbot_fullchain() {
+            Some(fullchain) => write!(
+                f,
+                "this is certbot's cert.pem, which holds no chain: use {} instead",
+                fullchain.display()
+            ),
+            None => f.write_str(
+                "append the intermediate certificate(s) after the server certificate \
+                 (for certbot, use fullchain.pem instead of cert.pem)",
+            ),
+        }
+    }
 }
 
 impl fmt::Debug for LoadedCert {
@@ -572,6 +637,14 @@ fn from_pem_at(
     let serial = serial_hex(leaf.raw_serial());
     let subject = leaf.subject().to_string();
     let sha256 = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_raw()).as_ref());
+    let incomplete_chain =
+        (!issued_by(leaf, leaf) && !parsed[1..].iter().any(|c| issued_by(leaf, c))).then(|| {
+            IncompleteChain {
+                path: cert_path.to_path_buf(),
+                issuer: leaf.issuer().to_string(),
+                others: parsed.len() - 1,
+            }
+        });
     drop(parsed);
 
     let provider = rustls::crypto::aws_lc_rs::default_provider();
@@ -664,7 +737,35 @@ fn from_pem_at(
         certified: Arc::new(certified),
         facts,
         names,
+        incomplete_chain,
     })
+}
+
+/// Whether `issuer` is the certificate that issued `cert`, as TLS clients
+/// build chains: its subject is the name `cert` gives as issuer, and where
+/// both carry key identifiers, they agree. Signatures are left to the
+/// clients; this is about what the file holds, not whether to trust it.
+fn issued_by(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> bool {
+    let names_match = cert.issuer().as_raw() == issuer.subject().as_raw()
+        || cert.issuer().to_string() == issuer.subject().to_string();
+    if !names_match {
+        return false;
+    }
+    let authority_key = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref().map(|k| k.0),
+        _ => None,
+    });
+    let subject_key = issuer
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0),
+            _ => None,
+        });
+    match (authority_key, subject_key) {
+        (Some(authority), Some(subject)) => authority == subject,
+        _ => true,
+    }
 }
 
 /// On a mismatch, whether the key belongs to a later certificate in the file

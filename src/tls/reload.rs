@@ -119,6 +119,15 @@ impl Reloader {
         if let Some(w) = watcher.as_mut() {
             w.update(&slots);
         }
+        // The certificates loaded at start, in slot order; a bootstrap
+        // certificate stands in for files that are not there yet.
+        let snapshot = store.snapshot();
+        for (slot, cert) in slots.iter().zip(snapshot.certs()) {
+            if slot.served.is_some() {
+                warn_if_incomplete(cert);
+            }
+        }
+        drop(snapshot);
         let mut reloader = Reloader {
             slots,
             store,
@@ -219,7 +228,8 @@ impl Reloader {
             }
             Ok((cert, hash)) => {
                 let f = cert.facts.clone();
-                if self.store.replace(index, Arc::new(cert)) {
+                let cert = Arc::new(cert);
+                if self.store.replace(index, cert.clone()) {
                     slot.served = Some(hash);
                     stats.published.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
@@ -231,6 +241,7 @@ impl Reloader {
                         %why,
                         "certificate reloaded: new connections get the new certificate"
                     );
+                    warn_if_incomplete(&cert);
                 }
             }
             // While bootstrapping, missing files are the expected state.
@@ -251,6 +262,16 @@ impl Reloader {
             }
         }
         false
+    }
+}
+
+/// A chain without its intermediates is served, but said loudly: every
+/// load and every reload that publishes it warns, naming the file. The
+/// serial tells one certificate's warning from the next one's, which
+/// repeated warnings are limited by (see `log_limit`).
+fn warn_if_incomplete(cert: &LoadedCert) {
+    if let Some(gap) = &cert.incomplete_chain {
+        tracing::warn!(serial = %cert.facts.serial, "{gap}");
     }
 }
 

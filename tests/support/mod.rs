@@ -80,6 +80,8 @@ pub struct TestCa {
 pub struct Issued {
     /// Leaf then CA, as certbot's fullchain.pem.
     pub chain_pem: String,
+    /// The leaf alone, as certbot's cert.pem.
+    pub leaf_pem: String,
     pub key_pem: String,
     pub leaf_der: CertificateDer<'static>,
 }
@@ -100,6 +102,18 @@ impl TestCa {
         TestCa { issuer, pem, der }
     }
 
+    /// An intermediate CA whose subject is `CN=<name>`, issued by this one:
+    /// what it issues comes with it alone as the chain (leaf, intermediate).
+    pub fn intermediate(&self, name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let issuer = CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), &self.issuer).unwrap();
+        let pem = issuer.pem();
+        let der = issuer.der().clone();
+        TestCa { issuer, pem, der }
+    }
+
     pub fn issue(&self, names: &[&str]) -> Issued {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
@@ -110,6 +124,7 @@ impl TestCa {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Issued {
             chain_pem: format!("{}{}", cert.pem(), self.pem),
+            leaf_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             leaf_der: cert.der().clone(),
         }

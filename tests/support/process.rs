@@ -147,6 +147,29 @@ impl ProxyProcess {
         self.child.id()
     }
 
+    /// The address the child logged right after `prefix` (such as
+    /// "admin on http://"), once it has.
+    pub async fn logged_addr(&self, prefix: &str) -> SocketAddr {
+        let stderr = self.stderr.clone();
+        let find = move || {
+            let log = stderr.lock().unwrap();
+            let rest = log.split(prefix).nth(1)?;
+            let end = rest.find(|c: char| c.is_whitespace() || c == '/')?;
+            rest[..end].parse().ok()
+        };
+        let mut found = None;
+        wait_until(
+            Duration::from_secs(10),
+            &format!("a logged '{prefix}' address"),
+            || {
+                found = find();
+                found.is_some()
+            },
+        )
+        .await;
+        found.unwrap()
+    }
+
     /// Everything the child wrote to stderr so far.
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().clone()

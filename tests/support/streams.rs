@@ -64,24 +64,12 @@ impl StreamProxy {
 
     /// A sample of `/metrics`; 0 when absent.
     pub async fn metric(&self, name_and_labels: &str) -> f64 {
-        let (_, page) = admin::get(self.admin, "/metrics").await;
-        admin::sample(&page, name_and_labels).unwrap_or(0.0)
+        admin::metric(self.admin, name_and_labels).await.unwrap_or(0.0)
     }
 
     /// Polls the sample until it is `value`.
     pub async fn wait_metric(&self, name_and_labels: &str, value: f64) {
-        let deadline = tokio::time::Instant::now() + HANG;
-        loop {
-            let now = self.metric(name_and_labels).await;
-            if now == value {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name_and_labels} stayed {now}, expected {value}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        admin::wait_for_metric(self.admin, name_and_labels, value).await;
     }
 
     /// `/connections`, parsed.
