@@ -147,3 +147,22 @@ async fn the_grace_period_ends_a_stream_still_open() {
     assert!(rest.is_empty(), "{rest:?}");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_quiet_stream_is_closed_at_its_idle_timeout() {
+    let site = Site::new();
+    let upstream = echo().await;
+    let proxy = StreamProxy::start(
+        &plain("quiet", &tcp(upstream), "idle_timeout = \"300ms\"", ""),
+        site.dir.path(),
+    )
+    .await;
+    let mut open = TcpStream::connect(proxy.addr("quiet")).await.unwrap();
+    assert!(echoes(&mut open, b"once").await);
+    let mut rest = Vec::new();
+    within(HANG, "the idle stream to be closed", open.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    proxy.shutdown().await;
+}

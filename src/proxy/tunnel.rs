@@ -56,12 +56,27 @@ pub async fn run(
         Ok(client) => client,
         Err(e) => return End::Error(io::Error::other(e)),
     };
+    join(TokioIo::new(client), upstream, idle_timeout, cancel).await
+}
+
+/// Moves bytes between any two streams until the end: the upgraded halves
+/// of a WebSocket, or the legs of a `[[stream]]`.
+pub(crate) async fn join<C, U>(
+    client: C,
+    upstream: U,
+    idle_timeout: Duration,
+    cancel: CancellationToken,
+) -> End
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     let epoch = Instant::now();
     // Milliseconds since `epoch` of the last byte moved either way; one
     // timer then serves both directions.
     let activity = AtomicU64::new(0);
     let copy = CopyBoth {
-        client: TokioIo::new(client),
+        client,
         upstream,
         to_upstream: Direction::default(),
         to_client: Direction::default(),

@@ -26,7 +26,6 @@ pub(crate) enum End {
     /// Both sides closed.
     Closed,
     /// No byte either way for `idle_timeout`.
-    #[allow(dead_code)] // until the join is the tunnel's, which times out
     Idle,
     /// The proxy shut down.
     Shutdown,

@@ -1,6 +1,8 @@
-//! Joining a stream's two legs: bytes both ways until both sides closed
-//! (a close is passed on as a shutdown of the other side's write half),
-//! or the proxy stops.
+//! Joining a stream's two legs with the proxy's tunnel (the one behind
+//! WebSockets): bytes both ways with no buffer held while idle, a close
+//! passed on as a shutdown of the other side's write half while the other
+//! direction goes on, `idle_timeout` with one timer for both directions,
+//! and the hard stop at the end of the shutdown grace.
 
 use std::time::Duration;
 
@@ -8,22 +10,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::access::End;
+use crate::proxy::tunnel;
 
-pub(crate) async fn join<C, U>(
-    mut client: C,
-    mut upstream: U,
-    _idle: Duration,
-    stop: CancellationToken,
-) -> End
+pub(crate) async fn join<C, U>(client: C, upstream: U, idle: Duration, stop: CancellationToken) -> End
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match copied {
-            Ok(_) => End::Closed,
-            Err(_) => End::Error,
-        },
-        () = stop.cancelled() => End::Shutdown,
+    match tunnel::join(client, upstream, idle, stop).await {
+        tunnel::End::Closed { .. } => End::Closed,
+        tunnel::End::Idle => End::Idle,
+        tunnel::End::Shutdown => End::Shutdown,
+        tunnel::End::Error(_) => End::Error,
     }
 }
