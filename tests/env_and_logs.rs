@@ -520,15 +520,7 @@ async fn start(site: &Site, config: &str) -> (ProxyProcess, SocketAddr) {
 
 /// The first line of `proxy`'s stderr that contains `needle`, once there is one.
 async fn line_with(proxy: &ProxyProcess, needle: &str) -> String {
-    let find = || {
-        proxy
-            .stderr_text()
-            .lines()
-            .find(|line| line.contains(needle))
-            .map(str::to_string)
-    };
-    support::wait_until(Duration::from_secs(10), needle, || find().is_some()).await;
-    find().unwrap()
+    proxy.line_with(needle).await
 }
 
 #[tokio::test]

@@ -250,7 +250,7 @@ mod tests {
 
     /// The first flight of a real rustls client offering `sni`: one or
     /// more TLS records holding its ClientHello.
-    pub(crate) fn real_hello(sni: &str) -> Vec<u8> {
+    fn real_hello(sni: &str) -> Vec<u8> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -357,6 +357,30 @@ mod tests {
             parse(b"\x16\x03\x01\x00\x04\x01\x00\x01\x00\x15\x03\x03\x00\x02"),
             Err(Malformed::Invalid(_))
         ));
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends, parsing ends in an answer and never
+        /// panics; bytes that are a real hello's with some changed either
+        /// are refused, need more, or still name a server in DNS form.
+        #[test]
+        fn any_bytes_get_an_answer(bytes in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..600)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn a_changed_hello_is_read_strictly(
+            changes in proptest::collection::vec((0usize..4096, proptest::arbitrary::any::<u8>()), 1..8),
+        ) {
+            let mut flight = real_hello("a.example");
+            for (at, byte) in changes {
+                let at = at % flight.len();
+                flight[at] = byte;
+            }
+            if let Ok(Some(Hello { sni: Some(name) })) = parse(&flight) {
+                proptest::prop_assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)));
+            }
+        }
     }
 
     /// A hello with `extensions` (type, data) in one record.

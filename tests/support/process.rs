@@ -175,6 +175,19 @@ impl ProxyProcess {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The first line of stderr that contains `needle`, once there is one
+    /// (within 10 s).
+    pub async fn line_with(&self, needle: &str) -> String {
+        let find = || {
+            self.stderr_text()
+                .lines()
+                .find(|line| line.contains(needle))
+                .map(str::to_string)
+        };
+        wait_until(Duration::from_secs(10), needle, || find().is_some()).await;
+        find().unwrap()
+    }
+
     /// The child's exit status if it has exited, `None` while it runs.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap()
