@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::access::{End, Record};
 use super::counted::{ClientLeg, Count, Forwarded, UpstreamLeg};
-use super::hello::{self, HelloError};
+use super::hello;
 use super::metrics::Refusal;
 use super::sni::Miss;
 use super::{join, protocol, terminate, upstream, Stream};
@@ -85,12 +85,9 @@ async fn passthrough(stream: &Stream, mut client: Client, ends: (SocketAddr, Soc
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             stream.metrics.refused(Refusal::ClientHello);
-            let level_is_debug = matches!(e, HelloError::Truncated | HelloError::Io(_));
-            if level_is_debug {
-                tracing::debug!(stream = %stream.name, %peer, "stream: connection closed: {e}");
-            } else {
-                tracing::info!(stream = %stream.name, %peer, "stream: connection refused: {e}");
-            }
+            // Scanners send garbage all day: counted, and at debug level
+            // kept out of the way, as failed handshakes on the listeners.
+            tracing::debug!(stream = %stream.name, %peer, "stream: connection closed: {e}");
             return;
         }
         Err(_) => {
