@@ -5,19 +5,14 @@
 pub mod access;
 pub mod body;
 pub mod client_cert;
-pub mod connect;
-pub mod h1;
 pub mod headers;
-pub mod insecure;
 pub mod path;
-pub mod pool;
 pub mod request_body;
 pub mod respond;
 pub mod routes;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
-pub mod upstream_tls;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -127,10 +122,10 @@ pub struct RouteError {
 }
 
 impl Shared {
-    /// `upstream_tls` is what `upstream_tls::load` made of `config.routes`.
+    /// `upstream_tls` is what `upstream::tls::load` made of `config.routes`.
     pub fn new(
         config: &Config,
-        upstream_tls: &[Option<upstream_tls::RouteTls>],
+        upstream_tls: &[Option<upstream::tls::RouteTls>],
         metrics: Arc<Metrics>,
         connections: Arc<ConnRegistry>,
     ) -> Result<Self, RouteError> {

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::h1::Upgraded;
+use super::upstream::h1::Upgraded;
 use crate::side::Side;
 
 /// The largest read in one go: one TLS record's worth of plaintext.
