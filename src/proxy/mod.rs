@@ -489,18 +489,7 @@ async fn forward(
             return respond::bad_gateway(log);
         };
         headers::remove_hop_by_hop(&mut parts.headers, true);
-        let idle = rc.tunnel_idle_timeout;
-        let cancel = shared.tunnel_cancel.clone();
-        let route_path = rc.path.clone();
-        let (metrics, entry) = (shared.metrics.clone(), conn.conn.clone());
-        metrics.tunnels_active.inc();
-        entry.tunnels.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        shared.tunnels.spawn(async move {
-            let end = tunnel::run(client_upgrade, upstream_upgrade, idle, cancel).await;
-            tracing::debug!(route = %route_path, ?end, "tunnel ended");
-            metrics.tunnels_active.dec();
-            entry.tunnels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        });
+        tunnel::start(shared, conn, rc, client_upgrade, upstream_upgrade);
         // The connection now carries the tunnel: it never returns to the pool.
         return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
     }
