@@ -102,7 +102,7 @@ fn gen_cert(args: &GenCertArgs) -> ExitCode {
 
 fn check(config: &Config) -> ExitCode {
     let name = source_name(config);
-    let upstream_tls = portcullis::proxy::upstream_tls::load(&config.routes);
+    let upstream_tls = portcullis::proxy::upstream::tls::load(&config.routes);
     match (portcullis::tls::client_auth::load_all(&config.tls), upstream_tls) {
         (Err(mut errors), upstream_tls) => {
             errors.0.extend(upstream_tls.err().into_iter().flat_map(|e| e.0));
