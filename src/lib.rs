@@ -86,7 +86,7 @@ impl Proxy {
             }
             None => None,
         };
-        let upstream_tls = proxy::upstream_tls::load(&config.routes)?;
+        let upstream_tls = proxy::upstream::tls::load(&config.routes)?;
         let shared =
             Arc::new(Shared::new(&config, &upstream_tls, metrics, connections).map_err(Error::Route)?);
         let plain_addrs = config

@@ -102,7 +102,7 @@ fn gen_cert(args: &GenCertArgs) -> ExitCode {
 
 fn check(config: &Config) -> ExitCode {
     let name = source_name(config);
-    let mut upstream_tls = portcullis::proxy::upstream_tls::load(&config.routes);
+    let mut upstream_tls = portcullis::proxy::upstream::tls::load(&config.routes);
     if let Err(streams) = portcullis::stream::client_auth(config) {
         match &mut upstream_tls {
             Ok(_) => upstream_tls = Err(streams),

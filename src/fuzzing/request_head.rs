@@ -234,8 +234,8 @@ async fn handle(
 
     let sent = req.headers().clone();
     match proxy::rewrite_head(&fixture.shared, &fixture.conn, &mut req) {
-        Err(refuse) => {
-            let answer = refuse(None);
+        Err((refusal, route)) => {
+            let answer = refusal.answer(&fixture.shared, &fixture.conn, route, None);
             let status = answer.status();
             assert!(
                 [

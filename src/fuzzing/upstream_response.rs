@@ -1,5 +1,5 @@
 //! The upstream-response target: the bytes an upstream answers a request
-//! with, read by the proxy's own HTTP/1.1 client (`proxy::h1`): the
+//! with, read by the proxy's own HTTP/1.1 client (`proxy::upstream::h1`): the
 //! exchange that reads the response head, then the response body to its
 //! end. The input comes in as the upstream wrote it, over an in-memory
 //! connection that hands it out in reads of a fixed size.
@@ -16,9 +16,9 @@ use http::{Method, Request};
 use http_body_util::BodyExt as _;
 
 use super::client::ScriptedClient;
-use crate::proxy::h1::{self, Conn};
-use crate::proxy::pool::Pool;
 use crate::proxy::request_body::RequestBody;
+use crate::proxy::upstream::h1::{self, Conn};
+use crate::proxy::upstream::pool::Pool;
 
 /// Reads `bytes` (the first byte chooses GET or HEAD) in reads of 1, 3, 7
 /// and all bytes, and checks that they all end the same way.

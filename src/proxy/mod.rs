@@ -1,27 +1,25 @@
 //! The proxy service: request -> route -> forward to the upstream, tunnel an
-//! upgrade, or answer locally. Errors become short responses here and only
-//! here; nothing a client or upstream sends can make this code panic.
+//! upgrade, or answer locally. Every problem on the way is a `Refusal`,
+//! answered in one place (`refusal.rs`); nothing a client or upstream sends
+//! can make this code panic.
 
 pub mod access;
 pub mod body;
 pub mod client_cert;
-pub mod connect;
-pub mod h1;
 pub mod headers;
-pub mod insecure;
 pub mod path;
-pub mod pool;
+pub(crate) mod refusal;
 pub mod request_body;
 pub mod respond;
 pub mod routes;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
-pub mod upstream_tls;
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -36,9 +34,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RouteConfig};
 use crate::connections::{Conn, ConnRegistry};
-use crate::metrics::{Metrics, Refused, RouteMetrics, UpstreamError};
+use crate::metrics::{Metrics, RouteMetrics};
 use access::AccessRecord;
 use body::ProxyBody;
+use refusal::{HeadRefusal, Refusal};
 use request_body::ReadAheadError;
 use routes::{Route, RouteTable};
 use upgrade::{Accept, Asked};
@@ -127,10 +126,10 @@ pub struct RouteError {
 }
 
 impl Shared {
-    /// `upstream_tls` is what `upstream_tls::load` made of `config.routes`.
+    /// `upstream_tls` is what `upstream::tls::load` made of `config.routes`.
     pub fn new(
         config: &Config,
-        upstream_tls: &[Option<upstream_tls::RouteTls>],
+        upstream_tls: &[Option<upstream::tls::RouteTls>],
         metrics: Arc<Metrics>,
         connections: Arc<ConnRegistry>,
     ) -> Result<Self, RouteError> {
@@ -228,47 +227,64 @@ async fn route_and_forward(
 
     let (route, upgrade) = match rewrite_head(shared, conn, &mut req) {
         Ok(decided) => decided,
-        Err(refuse) => return refuse(log),
+        Err((refusal, route)) => return refusal.answer(shared, conn, route, log),
     };
     let route = routed.insert(route.clone());
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
     }
-    forward(shared, conn, req, route, upgrade, log).await
+    match forward(shared, conn, req, route, upgrade, &mut log).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.answer(shared, conn, Some(route), log.take()),
+    }
 }
-
-/// A request refused before it is routed, as the answer it gets.
-pub(crate) type Refusal = fn(Option<Box<AccessRecord>>) -> Response<ProxyBody>;
 
 /// The decisions taken on a request head alone: a head whose target,
 /// framing or host could be read two ways is refused, the route is found,
 /// and the head is rewritten in place into the one the upstream receives.
 /// Returns the route and, for a WebSocket handshake, what the upstream's
-/// 101 must accept.
+/// 101 must accept; or the refusal, with the route once one was chosen.
 pub(crate) fn rewrite_head<'s, B>(
     shared: &'s Shared,
     conn: &ConnInfo,
     req: &mut Request<B>,
-) -> Result<(&'s Arc<Route<RouteState>>, Option<Accept>), Refusal> {
+) -> Result<(&'s Arc<Route<RouteState>>, Option<Accept>), HeadRefusal<'s>> {
+    let found = find_route(shared, req).map_err(|refusal| (refusal, None))?;
+    let route = found.route;
+    let upgrade = rewrite_for_route(shared, conn, req, found).map_err(|refusal| (refusal, Some(&**route)))?;
+    Ok((route, upgrade))
+}
+
+/// The route of a request head, and what it was chosen by.
+struct Found<'s> {
+    route: &'s Arc<Route<RouteState>>,
+    /// The request's authority or Host, if it has one.
+    host: Option<HeaderValue>,
+    /// The normalised path, when it differs from the target's.
+    normalized: Option<String>,
+}
+
+/// The route of a request head that can be read only one way.
+fn find_route<'s, B>(shared: &'s Shared, req: &Request<B>) -> Result<Found<'s>, Refusal> {
     if req.method() == Method::CONNECT {
-        return Err(respond::method_not_allowed);
+        return Err(Refusal::ConnectMethod);
     }
     // Only origin-form and absolute-form targets name a resource here; an
     // authority-form or asterisk-form target has no path to route.
     if !req.uri().path().starts_with('/') {
-        return Err(respond::bad_request);
+        return Err(Refusal::NoPath);
     }
     // HTTP/1.x framing: one final `chunked` and nothing else. Anything
     // subtler (`chunked, chunked`, two lines) is where request smuggling
     // lives; the connection is closed so no byte after it is read as a
     // request.
     if req.version() < Version::HTTP_2 && !headers::transfer_encoding_is_plain_chunked(req.headers()) {
-        return Err(respond::bad_request_close);
+        return Err(Refusal::AmbiguousFraming);
     }
     // Both Content-Length and Transfer-Encoding (RFC 9112 section 6.1): the
     // two readings of the body disagree on where the next request starts.
     if req.extensions().get::<headers::BothFramings>().is_some() {
-        return Err(respond::bad_request_close);
+        return Err(Refusal::AmbiguousFraming);
     }
 
     // The authority of an absolute-form or HTTP/2 request wins over Host
@@ -278,15 +294,15 @@ pub(crate) fn rewrite_head<'s, B>(
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let (first_host, second_host) = (hosts.next(), hosts.next());
     if second_host.is_some() {
-        return Err(respond::bad_request);
+        return Err(Refusal::BadHost);
     }
     let host: Option<HeaderValue> = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => first_host.cloned(),
     };
     match &host {
-        Some(h) if !headers::valid_host(h.as_bytes()) => return Err(respond::bad_request),
-        None if req.version() == Version::HTTP_11 => return Err(respond::bad_request),
+        Some(h) if !headers::valid_host(h.as_bytes()) => return Err(Refusal::BadHost),
+        None if req.version() == Version::HTTP_11 => return Err(Refusal::BadHost),
         _ => {}
     }
     let host_str = host.as_ref().and_then(|h| h.to_str().ok());
@@ -299,22 +315,39 @@ pub(crate) fn rewrite_head<'s, B>(
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(normalized)) => Some(normalized),
         Err(bad) => {
-            let reason = match bad {
-                path::BadPath::Climbs => Refused::PathClimbs,
-                path::BadPath::BadEscape => Refused::PathEscape,
-            };
-            shared.metrics.defences.refused(reason);
-            tracing::debug!(client = %conn.peer, path = req.uri().path(), ?bad, "path refused");
-            return Err(respond::bad_path);
+            return Err(Refusal::BadPath {
+                bad,
+                path: req.uri().path().to_owned(),
+            })
         }
     };
     let routed_path = normalized.as_deref().unwrap_or(req.uri().path());
     let Some(route) = shared.routes.find(host_str, routed_path) else {
-        return Err(respond::not_found);
+        return Err(Refusal::NoRoute);
     };
+    Ok(Found {
+        route,
+        host,
+        normalized,
+    })
+}
+
+/// What the route `find_route` found allows of the request, then the head
+/// rewritten in place into the one the upstream receives; for a WebSocket
+/// handshake, what the upstream's 101 must accept.
+fn rewrite_for_route<B>(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: &mut Request<B>,
+    found: Found<'_>,
+) -> Result<Option<Accept>, Refusal> {
+    let Found {
+        route,
+        host,
+        normalized,
+    } = found;
     if route.config.require_client_cert && conn.client_cert.is_none() {
-        tracing::info!(route = %route.config.path, client = %conn.peer, "request without a verified client certificate on a route that requires one; answering 403");
-        return Err(respond::client_cert_required);
+        return Err(Refusal::ClientCertRequired);
     }
 
     let had_upgrade = req.headers().contains_key(header::UPGRADE);
@@ -326,17 +359,9 @@ pub(crate) fn rewrite_head<'s, B>(
             }
             None
         }
-        Asked::WebSocket(_) if !route.config.websocket => {
-            shared.metrics.defences.refused(Refused::WebSocketOff);
-            tracing::debug!(route = %route.config.path, client = %conn.peer, "WebSocket handshake on a route with websocket = false; answering 400");
-            return Err(respond::websocket_off);
-        }
+        Asked::WebSocket(_) if !route.config.websocket => return Err(Refusal::WebSocketOff),
         Asked::WebSocket(accept) => Some(accept),
-        Asked::BadWebSocket(why) => {
-            shared.metrics.defences.refused(Refused::BadWebSocket);
-            tracing::debug!(route = %route.config.path, client = %conn.peer, why, "malformed WebSocket handshake; answering 400");
-            return Err(respond::bad_websocket);
-        }
+        Asked::BadWebSocket(why) => return Err(Refusal::BadWebSocket(why)),
     };
 
     // Rewrite the request in place into one for the upstream, whose target
@@ -348,9 +373,7 @@ pub(crate) fn rewrite_head<'s, B>(
                 rebuilt.push('?');
                 rebuilt.push_str(query);
             }
-            // The normalised path holds only bytes of the path it came
-            // from, and decoded unreserved characters.
-            PathAndQuery::try_from(rebuilt).map_err(|_| respond::bad_path as Refusal)?
+            PathAndQuery::try_from(rebuilt).map_err(|_| Refusal::PathNotRebuilt)?
         }
         _ => req
             .uri()
@@ -379,49 +402,44 @@ pub(crate) fn rewrite_head<'s, B>(
         client_cert::forward(h, conn.proto == HTTPS, conn.client_cert.as_ref());
         // An HTTP/1.0 client may send no Host; the upstream speaks
         // HTTP/1.1, which requires one, so it gets its own authority.
-        let host_out = match &host {
-            Some(host) => host.clone(),
+        let host_out = match host {
+            Some(host) => host,
             None => route.state.host_header.clone(),
         };
         h.insert(header::HOST, host_out);
     }
-    Ok((route, upgrade))
+    Ok(upgrade)
 }
 
 /// Forwards a request whose head [`rewrite_head`] has rewritten, and hands
-/// back the upstream's answer, or tunnels an upgrade.
+/// back the upstream's answer, or tunnels an upgrade. `log` goes with the
+/// response; on a refusal it is left for the answer.
 async fn forward(
     shared: &Arc<Shared>,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     route: &Arc<Route<RouteState>>,
     upgrade: Option<Accept>,
-    mut log: Option<Box<AccessRecord>>,
-) -> Response<ProxyBody> {
+    log: &mut Option<Box<AccessRecord>>,
+) -> Result<Response<ProxyBody>, Refusal> {
     let client_upgrade = upgrade.map(|accept| (accept, hyper::upgrade::on(&mut req)));
     let rc = &route.config;
 
     let (parts, body) = req.into_parts();
     // A declared length over max_body is refused before anything is read
     // or sent.
-    if let Some(max) = rc.max_body {
-        if body.size_hint().lower() > max {
-            tracing::debug!(route = %rc.path, max_body = max, length = body.size_hint().lower(), "request body larger than max_body; answering 413");
-            return respond::payload_too_large(log);
+    if let Some(max_body) = rc.max_body {
+        let length = body.size_hint().lower();
+        if length > max_body {
+            return Err(Refusal::TooLargeDeclared { max_body, length });
         }
     }
     let prepared = request_body::RequestBody::prepare(body, rc.read_timeout, rc.max_body).await;
     let (body, tracking) = match prepared {
         Ok(prepared) => prepared,
-        Err(ReadAheadError::Malformed(e)) => {
-            tracing::debug!(route = %rc.path, error = %e, "malformed request body refused before forwarding");
-            return respond::bad_request_close(log);
-        }
-        Err(ReadAheadError::Timeout) => return respond::request_timeout(log),
-        Err(ReadAheadError::TooLarge { limit }) => {
-            tracing::debug!(route = %rc.path, max_body = limit, "request body grew past max_body before forwarding; answering 413");
-            return respond::payload_too_large(log);
-        }
+        Err(ReadAheadError::Malformed(e)) => return Err(Refusal::MalformedBody(e)),
+        Err(ReadAheadError::Timeout) => return Err(Refusal::BodyTimeout),
+        Err(ReadAheadError::TooLarge { limit }) => return Err(Refusal::TooLargeAhead { max_body: limit }),
     };
     let client_failed = tracking.client_failed;
     let exchange = route.state.client.request(Request::from_parts(parts, body));
@@ -438,34 +456,18 @@ async fn forward(
     };
     let mut response = match outcome {
         Ok(Ok(exchanged)) => exchanged,
-        Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
-            // The client broke its own body mid-way: its fault, not the upstream's.
-            tracing::debug!(route = %rc.path, "request body failed while being forwarded");
-            return respond::bad_request_close(log);
-        }
+        // The client broke its own body mid-way: its fault, not the upstream's.
+        Ok(Err(_)) if client_failed.load(Ordering::Relaxed) => return Err(Refusal::ClientBodyFailed),
         Ok(Err(err)) if request_body::cut_off(&err).is_some() => {
-            // The body grew past max_body while it streamed: the upstream
-            // request was aborted there, before any response started.
-            tracing::debug!(route = %rc.path, max_body = ?rc.max_body, "request body grew past max_body; upstream request aborted, answering 413");
-            return respond::payload_too_large(log);
+            return Err(Refusal::TooLargeSent {
+                max_body: rc.max_body,
+            })
         }
-        Ok(Err(err)) => {
-            let kind = if err.is_connect() {
-                UpstreamError::Connect
-            } else {
-                UpstreamError::Protocol
-            };
-            route.state.metrics.upstream_error(kind);
-            let cause = std::error::Error::source(&err)
-                .map(error_chain)
-                .unwrap_or_default();
-            tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %cause, "{}", upstream::describe(&err));
-            return respond::bad_gateway(log);
-        }
-        Err(_) => {
-            route.state.metrics.upstream_error(UpstreamError::Timeout);
-            tracing::warn!(route = %rc.path, upstream = %route.state.label, timeout = ?rc.read_timeout, "upstream sent no response headers in time");
-            return respond::gateway_timeout(log);
+        Ok(Err(err)) => return Err(Refusal::Upstream(err)),
+        Err(()) => {
+            return Err(Refusal::NoHead {
+                timeout: rc.read_timeout,
+            })
         }
     };
 
@@ -475,46 +477,25 @@ async fn forward(
     }
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
+        // An upstream switching protocols unasked is broken.
         let Some((accept, client_upgrade)) = client_upgrade else {
-            // An upstream switching protocols unasked is broken.
-            route.state.metrics.upstream_error(UpstreamError::Protocol);
-            tracing::warn!(route = %rc.path, upstream = %route.state.label, "upstream answered 101 to a request that asked for no upgrade");
-            return respond::bad_gateway(log);
+            return Err(Refusal::SwitchUnasked);
         };
         // Only the WebSocket the client asked for is tunnelled: a 101 to
         // anything else, or one that did not read the client's key, is not.
-        if let Err(why) = accept.check(response.headers()) {
-            route.state.metrics.upstream_error(UpstreamError::Protocol);
-            shared.metrics.defences.refused(Refused::ForgedSwitch);
-            tracing::warn!(route = %rc.path, upstream = %route.state.label, why, "upstream's 101 does not accept the WebSocket handshake; answering 502");
-            return respond::bad_gateway(log);
-        }
+        accept.check(response.headers()).map_err(Refusal::ForgedSwitch)?;
         let (mut parts, body) = response.into_parts();
-        let Some(upstream_upgrade) = body.into_upgraded() else {
-            return respond::bad_gateway(log);
-        };
+        let upstream_upgrade = body.into_upgraded().ok_or(Refusal::NotUpgraded)?;
         headers::remove_hop_by_hop(&mut parts.headers, true);
-        let idle = rc.tunnel_idle_timeout;
-        let cancel = shared.tunnel_cancel.clone();
-        let route_path = rc.path.clone();
-        let (metrics, entry) = (shared.metrics.clone(), conn.conn.clone());
-        metrics.tunnels_active.inc();
-        entry.tunnels.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        shared.tunnels.spawn(async move {
-            let end = tunnel::run(client_upgrade, upstream_upgrade, idle, cancel).await;
-            tracing::debug!(route = %route_path, ?end, "tunnel ended");
-            metrics.tunnels_active.dec();
-            entry.tunnels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        });
+        tunnel::start(shared, conn, rc, client_upgrade, upstream_upgrade);
         // The connection now carries the tunnel: it never returns to the pool.
-        return Response::from_parts(parts, ProxyBody::local(bytes::Bytes::new(), log));
+        return Ok(Response::from_parts(
+            parts,
+            ProxyBody::local(bytes::Bytes::new(), log.take()),
+        ));
     }
 
-    if let Err(bad) = headers::normalize_response_length(response.headers_mut()) {
-        route.state.metrics.upstream_error(UpstreamError::Protocol);
-        tracing::warn!(route = %rc.path, upstream = %route.state.label, "{}; answering 502", bad.describe());
-        return respond::bad_gateway(log);
-    }
+    headers::normalize_response_length(response.headers_mut()).map_err(Refusal::ResponseFraming)?;
     headers::remove_hop_by_hop(response.headers_mut(), false);
     let (parts, mut body) = response.into_parts();
     // A small body of known length is read whole before the head goes out,
@@ -529,7 +510,7 @@ async fn forward(
         // Usually the body came in with the head and is there already: it
         // is then taken as it is, with no timer and no collecting.
         if let Some(whole) = body.take_whole() {
-            return Response::from_parts(parts, ProxyBody::local(whole, log));
+            return Ok(Response::from_parts(parts, ProxyBody::local(whole, log.take())));
         }
         let mut collect = std::pin::pin!(body.collect());
         let read = match std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await {
@@ -537,35 +518,22 @@ async fn forward(
             Poll::Pending => tokio::time::timeout(rc.read_timeout, collect).await,
         };
         return match read {
-            Ok(Ok(whole)) => Response::from_parts(parts, ProxyBody::local(whole.to_bytes(), log)),
-            Ok(Err(err)) => {
-                route.state.metrics.upstream_error(UpstreamError::Protocol);
-                tracing::warn!(route = %rc.path, upstream = %route.state.label, error = %error_chain(&err), "upstream failed in the middle of a response body");
-                respond::bad_gateway(log)
-            }
-            Err(_) => {
-                route.state.metrics.upstream_error(UpstreamError::Timeout);
-                tracing::warn!(route = %rc.path, upstream = %route.state.label, timeout = ?rc.read_timeout, "upstream stopped in the middle of a response body");
-                respond::gateway_timeout(log)
-            }
+            Ok(Ok(whole)) => Ok(Response::from_parts(
+                parts,
+                ProxyBody::local(whole.to_bytes(), log.take()),
+            )),
+            Ok(Err(err)) => Err(Refusal::BodyFailed(err)),
+            Err(_) => Err(Refusal::BodyStalled {
+                timeout: rc.read_timeout,
+            }),
         };
     }
-    Response::from_parts(parts, ProxyBody::upstream(body, rc.read_timeout, log))
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::upstream(body, rc.read_timeout, log.take()),
+    ))
 }
 
 /// The largest response body of known length that is read whole before the
 /// response head is sent.
 const COALESCE_MAX: u64 = 64 * 1024;
-
-/// The error and its causes on one line, for a log that names the real
-/// reason ("connection refused") rather than only the outermost wrapper.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}

@@ -1,5 +1,6 @@
-//! The byte tunnel behind an upgraded connection (WebSocket): both upgraded
-//! halves are joined, the tunnel ends when either side closes, after
+//! The byte tunnel behind an upgraded connection (WebSocket): `start`
+//! gives it a task of its own and its place in the counts, [`run`] joins
+//! both upgraded halves. The tunnel ends when either side closes, after
 //! `tunnel_idle_timeout` with no byte in either direction, or when the
 //! proxy shuts down.
 //!
@@ -24,7 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::h1::Upgraded;
+use super::upstream::h1::Upgraded;
+use super::{ConnInfo, Shared};
+use crate::config::RouteConfig;
 use crate::side::Side;
 
 /// The largest read in one go: one TLS record's worth of plaintext.
@@ -43,6 +46,32 @@ pub enum End {
     Idle,
     Shutdown,
     Error(io::Error),
+}
+
+/// Starts the tunnel of a request on `route` whose upstream answered 101.
+/// It runs in a task of its own, tracked by `shared.tunnels` (it outlives
+/// the HTTP connection, so the shutdown drain must find it there), counted
+/// in the open-tunnel gauge and on the client connection's entry while it
+/// runs, and logged when it ends.
+pub(crate) fn start(
+    shared: &Shared,
+    conn: &ConnInfo,
+    route: &RouteConfig,
+    client: OnUpgrade,
+    upstream: Upgraded,
+) {
+    let idle = route.tunnel_idle_timeout;
+    let cancel = shared.tunnel_cancel.clone();
+    let route_path = route.path.clone();
+    let (metrics, entry) = (shared.metrics.clone(), conn.conn.clone());
+    metrics.tunnels_active.inc();
+    entry.tunnels.fetch_add(1, Ordering::Relaxed);
+    shared.tunnels.spawn(async move {
+        let end = run(client, upstream, idle, cancel).await;
+        tracing::debug!(route = %route_path, ?end, "tunnel ended");
+        metrics.tunnels_active.dec();
+        entry.tunnels.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// Waits for both sides to finish upgrading, then moves bytes until the end.

@@ -1,13 +1,26 @@
-//! Connections to upstreams: one pooled HTTP/1.1 keep-alive client per
-//! route. Host names are resolved by the connector at every new connection,
-//! never once at start, so a restarted container with a new address is
-//! found on the next connection.
+//! The upstream leg: everything between a rewritten request and the
+//! upstream's answer. Its parts, in the order a request meets them:
 //!
-//! The exchange itself is [`super::h1`], run in the request's task, over a
-//! [`Pool`] of its own: a route has exactly one upstream, so there is no
-//! key to hash and no shared pool to look through. Connections are opened
-//! by hyper-util's `HttpConnector` (plain routes) or by
-//! [`TlsConnector`] on top of it (`https://` routes).
+//! - this file: the [`Client`], one pooled HTTP/1.1 keep-alive client per
+//!   route, built at start. Host names are resolved by the connector at
+//!   every new connection, never once at start, so a restarted container
+//!   with a new address is found on the next connection.
+//! - [`pool`]: the route's idle connections, newest first; a route has
+//!   exactly one upstream, so there is no key to hash and no shared pool to
+//!   look through.
+//! - [`connect`]: new connections, from hyper-util's `HttpConnector` (plain
+//!   routes) or [`TlsConnector`] on top of it (`https://` routes).
+//! - [`tls`]: the rustls `ClientConfig` of each `https://` route, made at
+//!   start, and [`insecure`], the verifier behind
+//!   `upstream_insecure_skip_verify`.
+//! - [`h1`]: the exchange itself, run in the request's task: request out,
+//!   response head and body in, the upstream side of an upgrade.
+
+pub mod connect;
+pub mod h1;
+pub mod insecure;
+pub mod pool;
+pub mod tls;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -16,14 +29,14 @@ use http::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::body::BoxError;
-use super::connect::{self, TlsConnector};
-use super::h1::body::UpstreamBody;
-use super::h1::{self, Conn, ExchangeError};
-use super::pool::Pool;
-use super::request_body::RequestBody;
-use super::upstream_tls::RouteTls;
 use crate::config::RouteConfig;
+use crate::proxy::body::BoxError;
+use crate::proxy::request_body::RequestBody;
+use connect::TlsConnector;
+use h1::body::UpstreamBody;
+use h1::{Conn, ExchangeError};
+use pool::Pool;
+use tls::RouteTls;
 
 /// How a route opens connections: `http://` routes have no TLS layer.
 #[derive(Debug)]

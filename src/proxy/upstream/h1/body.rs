@@ -17,8 +17,8 @@ use http_body::{Body, Frame, SizeHint};
 use super::chunked::{ChunkError, Chunked, Step};
 use super::response::Framing;
 use super::{Conn, SendError, Sending, Upgraded};
-use crate::proxy::pool::Home;
 use crate::proxy::request_body::BodyError;
+use crate::proxy::upstream::pool::Home;
 
 /// The most a read of a long body asks for at once.
 const READ_MAX: u64 = 256 * 1024;

@@ -27,8 +27,8 @@ use http::{Method, Request, Response};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::proxy::pool::Home;
 use crate::proxy::request_body::{BodyError, RequestBody};
+use crate::proxy::upstream::pool::Home;
 use body::UpstreamBody;
 use request::BodyFraming;
 use response::{Head, HeadError};
