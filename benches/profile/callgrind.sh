@@ -7,7 +7,7 @@
 #   bash benches/profile/callgrind.sh --scenarios h1 --top 40
 #   bash benches/profile/callgrind.sh --help
 #
-# For each scenario, portcullis (benches/vs-nginx/portcullis.toml, one
+# For each scenario, portcullis (benches/vs-peers/portcullis.toml, one
 # thread) runs twice under valgrind's callgrind, once with a small and once
 # with a large number of operations over the same number of connections;
 # the difference of the two totals divided by the difference of the counts
@@ -92,7 +92,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The proxy on CPU 0, origin and load on CPU 1, as in benches/vs-nginx.
+# The proxy on CPU 0, origin and load on CPU 1, as in benches/vs-peers.
 # Command prefixes rather than a function, so that `$!` of a background
 # command is the PID of the program itself (taskset execs it).
 PIN0=() PIN1=()
@@ -122,7 +122,7 @@ free_port() {
 write_config() {
     sed -e "s|@PORT@|$1|" -e 's|@THREADS@|1|' -e 's|@MAX_CONNECTIONS@|10000|' \
         -e "s|@CERT@|$CERT|" -e "s|@KEY@|$KEY|" -e "s|@APP@|$APP|" -e "s|@WS@|$WS|" \
-        "$REPO/benches/vs-nginx/portcullis.toml" >"$2"
+        "$REPO/benches/vs-peers/portcullis.toml" >"$2"
 }
 
 # Default counts and connections per scenario: the small run, the large

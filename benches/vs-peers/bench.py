@@ -3,8 +3,8 @@
 
 Started by run.sh, which installs the tools and builds the binaries:
 
-    bash benches/vs-nginx/run.sh            # full run (~10 min), writes benches/RESULTS.md
-    bash benches/vs-nginx/run.sh --quick    # ~2 min, writes nothing in the repo
+    bash benches/vs-peers/run.sh            # full run (~10 min), writes benches/RESULTS.md
+    bash benches/vs-peers/run.sh --quick    # ~2 min, writes nothing in the repo
 
 Each measurement starts a fresh test origin (pinned with the load generator
 to CPU 1) and a fresh proxy (pinned to CPU 0), warms up, then runs one
@@ -419,7 +419,7 @@ def last_json(out):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.work = tempfile.mkdtemp(prefix="portcullis-vs-nginx.")
+        self.work = tempfile.mkdtemp(prefix="portcullis-vs-peers.")
         os.chmod(self.work, 0o755)
         self.pki = os.path.join(self.work, "pki")
         self.seq = 0
@@ -1218,7 +1218,7 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
     L = []
     L.append("# portcullis vs nginx: latest full run")
     L.append("")
-    L.append("Written by `benches/vs-nginx/bench.py` at the end of a full run; the raw data is in "
+    L.append("Written by `benches/vs-peers/bench.py` at the end of a full run; the raw data is in "
              "[`RESULTS.json`](RESULTS.json). Re-run it with the command below.")
     L.append("")
     L.append("- date: %s (the run took %.0f s)" % (env["date"], elapsed))
@@ -1250,11 +1250,11 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
              "generator to CPU 1. The scaling rows pin the proxy to CPUs 0 and 1 "
              "(nginx `worker_processes 2`, portcullis `threads = 2`), still with the load on CPU 1.")
     L.append("- Both proxies use the same ECDSA P-256 certificate, TLS 1.3 only, and the same "
-             "origin. nginx runs in the foreground from `benches/vs-nginx/nginx.conf` "
+             "origin. nginx runs in the foreground from `benches/vs-peers/nginx.conf` "
              "(upstream `keepalive %d`, `proxy_http_version 1.1`, `Connection \"\"`, session "
              "cache, `keepalive_requests 100000`, HTTP/2, the /ws location with Upgrade headers "
              "and `proxy_read_timeout 86400s`, access log off, forwarding headers set); "
-             "portcullis from `benches/vs-nginx/portcullis.toml` (`threads = 1`, "
+             "portcullis from `benches/vs-peers/portcullis.toml` (`threads = 1`, "
              "`access_log = false`, `min_version = \"1.3\"`)." % args.nginx_keepalive)
     L.append("- Proxy CPU is utime+stime from `/proc/<pid>/stat`, summed over all nginx processes "
              "(master and workers), read just before and after the measured load run; CPU per "
@@ -1262,7 +1262,7 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
              "split it into utime (the proxy's own code, TLS included) and stime (the kernel: "
              "system calls, and on loopback the TCP work of both ends of each write).")
     L.append("- h1 and big: `wrk -t1` (64 and 16 connections); h2: `h2load -t1 -c64 -m10`; hs, ws "
-             "and wsmem: `loadgen` (`benches/vs-nginx/loadgen.rs`, rustls with aws-lc-rs and "
+             "and wsmem: `loadgen` (`benches/vs-peers/loadgen.rs`, rustls with aws-lc-rs and "
              "tokio-tungstenite, one thread).")
     L.append("- hs: every request on a new TCP and TLS connection with `Connection: close`, 16 at "
              "a time. The client builds its rustls `ClientConfig` with "

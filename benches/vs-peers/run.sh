@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # portcullis against nginx, in one command:
 #
-#   bash benches/vs-nginx/run.sh            # full run (~10 min): benches/RESULTS.md and RESULTS.json
-#   bash benches/vs-nginx/run.sh --quick    # ~2 min smoke run: benches/vs-nginx/results/quick.json
-#   bash benches/vs-nginx/run.sh --help     # every option (rounds, durations, scenarios, --perf)
+#   bash benches/vs-peers/run.sh            # full run (~10 min): benches/RESULTS.md and RESULTS.json
+#   bash benches/vs-peers/run.sh --quick    # ~2 min smoke run: benches/vs-peers/results/quick.json
+#   bash benches/vs-peers/run.sh --help     # every option (rounds, durations, scenarios, --perf)
 #
 # Installs what is missing with apt-get (nginx, wrk, nghttp2-client for
 # h2load, openssl, iproute2 for ss; linux-perf if it can), builds portcullis,
@@ -17,7 +17,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-COMMAND="bash benches/vs-nginx/run.sh${*:+ $*}"
+COMMAND="bash benches/vs-peers/run.sh${*:+ $*}"
 
 log() { printf '[run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -96,7 +96,7 @@ if [ "$from_head" = 1 ]; then
     tmp_files+=("$SRC")
     git -C "$REPO" archive HEAD | tar -x -C "$SRC" || die "git archive HEAD failed"
     # A target directory of its own, kept between runs for incremental builds.
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target/vs-nginx-head}"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target/vs-peers-head}"
     REV_ARGS=(--portcullis-rev "$rev (clean export of HEAD)")
     log "building from a clean export of HEAD $rev"
 fi
