@@ -1034,8 +1034,7 @@ def headline_text(lines, markdown):
         target, value = h["target"], h["best_ratio"]
         if "own_2_over_1" in h:
             value = h["own_2_over_1"].get("portcullis")
-            target_s = "2 threads / 1 ≤ %.2f (portcullis %s%s)" % (target, fmt(value, 2), "".join(
-                ", %s %s" % (p, fmt(v, 2)) for p, v in sorted(h["own_2_over_1"].items()) if p != "portcullis"))
+            target_s = "own 2 threads / 1 ≤ %.2f: %s" % (target, fmt(value, 2))
         else:
             target_s = "≤ %.2f" % target if target else "-"
         met = "-" if target is None or value is None else "yes" if value <= target else "no"
