@@ -1267,7 +1267,9 @@ def environment(args):
 
 def write_results_md(path, args, env, rows, ka, measurements, checks, profile, elapsed):
     L = []
-    L.append("# portcullis vs %s: latest %s run" % (" and ".join(peers()), "quick" if args.quick else "full"))
+    names = {"nginx": "nginx", "haproxy": "HAProxy"}
+    L.append("# portcullis vs %s: latest %s run" % (
+        " and ".join(names.get(p, p) for p in peers()), "quick" if args.quick else "full"))
     L.append("")
     L.append("Written by `benches/vs-peers/bench.py` at the end of a run; the raw data is in "
              "[`%s`](%s). Re-run it with the command below." % (
