@@ -1025,7 +1025,9 @@ def headline(rows):
 
 def headline_text(lines, markdown):
     ratios = ratio_columns()
-    head = ["scenario", "per"] + [h for h, _ in ratios] + ["target (p/best)", "met"]
+    # The targets are against the peers, not against another build.
+    targets = "baseline" not in PROXIES
+    head = ["scenario", "per"] + [h for h, _ in ratios] + (["target (p/best)", "met"] if targets else [])
     out = []
     for h in lines:
         cells = [fmt(h["ratios"].get(peer), 2) for peer in peers()]
@@ -1038,9 +1040,10 @@ def headline_text(lines, markdown):
         else:
             target_s = "≤ %.2f" % target if target else "-"
         met = "-" if target is None or value is None else "yes" if value <= target else "no"
-        out.append([h["scenario"], h["unit"]] + cells + [target_s, met])
+        out.append([h["scenario"], h["unit"]] + cells + ([target_s, met] if targets else []))
     if markdown:
-        md = ["| %s |" % " | ".join(head), "| --- | --- |%s --- | --- |" % (" ---: |" * len(ratios))]
+        md = ["| %s |" % " | ".join(head),
+              "| --- | --- |%s%s" % (" ---: |" * len(ratios), " --- | --- |" if targets else "")]
         md += ["| %s |" % " | ".join(r) for r in out]
         return "\n".join(md)
     widths = [max(len(x[i]) for x in out + [head]) for i in range(len(head))]
