@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# What one operation costs portcullis, counted rather than timed, so the
-# numbers are the same run after run on a busy machine:
+# What one operation costs portcullis, nginx and HAProxy, counted rather
+# than timed, so the numbers are the same run after run on a busy machine:
 #
-#   bash benches/profile/callgrind.sh                     # h1,h2,ws,big: instructions per operation
+#   bash benches/profile/callgrind.sh                     # h1,h2,ws,big: instructions per operation, 3 proxies
+#   bash benches/profile/callgrind.sh --proxies portcullis --scenarios h1 --top 40
 #   bash benches/profile/callgrind.sh --strace            # and system calls per operation
-#   bash benches/profile/callgrind.sh --scenarios h1 --top 40
 #   bash benches/profile/callgrind.sh --help
 #
-# For each scenario, portcullis (benches/vs-nginx/portcullis.toml, one
-# thread) runs twice under valgrind's callgrind, once with a small and once
-# with a large number of operations over the same number of connections;
-# the difference of the two totals divided by the difference of the counts
-# is the cost of one operation with start-up, handshakes and shutdown taken
-# out. The same difference per function gives the top functions. With
-# --strace, the same two runs under `strace -c -f` give system calls per
-# operation. See benches/profile/README.md.
+# For each scenario, each proxy (configured by benches/vs-peers/proxies.py
+# as in the timed comparison: one thread, nginx as one process with
+# `master_process off`, HAProxy in the foreground with -db) runs twice
+# under valgrind's callgrind, once with a small and once with a large
+# number of operations over the same number of connections; the difference
+# of the two totals divided by the difference of the counts is the cost of
+# one operation with start-up, handshakes and shutdown taken out. The same
+# difference per function gives the top functions. With --strace, the same
+# two runs under `strace -c -f` give system calls per operation. The last
+# table puts the proxies side by side. See benches/profile/README.md.
 
 set -euo pipefail
 
@@ -25,6 +27,7 @@ usage() {
     cat <<'EOF'
 usage: callgrind.sh [options]
   --scenarios LIST   comma-separated, from h1,h2,ws,big (default: all four)
+  --proxies LIST     comma-separated, from portcullis,nginx,haproxy (default: all three)
   --counts A,B       the small and large operation counts (default: per scenario)
   --conns N          connections (default: per scenario, a few)
   --top N            functions listed per scenario (default 25)
@@ -33,7 +36,8 @@ usage: callgrind.sh [options]
   --keep DIR         write the raw outputs to DIR and keep them
   -h, --help         this text
 Environment: CARGO_TARGET_DIR is honoured; PORTCULLIS_BIN, ORIGIN_BIN and
-LOADGEN_BIN skip the build of that binary.
+LOADGEN_BIN skip the build of that binary; NGINX_BIN and HAPROXY_BIN name
+the peers' binaries (default: nginx and haproxy on PATH or in /usr/sbin).
 EOF
 }
 
@@ -44,6 +48,7 @@ die() {
 }
 
 scenarios="h1,h2,ws,big"
+proxies="portcullis,nginx,haproxy"
 counts=""
 conns_override=""
 top=25
@@ -53,6 +58,7 @@ keep=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --scenarios) scenarios="$2"; shift 2 ;;
+    --proxies) proxies="$2"; shift 2 ;;
     --counts) counts="$2"; shift 2 ;;
     --conns) conns_override="$2"; shift 2 ;;
     --top) top="$2"; shift 2 ;;
@@ -68,6 +74,18 @@ for tool in valgrind callgrind_annotate h2load python3 ss; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind nghttp2-client python3 iproute2)"
 done
 [ "$use_strace" = 0 ] || command -v strace >/dev/null || die "strace is missing (apt-get install strace)"
+PATH="$PATH:/usr/sbin"
+NGINX_BIN="${NGINX_BIN:-$(command -v nginx || true)}"
+HAPROXY_BIN="${HAPROXY_BIN:-$(command -v haproxy || true)}"
+IFS=',' read -r -a proxy_list <<<"$proxies"
+for proxy in "${proxy_list[@]}"; do
+    case "$proxy" in
+    portcullis) ;;
+    nginx) [ -x "$NGINX_BIN" ] || die "nginx is missing (apt-get install nginx)" ;;
+    haproxy) [ -x "$HAPROXY_BIN" ] || die "haproxy is missing (apt-get install haproxy)" ;;
+    *) die "unknown proxy $proxy (portcullis, nginx, haproxy)" ;;
+    esac
+done
 
 # shellcheck source=../build.bash
 . "$REPO/benches/build.bash"
@@ -92,7 +110,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The proxy on CPU 0, origin and load on CPU 1, as in benches/vs-nginx.
+# The proxy on CPU 0, origin and load on CPU 1, as in benches/vs-peers.
 # Command prefixes rather than a function, so that `$!` of a background
 # command is the PID of the program itself (taskset execs it).
 PIN0=() PIN1=()
@@ -112,17 +130,28 @@ for _ in $(seq 200); do
 done
 APP="$(sed -n 's/^http //p' "$WORK/origin.log")"
 WS="$(sed -n 's/^ws //p' "$WORK/origin.log")"
-[ -n "$APP" ] && [ -n "$WS" ] || die "the origin did not report its ports: $(cat "$WORK/origin.log")"
+if [ -z "$APP" ] || [ -z "$WS" ]; then
+    die "the origin did not report its ports: $(cat "$WORK/origin.log")"
+fi
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# write_config PORT FILE: the benchmark configuration for this run.
-write_config() {
-    sed -e "s|@PORT@|$1|" -e 's|@THREADS@|1|' -e 's|@MAX_CONNECTIONS@|10000|' \
-        -e "s|@CERT@|$CERT|" -e "s|@KEY@|$KEY|" -e "s|@APP@|$APP|" -e "s|@WS@|$WS|" \
-        "$REPO/benches/vs-nginx/portcullis.toml" >"$2"
+# proxy_command PROXY PORT TAG: writes PROXY's benchmark configuration (the
+# one benches/vs-peers uses, one process, one thread) into WORK and sets
+# the array CMD to its command line.
+proxy_command() {
+    local bin
+    case "$1" in
+    portcullis) bin="$PORTCULLIS_BIN" ;;
+    nginx) bin="$NGINX_BIN" ;;
+    haproxy) bin="$HAPROXY_BIN" ;;
+    esac
+    mapfile -t CMD < <(python3 "$REPO/benches/vs-peers/proxies.py" command "$1" --binary "$bin" \
+        --work "$WORK" --port "$2" --app "$APP" --ws "$WS" --cert "$CERT" --key "$KEY" \
+        --tag "$3" --single-process)
+    [ "${#CMD[@]}" -gt 0 ] || die "no command line for $1"
 }
 
 # Default counts and connections per scenario: the small run, the large
@@ -157,63 +186,66 @@ load() {
     esac
 }
 
-# measure TOOL SCENARIO COUNT CONNS OUT: one proxy under TOOL (callgrind or
-# strace) serving COUNT operations, stopped with SIGTERM (it drains and
-# exits, and the tool writes OUT).
+# measure TOOL PROXY SCENARIO COUNT CONNS OUT: one proxy under TOOL
+# (callgrind or strace) serving COUNT operations, then stopped: it exits,
+# and the tool writes OUT. HAProxy stops on SIGUSR1 (a soft stop; SIGTERM
+# would kill it by the default action), the others on SIGTERM.
 measure() {
-    local tool="$1" scenario="$2" count="$3" conns="$4" out="$5" port conf pid target
+    local tool="$1" proxy="$2" scenario="$3" count="$4" conns="$5" out="$6" port pid target sig=TERM
+    [ "$proxy" = haproxy ] && sig=USR1
     port="$(free_port)"
-    conf="$WORK/portcullis-$scenario-$count.toml"
-    write_config "$port" "$conf"
+    proxy_command "$proxy" "$port" "$scenario-$count"
     case "$tool" in
     callgrind)
         ${PIN0[@]+"${PIN0[@]}"} valgrind --tool=callgrind --callgrind-out-file="$out" \
-            "$PORTCULLIS_BIN" --config "$conf" >"$out.log" 2>&1 &
+            "${CMD[@]}" >"$out.log" 2>&1 &
         pid="$!"
         target="$pid"
         ;;
     strace)
-        ${PIN0[@]+"${PIN0[@]}"} strace -f -c -o "$out" "$PORTCULLIS_BIN" --config "$conf" >"$out.log" 2>&1 &
+        ${PIN0[@]+"${PIN0[@]}"} strace -f -c -o "$out" "${CMD[@]}" >"$out.log" 2>&1 &
         pid="$!"
         ;;
     esac
     started+=("$pid")
     for _ in $(seq 600); do
         [ -n "$(ss -Hltn "sport = :$port")" ] && break
-        kill -0 "$pid" 2>/dev/null || die "portcullis exited early: $(tail -20 "$out.log")"
+        kill -0 "$pid" 2>/dev/null || die "$proxy exited early: $(tail -20 "$out.log")"
         sleep 0.1
     done
-    [ -n "$(ss -Hltn "sport = :$port")" ] || die "portcullis did not listen on $port"
+    [ -n "$(ss -Hltn "sport = :$port")" ] || die "$proxy did not listen on $port"
     # strace runs the proxy as its child: the signal goes to the proxy.
     [ "$tool" = strace ] && target="$(pgrep -P "$pid")"
     load "$scenario" "$port" "$count" "$conns"
-    kill -TERM "$target"
-    wait "$pid" || die "portcullis under $tool did not exit cleanly: $(tail -20 "$out.log")"
+    kill -"$sig" "$target"
+    wait "$pid" || die "$proxy under $tool did not exit cleanly: $(tail -20 "$out.log")"
 }
 
-printf 'portcullis %s, %s\n' "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-    "$(git -C "$REPO" diff --quiet 2>/dev/null && echo 'clean tree' || echo 'uncommitted changes')"
+printf 'portcullis %s, %s; %s; %s\n' "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+    "$(git -C "$REPO" diff --quiet 2>/dev/null && echo 'clean tree' || echo 'uncommitted changes')" \
+    "$([ -x "$NGINX_BIN" ] && "$NGINX_BIN" -v 2>&1)" "$([ -x "$HAPROXY_BIN" ] && "$HAPROXY_BIN" -v | head -1)"
+SUMMARY="$WORK/summary.tsv"
+: >"$SUMMARY"
 IFS=',' read -r -a list <<<"$scenarios"
 for scenario in "${list[@]}"; do
     read -r def conns <<<"$(defaults "$scenario")"
     conns="${conns_override:-$conns}"
     IFS=',' read -r small large <<<"${counts:-$def}"
     [ "$large" -gt "$small" ] || die "--counts: the second count must be larger"
-    if [ "$use_callgrind" = 1 ]; then
-        log "$scenario: callgrind, $small then $large operations over $conns connections"
-        for n in "$small" "$large"; do
-            measure callgrind "$scenario" "$n" "$conns" "$WORK/callgrind.$scenario.$n"
+    for proxy in "${proxy_list[@]}"; do
+        tools=()
+        [ "$use_callgrind" = 0 ] || tools+=(callgrind)
+        [ "$use_strace" = 0 ] || tools+=(strace)
+        for tool in "${tools[@]}"; do
+            log "$scenario, $proxy: $tool, $small then $large operations over $conns connections"
+            for n in "$small" "$large"; do
+                measure "$tool" "$proxy" "$scenario" "$n" "$conns" "$WORK/$tool.$proxy.$scenario.$n"
+            done
+            python3 "$HERE/report.py" "$tool" --proxy "$proxy" --scenario "$scenario" --top "$top" \
+                --summary "$SUMMARY" "$small" "$WORK/$tool.$proxy.$scenario.$small" \
+                "$large" "$WORK/$tool.$proxy.$scenario.$large"
         done
-        python3 "$HERE/report.py" callgrind --scenario "$scenario" --top "$top" \
-            "$small" "$WORK/callgrind.$scenario.$small" "$large" "$WORK/callgrind.$scenario.$large"
-    fi
-    if [ "$use_strace" = 1 ]; then
-        log "$scenario: strace, $small then $large operations over $conns connections"
-        for n in "$small" "$large"; do
-            measure strace "$scenario" "$n" "$conns" "$WORK/strace.$scenario.$n"
-        done
-        python3 "$HERE/report.py" strace --scenario "$scenario" \
-            "$small" "$WORK/strace.$scenario.$small" "$large" "$WORK/strace.$scenario.$large"
-    fi
+    done
 done
+python3 "$HERE/report.py" table "$SUMMARY"
 [ -z "$keep" ] || log "raw outputs kept in $WORK"

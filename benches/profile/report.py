@@ -5,13 +5,17 @@
     report.py callgrind --scenario h1 --callers REGEX SMALL FILE_SMALL LARGE FILE_LARGE
     report.py callgrind --scenario h1 --callees REGEX SMALL FILE_SMALL LARGE FILE_LARGE
     report.py strace    --scenario h1          SMALL FILE_SMALL LARGE FILE_LARGE
+    report.py table SUMMARY
 
 Both runs served the same connections; they differ only in the number of
 operations (SMALL and LARGE). Subtracting the small run from the large one
 takes out start-up, handshakes and shutdown, and dividing by LARGE - SMALL
 gives the cost of one operation: instructions (callgrind, in total and per
 function, exclusive and inclusive) or system calls (strace -c -f, per call).
-Called by callgrind.sh.
+With --proxy and --summary, the total per operation is also appended to
+SUMMARY, and `table SUMMARY` puts the proxies side by side, with
+portcullis' count over each peer's and over the lower of them. Called by
+callgrind.sh.
 """
 
 import argparse
@@ -117,12 +121,23 @@ def per_op(small, large, n):
     return {k: (large.get(k, 0) - small.get(k, 0)) / n for k in keys}
 
 
+def title(args):
+    return "%s %s" % (args.proxy, args.scenario) if args.proxy else args.scenario
+
+
+def summarise(args, tool, value):
+    if args.summary:
+        with open(args.summary, "a") as f:
+            f.write("%s\t%s\t%s\t%r\n" % (tool, args.proxy or "portcullis", args.scenario, value))
+
+
 def callgrind(args):
     n = args.large - args.small
     ir = ((total_ir(args.file_large) - one_time_ir(args.file_large))
           - (total_ir(args.file_small) - one_time_ir(args.file_small))) / n
+    summarise(args, "callgrind", ir)
     print("\n== %s: %s instructions per operation (callgrind; %d - %d operations)" % (
-        args.scenario, format(round(ir), ","), args.large, args.small))
+        title(args), format(round(ir), ","), args.large, args.small))
     if args.callers or args.callees:
         pattern = args.callers or args.callees
         rows = per_op(neighbours(args.file_small, pattern, bool(args.callees)),
@@ -160,18 +175,70 @@ def strace(args):
     small, large = strace_counts(args.file_small), strace_counts(args.file_large)
     calls = per_op({k: v[0] for k, v in small.items()}, {k: v[0] for k, v in large.items()}, n)
     errors = per_op({k: v[1] for k, v in small.items()}, {k: v[1] for k, v in large.items()}, n)
+    summarise(args, "strace", sum(calls.values()))
     print("\n== %s: %.2f system calls per operation (strace -c -f; %d - %d operations)" % (
-        args.scenario, sum(calls.values()), args.large, args.small))
+        title(args), sum(calls.values()), args.large, args.small))
     for name, v in sorted(calls.items(), key=lambda kv: -kv[1]):
         if abs(v) >= 0.005:
             err = " (%.2f failed)" % errors[name] if errors.get(name, 0) >= 0.005 else ""
             print("%8.2f  %s%s" % (v, name, err))
 
 
+PEERS = ("nginx", "haproxy")
+UNITS = {"callgrind": "user-space instructions per operation", "strace": "system calls per operation"}
+
+
+def table(path):
+    """The proxies side by side, per tool and scenario, from a summary file;
+    portcullis over each peer, and over the lower of the peers."""
+    values, scenarios, proxies = {}, [], []
+    with open(path) as f:
+        for line in f:
+            tool, proxy, scenario, value = line.rstrip("\n").split("\t")
+            values[(tool, proxy, scenario)] = float(value)
+            scenarios += [scenario] if scenario not in scenarios else []
+            proxies += [proxy] if proxy not in proxies else []
+    order = [p for p in PEERS if p in proxies] + [p for p in proxies if p not in PEERS]
+    peers = [p for p in order if p in PEERS]
+    have_p = "portcullis" in order
+    ratio_heads = ["p/%s" % p for p in peers] + (["p/best"] if len(peers) > 1 else [])
+    for tool in ("callgrind", "strace"):
+        if not any(k[0] == tool for k in values):
+            continue
+        rows = []
+        for scenario in scenarios:
+            got = {p: values.get((tool, p, scenario)) for p in order}
+            row = [scenario] + [count(got[p], tool) for p in order]
+            if have_p and peers:
+                ratios = [got["portcullis"] / got[p] if got["portcullis"] is not None and got[p] else None
+                          for p in peers]
+                known = [got[p] for p in peers if got[p]]
+                if len(peers) > 1:
+                    ratios.append(got["portcullis"] / min(known) if known and got["portcullis"] is not None else None)
+                row += ["-" if r is None else "%.2f" % r for r in ratios]
+            rows.append(row)
+        head = ["scenario"] + order + (ratio_heads if have_p and peers else [])
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+        print("\n== %s, side by side" % UNITS[tool])
+        for r in [head] + rows:
+            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def count(v, tool):
+    if v is None:
+        return "-"
+    return format(round(v), ",") if tool == "callgrind" else "%.2f" % v
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "table":
+        table(sys.argv[2])
+        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tool", choices=["callgrind", "strace"])
     p.add_argument("--scenario", required=True)
+    p.add_argument("--proxy", help="the proxy profiled, for the titles and the summary")
+    p.add_argument("--summary", metavar="FILE", help="append the total per operation to FILE")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--callers", metavar="REGEX", help="instead of the top functions: who calls the functions matching REGEX")
     p.add_argument("--callees", metavar="REGEX", help="instead of the top functions: what the functions matching REGEX call")

@@ -6,7 +6,7 @@
 //! own, five bytes in (behind the record header), with one `memcpy` per
 //! slice it is given; on reading it copies the opened plaintext out the same
 //! way. glibc's `memcpy` switches to `rep movsb` from about 2 KiB up, and on
-//! some CPUs (the AMD EPYC of benches/RESULTS.md among them) `rep movsb`
+//! some CPUs (the AMD EPYC of benches/profile/README.md among them) `rep movsb`
 //! runs at a twentieth of its usual speed when the destination lies 1 to 15
 //! bytes past the source, counted modulo 4 KiB. A body chunk that starts on
 //! a page boundary, sealed into a buffer that starts on one, is exactly that

@@ -1,4 +1,4 @@
-//! Load clients for `benches/vs-nginx` where the packaged tools fall short.
+//! Load clients for `benches/vs-peers` where the packaged tools fall short.
 //!
 //! ```text
 //! loadgen hs    --addr 127.0.0.1:PORT --cert leaf.pem [--duration 5] [--concurrency 16]
@@ -155,7 +155,7 @@ struct HoldArgs {
 fn main() {
     if std::env::args().skip(1).any(|a| a == "--bench") {
         eprintln!(
-            "loadgen is a load client for benches/vs-nginx/run.sh, not a benchmark of its own; \
+            "loadgen is a load client for benches/vs-peers/run.sh, not a benchmark of its own; \
              nothing to run under `cargo bench`"
         );
         return;

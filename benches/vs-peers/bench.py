@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
-"""portcullis against nginx, on the same machine, origin, certificate and TLS.
+"""portcullis against its peers, nginx and HAProxy, on the same machine,
+origin, certificate and TLS.
 
 Started by run.sh, which installs the tools and builds the binaries:
 
-    bash benches/vs-nginx/run.sh            # full run (~10 min), writes benches/RESULTS.md
-    bash benches/vs-nginx/run.sh --quick    # ~2 min, writes nothing in the repo
+    bash benches/vs-peers/run.sh            # full run (~15 min), writes benches/RESULTS.md
+    bash benches/vs-peers/run.sh --quick    # ~3 min, writes nothing in the repo
 
 Each measurement starts a fresh test origin (pinned with the load generator
 to CPU 1) and a fresh proxy (pinned to CPU 0), warms up, then runs one
 load tool for a fixed time. The proxy's CPU time is read from
-/proc/<pid>/stat (utime + stime of every nginx process, master and
-workers) around the measured run. Upstream connections are counted with
-ss. nginx and portcullis alternate (A B, B A, ...) over the rounds, and
-medians are reported. Every process started here is stopped by its PID
-when the run ends, however it ends.
+/proc/<pid>/stat (utime + stime of every process of the proxy: nginx's
+master and workers) around the measured run. Upstream connections are
+counted with ss. The proxies take turns in an order that rotates from
+round to round (A B C, B C A, C A B, ...), and medians are reported. Every
+process started here is stopped by its PID when the run ends, however it
+ends.
 """
 
 import argparse
@@ -34,32 +36,25 @@ import tempfile
 import threading
 import time
 
+import proxies as proxy_setup
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-PROXIES = ("nginx", "portcullis")
-# What the first column is called: nginx, or with --baseline the other
-# portcullis build that stands in its place (the key stays "nginx").
-NAMES = {"nginx": "nginx", "portcullis": "portcullis"}
+# The proxies of this run, portcullis last; set in main() from --peers, or
+# to ("baseline", "portcullis") for an A/B of two builds (--baseline).
+PROXIES = proxy_setup.ALL
 
 
-def shown(proxy):
-    return NAMES.get(proxy, proxy)
+def peers():
+    return tuple(p for p in PROXIES if p != "portcullis")
 
 
 ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "scaling")
 
-# h1def: the h1 load with every optional defence of portcullis turned on
-# (nginx runs its h1 configuration unchanged). The defences that are always
-# on (request-smuggling checks, header and handshake deadlines, the
-# idle timer) are in every scenario; these are the ones a configuration adds.
-PORTCULLIS_DEFENCES = (
-    ("[server]\n", "[server]\nmax_connections_per_ip = 1000\nmax_header_size = \"16KiB\"\n"
-                   "header_read_timeout = \"10s\"\nidle_timeout = \"30s\"\n"),
-    ("[tls]\n", "[tls]\nhsts = \"max-age=63072000; includeSubDomains\"\n"),
-)
 # h2k: h2 again with nginx's upstream keepalive raised to H2K_KEEPALIVE, enough
 # idle connections for all 640 streams in flight (with the default 64, nginx
-# closes most upstream connections after one or two requests).
+# closes most upstream connections after one or two requests). HAProxy and
+# portcullis keep every idle upstream connection anyway and run h2k as h2.
 H2K_KEEPALIVE = 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BIG = 1 << 20
@@ -419,13 +414,14 @@ def last_json(out):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.work = tempfile.mkdtemp(prefix="portcullis-vs-nginx.")
+        self.work = tempfile.mkdtemp(prefix="portcullis-vs-peers.")
         os.chmod(self.work, 0o755)
         self.pki = os.path.join(self.work, "pki")
         self.seq = 0
         self.measurements = []
         self.checks = {}
         self.h2_rate = None
+        self.load_by_round = []
         ncpu = os.cpu_count() or 1
         if ncpu >= 2:
             self.proxy_cpus, self.load_cpus, self.scaling_cpus = "0", "1", "0,1"
@@ -491,56 +487,26 @@ class Bench:
                 raise BenchError("origin did not report its ports")
             time.sleep(0.02)
 
-    def fill(self, template, values):
-        with open(os.path.join(HERE, template)) as f:
-            text = f.read()
-        for k, v in values.items():
-            text = text.replace("@%s@" % k, str(v))
-        body = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
-        left = re.findall(r"@[A-Z_]+@", body)
-        if left:
-            raise BenchError("%s: unfilled fields %s" % (template, sorted(set(left))))
-        return text
-
     def worker_connections(self):
-        return max(1024, min(32768, self.nofile - 64))
+        return proxy_setup.connections_for(self.nofile)
 
     def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None, defences=False):
         port = free_port()
-        values = {
-            "PORT": port,
-            "APP": "127.0.0.1:%d" % app_port,
-            "WS": "127.0.0.1:%d" % ws_port,
-            "CERT": self.cert,
-            "KEY": self.key,
-            "WORK": self.work,
-        }
+        site = proxy_setup.Site(self.work, port, "127.0.0.1:%d" % app_port, "127.0.0.1:%d" % ws_port,
+                                self.cert, self.key)
+        # An A/B of two builds: the baseline runs with the very
+        # configuration the portcullis under test gets.
+        kind = "portcullis" if proxy == "baseline" else proxy
+        try:
+            conf = proxy_setup.configure(kind, site, tag, threads=workers,
+                                         keepalive=keepalive or self.args.nginx_keepalive,
+                                         nofile=self.nofile, defences=defences and kind == "portcullis")
+        except proxy_setup.ConfigError as e:
+            raise BenchError(str(e))
+        binary = {"baseline": self.args.baseline, "nginx": self.args.nginx,
+                  "haproxy": self.args.haproxy, "portcullis": self.args.portcullis}[proxy]
         logp = os.path.join(self.work, "%s-%s.log" % (proxy, tag))
-        if proxy == "nginx" and self.args.baseline:
-            # An A/B of two builds: the baseline runs with the very
-            # configuration the portcullis under test gets.
-            conf = self.portcullis_conf(values, workers, "baseline-%s" % tag, defences)
-            p = PROCS.start(proxy, [self.args.baseline, "--config", conf], logp, cpus=cpus)
-            wait_port(port, p, 20, shown(proxy))
-            return p, port, [p.pid]
-        if proxy == "nginx":
-            for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-                os.makedirs(os.path.join(self.work, "nginx-tmp", d), exist_ok=True)
-            values.update(
-                WORKERS=workers,
-                NOFILE=self.nofile,
-                WORKER_CONNECTIONS=self.worker_connections(),
-                KEEPALIVE=keepalive or self.args.nginx_keepalive,
-            )
-            conf = os.path.join(self.work, "nginx-%s.conf" % tag)
-            with open(conf, "w") as f:
-                f.write(self.fill("nginx.conf", values))
-            argv = [self.args.nginx, "-p", self.work, "-c", conf,
-                    "-e", os.path.join(self.work, "nginx-error.log")]
-        else:
-            conf = self.portcullis_conf(values, workers, "portcullis-%s" % tag, defences)
-            argv = [self.args.portcullis, "--config", conf]
-        p = PROCS.start(proxy, argv, logp, cpus=cpus)
+        p = PROCS.start(proxy, proxy_setup.command(kind, binary, conf, site), logp, cpus=cpus)
         wait_port(port, p, 20, proxy)
         pids = [p.pid]
         if proxy == "nginx":
@@ -554,21 +520,9 @@ class Bench:
             PROCS.extra_pids.extend(kids)
         return p, port, pids
 
-    def portcullis_conf(self, values, workers, name, defences):
-        """Writes a portcullis configuration; returns its path."""
-        values = dict(values, THREADS=workers, MAX_CONNECTIONS=max(10000, self.worker_connections()))
-        conf = os.path.join(self.work, "%s.toml" % name)
-        with open(conf, "w") as f:
-            text = self.fill("portcullis.toml", values)
-            if defences:
-                for table, with_limits in PORTCULLIS_DEFENCES:
-                    text = text.replace(table, with_limits, 1)
-                text = re.sub(r'(?m)^(upstream = "[^"]*")$', r'\1\nmax_body = "1MiB"', text)
-            f.write(text)
-        return conf
-
     def stop_proxy(self, proxy, p, pids):
-        # SIGTERM: nginx's fast shutdown; portcullis' graceful one.
+        # SIGTERM: nginx's fast shutdown, HAProxy's hard stop, portcullis'
+        # graceful one.
         PROCS.stop(p, signal.SIGTERM, grace=10)
         for pid in pids[1:]:
             deadline = time.monotonic() + 5
@@ -880,12 +834,18 @@ class Bench:
         t_start = time.monotonic()
         for rnd in range(self.args.rounds):
             for scenario in scenarios:
-                order = PROXIES if rnd % 2 == 0 else tuple(reversed(PROXIES))
+                # Each proxy takes each place in turn: A B C, B C A, C A B
+                # (with two, A B then B A).
+                k = rnd % len(PROXIES)
+                order = PROXIES[k:] + PROXIES[:k]
                 for proxy in order:
                     r = self.measure(scenario, proxy, rnd)
                     self.measurements.append(r)
                     log(describe(r))
-            log("round %d of %d done after %.0fs" % (rnd + 1, self.args.rounds, time.monotonic() - t_start))
+            self.load_by_round.append(os.getloadavg())
+            log("round %d of %d done after %.0fs; load average %s" % (
+                rnd + 1, self.args.rounds, time.monotonic() - t_start,
+                ", ".join("%.2f" % x for x in self.load_by_round[-1])))
         profile = self.profile() if self.args.perf else {}
         return time.monotonic() - t_start, profile
 
@@ -961,7 +921,7 @@ def raise_nofile():
 
 
 def describe(r):
-    s = "%-7s %-10s round %d:" % (r["scenario"], shown(r["proxy"]), r["round"])
+    s = "%-7s %-10s round %d:" % (r["scenario"], r["proxy"], r["round"])
     if r["scenario"] == "wsmem":
         return s + " %d idle WebSockets, RSS %+.0f KiB (%.1f KiB each), %d upstream" % (
             r["held"], r["rss_after_kib"] - r["rss_before_kib"], r["kib_per_conn"],
@@ -1003,7 +963,8 @@ METRICS = [
     ("h2", "kernel_us_per_op", "h2  of which in the kernel (system)", 1, False),
     ("h2", "sleeps_per_op", "h2  proxy sleeps (voluntary context switches) per request", 1, None),
     ("h2", "segments_per_op", "h2  TCP segments per operation, whole machine", 1, None),
-    ("h2k", "rate", "h2k requests/s, h2 with nginx upstream keepalive %d" % H2K_KEEPALIVE, 1, True),
+    ("h2k", "rate", "h2k requests/s, h2 with nginx upstream keepalive %d (the others as in h2)" % H2K_KEEPALIVE,
+     1, True),
     ("h2k", "cpu_us_per_op", "h2k proxy CPU us/request", 1, False),
     ("hs", "rate", "hs  full TLS 1.3 handshakes/s (new conn per request)", 1, True),
     ("hs", "p99_us", "hs  connection time p99 (ms)", 1e-3, False),
@@ -1027,6 +988,68 @@ METRICS = [
 ]
 
 
+# The headline of each scenario, portcullis against the best peer, with the
+# target of issue 20: (scenario, metric, what one unit is, target of
+# portcullis / best peer).
+HEADLINE = [
+    ("h1", "cpu_us_per_op", "CPU per request", 0.9),
+    ("h2", "cpu_us_per_op", "CPU per request", 0.9),
+    ("h2k", "cpu_us_per_op", "CPU per request (nginx keepalive %d)" % H2K_KEEPALIVE, 0.9),
+    ("hs", "cpu_us_per_op", "CPU per full handshake and request", 0.8),
+    ("big", "cpu_us_per_mib", "CPU per MiB", 0.8),
+    ("ws", "cpu_us_per_op", "CPU per message", 0.8),
+    ("wsmem", "kib_per_conn", "KiB per idle WebSocket", 0.6),
+    ("scaling", "cpu_us_per_op", "CPU per request, 2 threads", None),
+]
+
+
+def headline(rows):
+    """One line a scenario: the ratios to each peer and to the best one."""
+    by = {(r["scenario"], r["metric"]): r for r in rows if "value" not in r}
+    scaling = {r["proxy"]: r["value"] for r in rows if r.get("metric") == "cpu_2w_over_1w"}
+    out = []
+    for scenario, key, unit, target in HEADLINE:
+        r = by.get((scenario, key))
+        if not r:
+            continue
+        h = {"scenario": scenario, "unit": unit, "ratios": r["ratios"], "best_peer": r["best_peer"],
+             "best_ratio": r["best_ratio"], "target": target}
+        if scenario == "scaling" and scaling:
+            # Issue 20's scaling target is portcullis' own: 2 threads
+            # against 1, CPU per request at most +10%.
+            h["target"] = 1.1
+            h["own_2_over_1"] = scaling
+        out.append(h)
+    return out
+
+
+def headline_text(lines, markdown):
+    ratios = ratio_columns()
+    # The targets are against the peers, not against another build.
+    targets = "baseline" not in PROXIES
+    head = ["scenario", "per"] + [h for h, _ in ratios] + (["target (p/best)", "met"] if targets else [])
+    out = []
+    for h in lines:
+        cells = [fmt(h["ratios"].get(peer), 2) for peer in peers()]
+        if len(peers()) > 1:
+            cells.append("%s (%s)" % (fmt(h["best_ratio"], 2), h["best_peer"]) if h["best_ratio"] else "-")
+        target, value = h["target"], h["best_ratio"]
+        if "own_2_over_1" in h:
+            value = h["own_2_over_1"].get("portcullis")
+            target_s = "own 2 threads / 1 ≤ %.2f: %s" % (target, fmt(value, 2))
+        else:
+            target_s = "≤ %.2f" % target if target else "-"
+        met = "-" if target is None or value is None else "yes" if value <= target else "no"
+        out.append([h["scenario"], h["unit"]] + cells + ([target_s, met] if targets else []))
+    if markdown:
+        md = ["| %s |" % " | ".join(head),
+              "| --- | --- |%s%s" % (" ---: |" * len(ratios), " --- | --- |" if targets else "")]
+        md += ["| %s |" % " | ".join(r) for r in out]
+        return "\n".join(md)
+    widths = [max(len(x[i]) for x in out + [head]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + out)
+
+
 def summarise(measurements):
     by = {}
     for m in measurements:
@@ -1045,15 +1068,21 @@ def summarise(measurements):
                 }
         if not cells:
             continue
-        n = cells.get("nginx", {}).get("median")
         p = cells.get("portcullis", {}).get("median")
-        ratio = p / n if n and p is not None else None
-        rows.append({
-            "scenario": scenario, "metric": key, "label": label,
-            "higher_is_better": higher, "nginx": cells.get("nginx"),
-            "portcullis": cells.get("portcullis"), "ratio": ratio,
-            "reading": reading(ratio, higher),
-        })
+        ratios = {peer: p / cells[peer]["median"] for peer in peers()
+                  if peer in cells and cells[peer]["median"] and p is not None}
+        best = best_peer(cells, higher)
+        best_ratio = ratios.get(best)
+        row = {
+            "scenario": scenario, "metric": key, "label": label, "higher_is_better": higher,
+            # portcullis / nginx, as before there was a second peer
+            "ratio": ratios.get("nginx"),
+            "ratios": ratios, "best_peer": best, "best_ratio": best_ratio,
+            "reading": reading(best_ratio, higher, best),
+        }
+        for proxy in PROXIES:
+            row[proxy] = cells.get(proxy)
+        rows.append(row)
     # Scaling: CPU per request with 2 workers over CPU per request with 1.
     for proxy in PROXIES:
         one = [m["cpu_us_per_op"] for m in by.get(("h1", proxy), []) if m.get("cpu_us_per_op")]
@@ -1077,17 +1106,28 @@ def summarise(measurements):
     return rows
 
 
-def reading(ratio, higher):
+def best_peer(cells, higher):
+    """The peer with the best median: the lowest cost, the highest rate.
+    None for a row that is neither better nor worse by itself (higher is
+    None): it takes the lowest, the value the others are read against."""
+    have = [p for p in peers() if cells.get(p) and cells[p]["median"] is not None]
+    if not have:
+        return None
+    pick = max if higher else min
+    return pick(have, key=lambda p: cells[p]["median"])
+
+
+def reading(ratio, higher, peer):
     if ratio is None:
         return ""
     if higher is None:
         return "to explain the rows above"
     if 0.95 <= ratio <= 1.05:
-        return "about equal (within 5%)"
+        return "about equal to %s (within 5%%)" % peer
     pct = abs(ratio - 1) * 100
     if ratio > 1:
-        return "portcullis %.0f%% higher (%s)" % (pct, "better" if higher else "worse")
-    return "portcullis %.0f%% lower (%s)" % (pct, "worse" if higher else "better")
+        return "%.0f%% higher than %s (%s)" % (pct, peer, "better" if higher else "worse")
+    return "%.0f%% lower than %s (%s)" % (pct, peer, "worse" if higher else "better")
 
 
 def keepalive_rows(measurements):
@@ -1119,24 +1159,32 @@ def keepalive_rows(measurements):
     return rows
 
 
+def ratio_columns():
+    """(heading, row -> ratio) of the ratio columns: portcullis over each
+    peer, then over the best of them when there are two or more."""
+    cols = [("p/%s" % peer, lambda r, peer=peer: r["ratios"].get(peer)) for peer in peers()]
+    if len(peers()) > 1:
+        cols.append(("p/best", lambda r: r["best_ratio"]))
+    return cols
+
+
 def table_text(rows):
     out = []
-    head = ("metric", shown("nginx"), "portcullis", "p/n", "better", "reading")
+    ratios = ratio_columns()
+    head = ("metric",) + PROXIES + tuple(h for h, _ in ratios) + ("better", "reading")
     data = []
     for r in rows:
         if "value" in r:
             continue
-        data.append((
-            r["label"],
-            fmt(r["nginx"]["median"]) if r.get("nginx") else "-",
-            fmt(r["portcullis"]["median"]) if r.get("portcullis") else "-",
-            fmt(r["ratio"], 2) if r["ratio"] is not None else "-",
-            better_column(r["higher_is_better"]),
-            r["reading"],
-        ))
+        data.append(
+            (r["label"],)
+            + tuple(fmt(r[p]["median"]) if r.get(p) else "-" for p in PROXIES)
+            + tuple(fmt(f(r), 2) if f(r) is not None else "-" for _, f in ratios)
+            + (better_column(r["higher_is_better"]), r["reading"]))
+    left = (0, len(head) - 2, len(head) - 1)
     widths = [max(len(str(x[i])) for x in data + [head]) for i in range(len(head))]
     line = lambda cols: "  ".join(
-        (str(c).ljust(w) if i in (0, 4, 5) else str(c).rjust(w)) for i, (c, w) in enumerate(zip(cols, widths))
+        (str(c).ljust(w) if i in left else str(c).rjust(w)) for i, (c, w) in enumerate(zip(cols, widths))
     )
     out.append(line(head))
     out.append("  ".join("-" * w for w in widths))
@@ -1153,24 +1201,29 @@ def better_column(higher):
 
 
 def table_md(rows):
+    ratios = ratio_columns()
+    heads = ["portcullis/%s" % p for p in peers()]
+    if len(peers()) > 1:
+        heads.append("portcullis/best peer")
     out = [
-        "| scenario / metric | nginx | portcullis | portcullis/nginx | better | reading |",
-        "| --- | ---: | ---: | ---: | --- | --- |",
+        "| scenario / metric | %s | %s | better | reading (against the best peer) |" % (
+            " | ".join(PROXIES), " | ".join(heads)),
+        "| --- |%s --- | --- |" % (" ---: |" * (len(PROXIES) + len(ratios))),
     ]
+
+    def cell(c):
+        if not c:
+            return "-"
+        if c["n"] > 1:
+            return "%s <sub>(%s–%s)</sub>" % (fmt(c["median"]), fmt(c["min"]), fmt(c["max"]))
+        return fmt(c["median"])
+
     for r in rows:
         if "value" in r:
             continue
-
-        def cell(c):
-            if not c:
-                return "-"
-            if c["n"] > 1:
-                return "%s <sub>(%s–%s)</sub>" % (fmt(c["median"]), fmt(c["min"]), fmt(c["max"]))
-            return fmt(c["median"])
-
-        out.append("| %s | %s | %s | %s | %s | %s |" % (
-            r["label"], cell(r.get("nginx")), cell(r.get("portcullis")),
-            fmt(r["ratio"], 2) if r["ratio"] is not None else "-",
+        out.append("| %s | %s | %s | %s | %s |" % (
+            r["label"], " | ".join(cell(r.get(p)) for p in PROXIES),
+            " | ".join(fmt(f(r), 2) if f(r) is not None else "-" for _, f in ratios),
             better_column(r["higher_is_better"]), r["reading"]))
     return "\n".join(out)
 
@@ -1195,7 +1248,7 @@ def environment(args):
     rev = cmd(["git", "-C", REPO, "rev-parse", "HEAD"])
     dirty = cmd(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
     perf_check = cmd(["perf", "stat", "-e", "instructions", "true"]) if shutil.which("perf") else "perf not installed"
-    nginx_v = cmd([args.nginx, "-V"])
+    nginx_v = cmd([args.nginx, "-V"]) if args.nginx else ""
     openssl = re.search(r"built with (OpenSSL [^\s]+)", nginx_v)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1203,7 +1256,8 @@ def environment(args):
         "cpu_model": cpu,
         "kernel": platform.release(),
         "load_average_at_start": os.getloadavg(),
-        "nginx": cmd([args.nginx, "-v"]),
+        "nginx": cmd([args.nginx, "-v"]) if "nginx" in PROXIES else None,
+        "haproxy": cmd([args.haproxy, "-v"]).splitlines()[0] if "haproxy" in PROXIES else None,
         "nginx_openssl": openssl.group(1) if openssl else None,
         "rustc": cmd(["rustc", "-V"]),
         "portcullis_rev": args.portcullis_rev or (
@@ -1216,26 +1270,46 @@ def environment(args):
 
 def write_results_md(path, args, env, rows, ka, measurements, checks, profile, elapsed):
     L = []
-    L.append("# portcullis vs nginx: latest full run")
+    names = {"nginx": "nginx", "haproxy": "HAProxy"}
+    L.append("# portcullis vs %s: latest %s run" % (
+        " and ".join(names.get(p, p) for p in peers()), "quick" if args.quick else "full"))
     L.append("")
-    L.append("Written by `benches/vs-nginx/bench.py` at the end of a full run; the raw data is in "
-             "[`RESULTS.json`](RESULTS.json). Re-run it with the command below.")
+    L.append("Written by `benches/vs-peers/bench.py` at the end of a run; the raw data is in "
+             "[`%s`](%s). Re-run it with the command below." % (
+                 os.path.basename(args.json), os.path.relpath(args.json, os.path.dirname(os.path.abspath(path)))))
+    if args.quick:
+        L.append("")
+        L.append("**A quick run** (`--quick`: %.1f s measured per run, %d idle WebSockets): "
+                 "short runs on a busy machine, so the ratios are rough; a full run supersedes "
+                 "them." % (args.duration, args.ws_idle))
     L.append("")
     L.append("- date: %s (the run took %.0f s)" % (env["date"], elapsed))
     L.append("- command: `%s`" % args.command)
     L.append("- machine: %d CPUs, %s, Linux %s; load average at start %s" % (
         env["nproc"], env["cpu_model"], env["kernel"], ", ".join("%.2f" % x for x in env["load_average_at_start"])))
-    L.append("- versions: %s (%s); portcullis %s, built by %s; wrk: %s; h2load: %s" % (
-        env["nginx"], env["nginx_openssl"], env["portcullis_rev"], env["rustc"], env["wrk"], env["h2load"]))
-    L.append("- rounds: %d, interleaved (nginx first in even rounds, portcullis first in odd ones); "
+    L.append("- versions: %s (%s); %s; portcullis %s, built by %s; wrk: %s; h2load: %s" % (
+        env["nginx"], env["nginx_openssl"], env["haproxy"], env["portcullis_rev"], env["rustc"],
+        env["wrk"], env["h2load"]))
+    L.append("- rounds: %d, interleaved (%s in turn, the order rotating by one each round); "
              "%.1f s measured per run after %.1f s of warm-up; %d idle WebSockets for wsmem" % (
-                 args.rounds, args.duration, args.warmup, args.ws_idle))
-    L.append("- load average at the end: %s" % ", ".join("%.2f" % x for x in os.getloadavg()))
+                 args.rounds, ", ".join(PROXIES), args.duration, args.warmup, args.ws_idle))
+    L.append("- load average (1, 5, 15 min) after each round: %s; at the end: %s" % (
+        "; ".join(", ".join("%.2f" % x for x in la) for la in env.get("load_average_by_round", [])),
+        ", ".join("%.2f" % x for x in os.getloadavg())))
     L.append("")
     L.append("**This ran on a shared %d-core virtual machine** on which other test suites may run "
              "at the same time. Rates are limited by a single load-generator core; the CPU cost "
              "per operation is the more stable number. Cells are medians over the rounds, with "
              "the range in small print." % env["nproc"])
+    L.append("")
+    L.append("## portcullis against the best peer")
+    L.append("")
+    L.append("portcullis' cost divided by each peer's, per scenario, and by the best peer's "
+             "(the lower cost of the two), beside the targets of issue 20; below 1 is better.")
+    L.append("")
+    L.append(headline_text(headline(rows), markdown=True))
+    L.append("")
+    L.append("## Every metric")
     L.append("")
     L.append(table_md(rows))
     L.append("")
@@ -1248,21 +1322,26 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
     L.append("- Each run starts a fresh test origin (`examples/origin.rs`, one thread) and a fresh "
              "proxy. The proxy is pinned with `taskset` to CPU 0; the origin and the load "
              "generator to CPU 1. The scaling rows pin the proxy to CPUs 0 and 1 "
-             "(nginx `worker_processes 2`, portcullis `threads = 2`), still with the load on CPU 1.")
-    L.append("- Both proxies use the same ECDSA P-256 certificate, TLS 1.3 only, and the same "
-             "origin. nginx runs in the foreground from `benches/vs-nginx/nginx.conf` "
+             "(nginx `worker_processes 2`, HAProxy `nbthread 2`, portcullis `threads = 2`), "
+             "still with the load on CPU 1.")
+    L.append("- Every proxy uses the same ECDSA P-256 certificate, TLS 1.3 only, and the same "
+             "origin. nginx runs in the foreground from `benches/vs-peers/nginx.conf` "
              "(upstream `keepalive %d`, `proxy_http_version 1.1`, `Connection \"\"`, session "
              "cache, `keepalive_requests 100000`, HTTP/2, the /ws location with Upgrade headers "
              "and `proxy_read_timeout 86400s`, access log off, forwarding headers set); "
-             "portcullis from `benches/vs-nginx/portcullis.toml` (`threads = 1`, "
+             "HAProxy in the foreground as one process (`haproxy -db`) from "
+             "`benches/vs-peers/haproxy.cfg` (`nbthread 1`, `http-reuse always`, keep-alive on both "
+             "sides, `alpn h2,http/1.1` and `ssl-min-ver TLSv1.3` on the bind, `timeout tunnel 24h`, "
+             "no log, the same forwarding headers; session cache and tickets as by default); "
+             "portcullis from `benches/vs-peers/portcullis.toml` (`threads = 1`, "
              "`access_log = false`, `min_version = \"1.3\"`)." % args.nginx_keepalive)
-    L.append("- Proxy CPU is utime+stime from `/proc/<pid>/stat`, summed over all nginx processes "
-             "(master and workers), read just before and after the measured load run; CPU per "
+    L.append("- Proxy CPU is utime+stime from `/proc/<pid>/stat`, summed over all the proxy's "
+             "processes (nginx's master and workers), read just before and after the measured load run; CPU per "
              "operation divides it by the operations the load tool completed. The \"of which\" rows "
              "split it into utime (the proxy's own code, TLS included) and stime (the kernel: "
              "system calls, and on loopback the TCP work of both ends of each write).")
     L.append("- h1 and big: `wrk -t1` (64 and 16 connections); h2: `h2load -t1 -c64 -m10`; hs, ws "
-             "and wsmem: `loadgen` (`benches/vs-nginx/loadgen.rs`, rustls with aws-lc-rs and "
+             "and wsmem: `loadgen` (`benches/vs-peers/loadgen.rs`, rustls with aws-lc-rs and "
              "tokio-tungstenite, one thread).")
     L.append("- hs: every request on a new TCP and TLS connection with `Connection: close`, 16 at "
              "a time. The client builds its rustls `ClientConfig` with "
@@ -1276,13 +1355,13 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
         L.append("- Resumption counter-check (`loadgen resume-check`, two connections with "
                  "resumption enabled, then two with it disabled): " + "; ".join(
                      "%s: enabled %s, disabled %s" % (p, " then ".join(v["enabled"]), " then ".join(v["disabled"]))
-                     for p, v in sorted(res.items())) + ". Both servers resume when offered a "
+                     for p, v in sorted(res.items())) + ". Every server resumes when offered a "
                  "ticket, so the full handshakes of hs come from the client setting.")
     neg = sorted({m.get("negotiated") for m in measurements if m.get("negotiated")})
     if neg:
         L.append("- hs negotiated: " + "; ".join("`%s`" % n for n in neg))
     L.append("- ws: 64 WebSocket connections through /ws, one 128-byte binary message in flight "
-             "on each; latency is per round trip. wsmem: RSS (`VmRSS`, all nginx processes) "
+             "on each; latency is per round trip. wsmem: RSS (`VmRSS`, all the proxy's processes) "
              "before and after opening %d WebSockets through the proxy (each checked with one "
              "echo, then idle), after a warm-up of 64 opened and closed; the open-file limit "
              "is raised for this." % args.ws_idle)
@@ -1293,8 +1372,9 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
              "sampled every 0.25 s, plus those left in TIME-WAIT) over warm-up and measured run; "
              "worst round shown. Operations include the warm-up.")
     L.append("")
-    L.append("| scenario | nginx: upstream conns (peak open) | nginx: ops per conn | nginx: kept alive | portcullis: upstream conns (peak open) | portcullis: ops per conn | portcullis: kept alive |")
-    L.append("| --- | ---: | ---: | --- | ---: | ---: | --- |")
+    L.append("| scenario | %s |" % " | ".join(
+        "%s: upstream conns (peak open) | %s: ops per conn | %s: kept alive" % (p, p, p) for p in PROXIES))
+    L.append("| --- |%s" % (" ---: | ---: | --- |" * len(PROXIES)))
     for r in ka:
         cells = []
         for proxy in PROXIES:
@@ -1381,7 +1461,8 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short runs (~2 min in all); writes nothing in the repo")
+    ap.add_argument("--quick", action="store_true", help="short runs (~3 min in all); writes nothing in the repo "
+                    "unless --results-md says where")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     ap.add_argument("--duration", type=float, help="seconds measured per run (default 5, quick 1; wrk rounds up to whole seconds)")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up per run (default 1, quick 0.5)")
@@ -1402,8 +1483,11 @@ def main():
     ap.add_argument("--origin", required=True)
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--haproxy", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
+    ap.add_argument("--peers", default=",".join(proxy_setup.PEERS),
+                    help="the peers measured beside portcullis, from %s (default: both)" % ",".join(proxy_setup.PEERS))
     ap.add_argument("--baseline", metavar="BIN",
-                    help="an A/B of two builds: BIN (another portcullis binary) runs in nginx's place, "
+                    help="an A/B of two builds: BIN (another portcullis binary) runs in the peers' place, "
                          "with the same configuration as the portcullis under test; the ratios are "
                          "then new/baseline, and nothing is written to benches/RESULTS.md")
     ap.add_argument("--command", default=" ".join(sys.argv), help=argparse.SUPPRESS)
@@ -1422,10 +1506,15 @@ def main():
     if args.rounds < 1 or args.duration <= 0 or args.duration > 600:
         ap.error("--rounds must be at least 1 and --duration in (0, 600]")
     full = not args.quick
+    global PROXIES
+    chosen = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if not chosen or any(p not in proxy_setup.PEERS for p in chosen):
+        ap.error("--peers: one or more of %s" % ",".join(proxy_setup.PEERS))
+    PROXIES = tuple(p for p in proxy_setup.PEERS if p in chosen) + ("portcullis",)
     if args.baseline:
         if not os.access(args.baseline, os.X_OK):
             ap.error("--baseline %s: not an executable file" % args.baseline)
-        NAMES["nginx"] = "baseline"
+        PROXIES = ("baseline", "portcullis")
         if args.json is None:
             args.json = os.path.join(HERE, "results", "baseline.json")
     if args.json is None:
@@ -1449,10 +1538,15 @@ def main():
         log("%d rounds of %s, %.1fs each after %.1fs warm-up" % (
             args.rounds, ",".join(args.scenarios), args.duration, args.warmup))
         elapsed, profile = bench.run()
+        env["load_average_by_round"] = bench.load_by_round
         rows = summarise(bench.measurements)
+        heads = headline(rows)
         ka = keepalive_rows(bench.measurements)
         print()
         print(table_text(rows))
+        print()
+        print("portcullis / each peer and / the best peer (lower is better):")
+        print(headline_text(heads, markdown=False))
         print()
         print("upstream keep-alive (distinct upstream connections over warm-up + run, worst round):")
         for r in ka:
@@ -1462,7 +1556,7 @@ def main():
                 if c:
                     verdict = {True: ", kept alive", False: ", NOT kept alive", None: ""}[c.get("kept_alive")]
                     parts.append("%s %d conns (peak %d open, >= %s ops each%s)" % (
-                        shown(proxy), c["distinct_max"], c["peak_established_max"], fmt(c["ops_per_conn_min"]), verdict))
+                        proxy, c["distinct_max"], c["peak_established_max"], fmt(c["ops_per_conn_min"]), verdict))
             print("  %-8s %s" % (r["scenario"], "; ".join(parts)))
         for m in bench.measurements:
             if m["scenario"] == "wsmem":
@@ -1494,11 +1588,12 @@ def main():
             "settings": {
                 "rounds": args.rounds, "duration_s": args.duration, "warmup_s": args.warmup,
                 "scenarios": args.scenarios, "ws_idle": args.ws_idle,
-                "nginx_keepalive": args.nginx_keepalive, "proxy_cpus": bench.proxy_cpus,
+                "nginx_keepalive": args.nginx_keepalive, "proxies": list(PROXIES), "proxy_cpus": bench.proxy_cpus,
                 "load_cpus": bench.load_cpus, "quick": args.quick,
             },
             "elapsed_s": elapsed,
             "summary": rows,
+            "headline": heads,
             "keepalive": ka,
             "checks": bench.checks,
             "profile": profile,

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# portcullis against nginx, in one command:
+# portcullis against its peers, nginx and HAProxy, in one command:
 #
-#   bash benches/vs-nginx/run.sh            # full run (~10 min): benches/RESULTS.md and RESULTS.json
-#   bash benches/vs-nginx/run.sh --quick    # ~2 min smoke run: benches/vs-nginx/results/quick.json
-#   bash benches/vs-nginx/run.sh --help     # every option (rounds, durations, scenarios, --perf)
+#   bash benches/vs-peers/run.sh            # full run (~15 min): benches/RESULTS.md and RESULTS.json
+#   bash benches/vs-peers/run.sh --quick    # ~3 min smoke run: benches/vs-peers/results/quick.json
+#   bash benches/vs-peers/run.sh --help     # every option (rounds, durations, scenarios, peers, --perf)
 #
-# Installs what is missing with apt-get (nginx, wrk, nghttp2-client for
-# h2load, openssl, iproute2 for ss; linux-perf if it can), builds portcullis,
+# Installs what is missing with apt-get (nginx, haproxy, wrk, nghttp2-client
+# for h2load, openssl, iproute2 for ss; linux-perf if it can), builds portcullis,
 # the test origin and the load client in release mode, then hands over to
 # bench.py, which starts and stops every process it needs by PID.
 #
@@ -17,7 +17,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-COMMAND="bash benches/vs-nginx/run.sh${*:+ $*}"
+COMMAND="bash benches/vs-peers/run.sh${*:+ $*}"
 
 log() { printf '[run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -77,7 +77,7 @@ apt_install() {
     fi
 }
 
-apt_install 0 nginx wrk nghttp2-client openssl iproute2 util-linux
+apt_install 0 nginx haproxy wrk nghttp2-client openssl iproute2 util-linux
 command -v python3 >/dev/null || apt_install 0 python3
 apt_install 1 linux-perf
 command -v h2load >/dev/null || die "h2load is missing after installing nghttp2-client"
@@ -96,7 +96,7 @@ if [ "$from_head" = 1 ]; then
     tmp_files+=("$SRC")
     git -C "$REPO" archive HEAD | tar -x -C "$SRC" || die "git archive HEAD failed"
     # A target directory of its own, kept between runs for incremental builds.
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target/vs-nginx-head}"
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target/vs-peers-head}"
     REV_ARGS=(--portcullis-rev "$rev (clean export of HEAD)")
     log "building from a clean export of HEAD $rev"
 fi

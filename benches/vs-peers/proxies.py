@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""The three proxies of the comparison: their configurations and command lines.
+
+bench.py imports this; benches/profile/callgrind.sh runs it to start each
+proxy under valgrind with the very configuration the timed runs use:
+
+    proxies.py command PROXY --binary BIN --work DIR --port N --app HOST:PORT \\
+        --ws HOST:PORT --cert PEM --key PEM [--single-process]
+
+writes PROXY's configuration into DIR and prints its command line, one
+argument a line. PROXY is nginx, haproxy or portcullis; --single-process
+runs nginx without its master (`master_process off`), HAProxy and
+portcullis are one process anyway.
+
+The templates beside this file (nginx.conf, haproxy.cfg, portcullis.toml)
+have @NAME@ fields filled in here. Each proxy gets the same certificate,
+TLS 1.3 only, / to the application and /ws to the WebSocket server, the
+forwarding headers, upstream keep-alive and no access log.
+"""
+
+import argparse
+import os
+import re
+import resource
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEERS = ("nginx", "haproxy")
+ALL = PEERS + ("portcullis",)
+
+# h1def: the h1 load with every optional defence of portcullis turned on
+# (the peers run their h1 configuration unchanged). The defences that are
+# always on (request-smuggling checks, header and handshake deadlines, the
+# idle timer) are in every scenario; these are the ones a configuration adds.
+PORTCULLIS_DEFENCES = (
+    ("[server]\n", "[server]\nmax_connections_per_ip = 1000\nmax_header_size = \"16KiB\"\n"
+                   "header_read_timeout = \"10s\"\nidle_timeout = \"30s\"\n"),
+    ("[tls]\n", "[tls]\nhsts = \"max-age=63072000; includeSubDomains\"\n"),
+)
+
+
+class ConfigError(Exception):
+    pass
+
+
+class Site:
+    """What every proxy is set up with: where it listens, the origin's two
+    ports, the certificate, and a work directory for its files."""
+
+    def __init__(self, work, port, app, ws, cert, key):
+        self.work, self.port, self.app, self.ws, self.cert, self.key = work, port, app, ws, cert, key
+
+    def values(self):
+        return {"PORT": self.port, "APP": self.app, "WS": self.ws,
+                "CERT": self.cert, "KEY": self.key, "WORK": self.work}
+
+
+def fill(template, values):
+    """The template with its @NAME@ fields replaced; fails on one left over
+    outside a comment."""
+    with open(os.path.join(HERE, template)) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace("@%s@" % k, str(v))
+    body = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
+    left = re.findall(r"@[A-Z_]+@", body)
+    if left:
+        raise ConfigError("%s: unfilled fields %s" % (template, sorted(set(left))))
+    return text
+
+
+def connections_for(nofile):
+    """Connections each proxy may hold (client and upstream together),
+    within the open-file limit."""
+    return max(1024, min(32768, nofile - 64))
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
+              single_process=False, defences=False):
+    """Writes PROXY's configuration for `site` into its work directory; its
+    path. `tag` names the files of this run; `keepalive` is nginx's upstream
+    keepalive; `defences` sets portcullis' optional limits (h1def)."""
+    nofile = nofile or resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    conns = connections_for(nofile)
+    values = site.values()
+    conf = os.path.join(site.work, "%s-%s.%s" % (proxy, tag, {
+        "nginx": "conf", "haproxy": "cfg", "portcullis": "toml"}[proxy]))
+    if proxy == "nginx":
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(site.work, "nginx-tmp", d), exist_ok=True)
+        values.update(WORKERS=threads, NOFILE=nofile, WORKER_CONNECTIONS=conns, KEEPALIVE=keepalive,
+                      MASTER_PROCESS="off" if single_process else "on")
+        return write(conf, fill("nginx.conf", values))
+    if proxy == "haproxy":
+        # HAProxy reads the certificate and its key from one file.
+        pem = os.path.join(site.work, "haproxy-cert.pem")
+        with open(site.cert) as c, open(site.key) as k:
+            write(pem, c.read().rstrip("\n") + "\n" + k.read())
+        # maxconn counts client connections; each has an upstream one too.
+        values.update(THREADS=threads, MAXCONN=conns // 2, PEM=pem)
+        return write(conf, fill("haproxy.cfg", values))
+    if proxy == "portcullis":
+        values.update(THREADS=threads, MAX_CONNECTIONS=max(10000, conns))
+        text = fill("portcullis.toml", values)
+        if defences:
+            for table, with_limits in PORTCULLIS_DEFENCES:
+                text = text.replace(table, with_limits, 1)
+            text = re.sub(r'(?m)^(upstream = "[^"]*")$', r'\1\nmax_body = "1MiB"', text)
+        return write(conf, text)
+    raise ConfigError("unknown proxy %s" % proxy)
+
+
+def command(proxy, binary, conf, site):
+    """The command line that runs PROXY in the foreground with `conf`."""
+    if proxy == "nginx":
+        return [binary, "-p", site.work, "-c", conf, "-e", os.path.join(site.work, "nginx-error.log")]
+    if proxy == "haproxy":
+        # -db: in the foreground, one process, no master.
+        return [binary, "-db", "-f", conf]
+    return [binary, "--config", conf]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["command"])
+    ap.add_argument("proxy", choices=ALL)
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--app", required=True, help="HOST:PORT of the application")
+    ap.add_argument("--ws", required=True, help="HOST:PORT of the WebSocket server")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--tag", default="profile", help="names this run's files")
+    ap.add_argument("--single-process", action="store_true", help="nginx without its master process")
+    args = ap.parse_args()
+    site = Site(os.path.abspath(args.work), args.port, args.app, args.ws,
+                os.path.abspath(args.cert), os.path.abspath(args.key))
+    conf = configure(args.proxy, site, args.tag, single_process=args.single_process)
+    print("\n".join(command(args.proxy, args.binary, conf, site)))
+
+
+if __name__ == "__main__":
+    main()
