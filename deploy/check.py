@@ -162,19 +162,48 @@ def check_dockerfile():
         re.search(r"^cargo build --release --locked$", ci, re.M) is not None,
         ".ci/run runs the same `cargo build --release --locked`",
     )
-    froms = [a.split()[0] for i, a in ins if i == "FROM"]
-    args = dict(a.split("=", 1) for i, a in ins if i == "ARG" and "=" in a)
-    images = [args.get(f.strip("${}"), f) for f in froms]
-    expect(
-        len(images) == 2 and images[0].endswith("-bookworm") and "debian12" in images[1],
-        f"build on Debian 12, run on a Debian 12 base (same glibc): {images}",
-    )
-    # Files the build reads from the context.
-    needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs"]
+    # Stages: (FROM image, stage name, instructions of the stage).
+    stages = []
     for i, a in ins:
-        if i == "COPY" and "--from" not in a:
-            srcs = [s for s in shlex.split(a)[:-1] if not s.startswith("--")]
-            needed += [s for s in srcs if s != "."]
+        if i == "FROM":
+            words = a.split()
+            stages.append((words[0], words[2] if len(words) > 2 else "", []))
+        elif stages:
+            stages[-1][2].append((i, a))
+    args = dict(a.split("=", 1) for i, a in ins if i == "ARG" and "=" in a)
+    image = {name: src for src, name, _ in stages}
+
+    def resolve(src):
+        src = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), src)
+        return resolve(image[src]) if src in image else src
+
+    build_image = resolve(stages[0][0])
+    strip = [st for st in stages if st[1] == "strip"]
+    expect(
+        build_image.endswith("-bookworm") and "debian12" in resolve(stages[-1][0])
+        and bool(strip) and resolve(strip[0][0]) == build_image,
+        f"build and strip on Debian 12, run on a Debian 12 base (same glibc): "
+        f"{[resolve(st[0]) for st in stages]}",
+    )
+    sources = {st[1]: resolve(st[0]) for st in stages if st[1].startswith("binaries-")}
+    expect(
+        set(sources) == {"binaries-source", "binaries-prebuilt"}
+        and args.get("BINARIES") == "source"
+        and any(st[1] == "binaries" and st[0] == "binaries-${BINARIES}" for st in stages),
+        "the binaries come from the build stage by default, from dist/ with BINARIES=prebuilt",
+    )
+    # Files the build reads from the context. The prebuilt stage's come
+    # from the operator (dist/): they need only not be ignored.
+    needed = ["Cargo.toml", "Cargo.lock", "build.rs", "src/main.rs", "src/lib.rs"]
+    for _, name, body in stages:
+        for i, a in body:
+            if i == "COPY" and "--from" not in a:
+                srcs = [x for x in shlex.split(a)[:-1] if not x.startswith("--") and x != "."]
+                if name == "binaries-prebuilt":
+                    for rel in srcs:
+                        expect(not dockerignored(rel), f"build context may have {rel} (prebuilt)")
+                else:
+                    needed += srcs
     for r in runs:
         needed += re.findall(r"\bdeploy/\S+", r)
     for rel in sorted(set(needed)):
