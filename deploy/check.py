@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks of the deployment files that need no Docker engine and no cluster.
+"""Checks of the deployment files that need no container engine and no cluster
+(tests/interop/containers.sh runs them for real, under Podman).
 
 Run by .ci/run (section "deploy files"); each subcommand can be run alone
 from the repository root:
@@ -278,7 +279,8 @@ def check_compose(image_user):
         )
     expect(cfg.get("tls", {}).get("bootstrap") == "self-signed", "bootstrap = self-signed (first start before certbot)")
     expect(any(v.endswith(":ro") for v in p.get("volumes", []) if "letsencrypt" in v), "portcullis mounts certificates read-only")
-    ports = {str(x) for x in p.get("ports", [])}
+    # "${VAR:-default}" publishes the default unless the environment says.
+    ports = {re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(x)) for x in p.get("ports", [])}
     https_port = host_port(cfg["server"]["listen"][0])[1]
     http_port = host_port(cfg["http"]["listen"][0])[1]
     expect(f"443:{https_port}" in ports and f"80:{http_port}" in ports, f"443 and 80 are published to {https_port}/{http_port}")
@@ -291,6 +293,8 @@ def check_compose(image_user):
             f"route {route['path']} -> {route['upstream']}: service {name} listens on {port}",
         )
     sysctls = p.get("sysctls", {})
+    if isinstance(sysctls, list):
+        sysctls = dict(x.split("=", 1) for x in sysctls)
     expect(str(sysctls.get("net.ipv4.ip_unprivileged_port_start")) == "0", "non-root may bind 443/80 (sysctl)")
     grace = duration_s(cfg.get("server", {}).get("shutdown_grace", "30s"))
     expect(duration_s(p.get("stop_grace_period", "10s")) > grace, "stop_grace_period outlasts shutdown_grace")
