@@ -32,13 +32,15 @@
 # between runs; every other image is built once per run, and removed at
 # the end.
 #
-# What podman cannot do as Kubernetes or Docker would, and what this
-# script does about it, is listed in deploy/README.md ("What CI runs").
+# What podman does not do as Docker or Kubernetes would, and what this
+# script does about it: deploy/README.md ("Run for real") and
+# deploy/k8s/README.md ("Under Podman").
 #
-# Nothing here publishes a port beyond 127.0.0.1, and the host talks to
-# nothing but loopback and the containers' own podman networks. Every
-# container, pod, network, volume and secret made here is removed at the
-# end, whatever the outcome.
+# Nothing here publishes a port beyond 127.0.0.1, and apart from the
+# Debian mirror (apt, mmdebstrap) the host talks to nothing but loopback
+# and the containers' own podman networks. Every container, pod, network,
+# network namespace, volume, secret and image made here is removed at the
+# end, whatever the outcome (the Debian base aside).
 #
 # Environment: PORTCULLIS_BIN, ORIGIN_BIN, INTEROP_KEEP (see lib.bash);
 # CONTAINERS_RELOAD_DEADLINE: seconds portcullis has to serve a new
@@ -625,6 +627,10 @@ containers_conf 'default_sysctls = ["net.ipv4.ping_group_range=0 0", "net.ipv4.i
 # host side of its networking (bridge, port forwarding) lives there, and
 # the checks reach the pod from there. The manifests stay as shipped.
 KUBE_NET="$RUN_ID-kube"
+# Named after the manifests, so possibly left by an interrupted run.
+podman kube down "$KUBE_YAML" >/dev/null 2>&1 || true
+podman secret rm portcullis-tls >/dev/null 2>&1 || true
+podman volume rm portcullis-tls portcullis-config >/dev/null 2>&1 || true
 podman network create --disable-dns "$KUBE_NET" >/dev/null || die "podman network create failed"
 if CONTAINERS_CONF="$WORK/containers-kube.conf" podman kube play --replace --start=false \
     --network "$KUBE_NET" "$KUBE_YAML" >"$WORK/kube-play.log" 2>&1; then
