@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks of the deployment files that need no Docker engine and no cluster.
+"""Checks of the deployment files that need no container engine and no cluster
+(tests/interop/containers.sh runs them for real, under Podman).
 
 Run by .ci/run (section "deploy files"); each subcommand can be run alone
 from the repository root:
@@ -162,19 +163,48 @@ def check_dockerfile():
         re.search(r"^cargo build --release --locked$", ci, re.M) is not None,
         ".ci/run runs the same `cargo build --release --locked`",
     )
-    froms = [a.split()[0] for i, a in ins if i == "FROM"]
-    args = dict(a.split("=", 1) for i, a in ins if i == "ARG" and "=" in a)
-    images = [args.get(f.strip("${}"), f) for f in froms]
-    expect(
-        len(images) == 2 and images[0].endswith("-bookworm") and "debian12" in images[1],
-        f"build on Debian 12, run on a Debian 12 base (same glibc): {images}",
-    )
-    # Files the build reads from the context.
-    needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs"]
+    # Stages: (FROM image, stage name, instructions of the stage).
+    stages = []
     for i, a in ins:
-        if i == "COPY" and "--from" not in a:
-            srcs = [s for s in shlex.split(a)[:-1] if not s.startswith("--")]
-            needed += [s for s in srcs if s != "."]
+        if i == "FROM":
+            words = a.split()
+            stages.append((words[0], words[2] if len(words) > 2 else "", []))
+        elif stages:
+            stages[-1][2].append((i, a))
+    args = dict(a.split("=", 1) for i, a in ins if i == "ARG" and "=" in a)
+    image = {name: src for src, name, _ in stages}
+
+    def resolve(src):
+        src = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), src)
+        return resolve(image[src]) if src in image else src
+
+    build_image = resolve(stages[0][0])
+    strip = [st for st in stages if st[1] == "strip"]
+    expect(
+        build_image.endswith("-bookworm") and "debian12" in resolve(stages[-1][0])
+        and bool(strip) and resolve(strip[0][0]) == build_image,
+        f"build and strip on Debian 12, run on a Debian 12 base (same glibc): "
+        f"{[resolve(st[0]) for st in stages]}",
+    )
+    sources = {st[1]: resolve(st[0]) for st in stages if st[1].startswith("binaries-")}
+    expect(
+        set(sources) == {"binaries-source", "binaries-prebuilt"}
+        and args.get("BINARIES") == "source"
+        and any(st[1] == "binaries" and st[0] == "binaries-${BINARIES}" for st in stages),
+        "the binaries come from the build stage by default, from dist/ with BINARIES=prebuilt",
+    )
+    # Files the build reads from the context. The prebuilt stage's come
+    # from the operator (dist/): they need only not be ignored.
+    needed = ["Cargo.toml", "Cargo.lock", "build.rs", "src/main.rs", "src/lib.rs"]
+    for _, name, body in stages:
+        for i, a in body:
+            if i == "COPY" and "--from" not in a:
+                srcs = [x for x in shlex.split(a)[:-1] if not x.startswith("--") and x != "."]
+                if name == "binaries-prebuilt":
+                    for rel in srcs:
+                        expect(not dockerignored(rel), f"build context may have {rel} (prebuilt)")
+                else:
+                    needed += srcs
     for r in runs:
         needed += re.findall(r"\bdeploy/\S+", r)
     for rel in sorted(set(needed)):
@@ -249,7 +279,8 @@ def check_compose(image_user):
         )
     expect(cfg.get("tls", {}).get("bootstrap") == "self-signed", "bootstrap = self-signed (first start before certbot)")
     expect(any(v.endswith(":ro") for v in p.get("volumes", []) if "letsencrypt" in v), "portcullis mounts certificates read-only")
-    ports = {str(x) for x in p.get("ports", [])}
+    # "${VAR:-default}" publishes the default unless the environment says.
+    ports = {re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(x)) for x in p.get("ports", [])}
     https_port = host_port(cfg["server"]["listen"][0])[1]
     http_port = host_port(cfg["http"]["listen"][0])[1]
     expect(f"443:{https_port}" in ports and f"80:{http_port}" in ports, f"443 and 80 are published to {https_port}/{http_port}")
@@ -262,6 +293,8 @@ def check_compose(image_user):
             f"route {route['path']} -> {route['upstream']}: service {name} listens on {port}",
         )
     sysctls = p.get("sysctls", {})
+    if isinstance(sysctls, list):
+        sysctls = dict(x.split("=", 1) for x in sysctls)
     expect(str(sysctls.get("net.ipv4.ip_unprivileged_port_start")) == "0", "non-root may bind 443/80 (sysctl)")
     grace = duration_s(cfg.get("server", {}).get("shutdown_grace", "30s"))
     expect(duration_s(p.get("stop_grace_period", "10s")) > grace, "stop_grace_period outlasts shutdown_grace")

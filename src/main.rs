@@ -16,8 +16,28 @@ use portcullis::Proxy;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `portcullis --version`: the version, the commit it was built from and
+/// the TLS stack, so that a bug report says what ran (build.rs finds them).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit     ",
+    env!("PORTCULLIS_GIT_COMMIT"),
+    "\nrustls     ",
+    env!("PORTCULLIS_RUSTLS_VERSION"),
+    "\naws-lc-rs  ",
+    env!("PORTCULLIS_AWS_LC_RS_VERSION"),
+    " (aws-lc-sys ",
+    env!("PORTCULLIS_AWS_LC_SYS_VERSION"),
+    ")",
+);
+
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "A TLS-terminating reverse proxy")]
+#[command(
+    name = "portcullis",
+    version,
+    long_version = LONG_VERSION,
+    about = "A TLS-terminating reverse proxy"
+)]
 struct Cli {
     /// The configuration file. Without it, an embedded default serves
     /// https://127.0.0.1:8443 with / -> 127.0.0.1:8080 and /ws -> 127.0.0.1:9222.

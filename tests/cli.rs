@@ -194,6 +194,61 @@ fn check_without_a_file_describes_the_embedded_default() {
     assert!(out.contains("temporary self-signed certificate"), "{out}");
 }
 
+/// The version Cargo.lock pins for `krate` (the first, if several).
+fn locked_version(krate: &str) -> String {
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    let needle = format!("name = \"{krate}\"\nversion = \"");
+    let start = lock
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{krate} not in Cargo.lock"))
+        + needle.len();
+    lock[start..].split('"').next().unwrap().to_owned()
+}
+
+/// `--version` says what ran, for bug reports: the version, the commit
+/// (12 hex digits, or "unknown" when built without git), and the rustls and
+/// aws-lc versions as Cargo.lock pins them.
+#[test]
+fn version_names_the_commit_and_the_tls_stack() {
+    let o = Command::new(BIN).arg("--version").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[0], format!("portcullis {}", env!("CARGO_PKG_VERSION")));
+    let commit = lines[1]
+        .strip_prefix("commit ")
+        .map(str::trim)
+        .unwrap_or_default();
+    assert!(
+        commit == "unknown" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{out}"
+    );
+    assert_eq!(commit, env!("PORTCULLIS_GIT_COMMIT"));
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["rustls", &locked_version("rustls")],
+        "{out}"
+    );
+    let aws_lc_sys = format!("{})", locked_version("aws-lc-sys"));
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        [
+            "aws-lc-rs",
+            &locked_version("aws-lc-rs"),
+            "(aws-lc-sys",
+            &aws_lc_sys
+        ],
+        "{out}"
+    );
+    // -V stays one line.
+    let o = Command::new(BIN).arg("-V").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim_end(),
+        format!("portcullis {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 /// One access-log line per request, with client, request, status, bytes,
 /// duration and upstream; none when `access_log = false`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,16 +233,7 @@ fi
 
 # ---------------------------------------------- 3: connections to keep open
 
-READY="$WORK/conns.ready"
-GO="$WORK/conns.go"
-spawn conns python3 "$INTEROP_DIR/certbot_conns.py" --port "$TLS_PORT" --name "$NAME" \
-    --cafile "$PEBBLE_ROOT" --expect-serial "$ISSUED" --ready "$READY" --go "$GO" \
-    --timeout 100
-CONNS_PID=$SPAWNED_PID
-conns_ready() { [ -e "$READY" ] || ! alive "$CONNS_PID"; }
-wait_until 20 conns_ready || true
-[ -e "$READY" ] || die "the WebSocket and keep-alive connections did not open (see conns.log)"
-log "a WebSocket and a keep-alive connection are open (pid $CONNS_PID)"
+held_connections_open "$TLS_PORT" "$NAME" "$PEBBLE_ROOT" "$ISSUED" 100
 
 # ----------------------------------------------------------- 4: renewal
 
@@ -289,21 +280,7 @@ else
 fi
 
 # The connections opened before the renewal: one more exchange each.
-touch "$GO"
-conns_done() { ! alive "$CONNS_PID"; }
-wait_until 30 conns_done || die "the connection helper did not finish (see conns.log)"
-conns_rc=0
-wait "$CONNS_PID" || conns_rc=$?
-conns_failed=0
-while read -r verdict check; do
-    case "$verdict" in
-        PASS) pass "$check" ;;
-        FAIL) fail "$check" && conns_failed=$((conns_failed + 1)) ;;
-    esac
-done <"$WORK/conns.log"
-if [ "$conns_rc" -ne 0 ] && [ "$conns_failed" -eq 0 ]; then
-    fail "the connection helper exited with $conns_rc (see conns.log)"
-fi
+held_connections_check
 
 if alive "$PROXY_PID"; then
     pass "portcullis still running"

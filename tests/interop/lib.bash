@@ -448,3 +448,41 @@ _counted_exit() {
     _counted_rc "$rc" || _cleanup
     _cleanup
 }
+
+# ------------------------------------------- connections held across a change
+
+# held_connections_open PORT NAME CAFILE SERIAL TIMEOUT: open, through
+# portcullis on 127.0.0.1:PORT, a WebSocket (/ws) and a keep-alive
+# connection verified for NAME against CAFILE, both expecting the
+# certificate with SERIAL (certbot_conns.py); returns once both are open.
+# They then wait, up to TIMEOUT seconds in all, for held_connections_check.
+held_connections_open() {
+    HELD_READY="$WORK/conns.ready"
+    HELD_GO="$WORK/conns.go"
+    spawn conns python3 "$INTEROP_DIR/certbot_conns.py" --port "$1" --name "$2" \
+        --cafile "$3" --expect-serial "$4" --ready "$HELD_READY" --go "$HELD_GO" --timeout "$5"
+    HELD_PID=$SPAWNED_PID
+    wait_until 20 _held_ready || true
+    [ -e "$HELD_READY" ] || die "the WebSocket and keep-alive connections did not open (see conns.log)"
+    log "a WebSocket and a keep-alive connection are open (pid $HELD_PID)"
+}
+_held_ready() { [ -e "$HELD_READY" ] || ! kill -0 "$HELD_PID" 2>/dev/null; }
+_held_done() { ! kill -0 "$HELD_PID" 2>/dev/null; }
+
+# held_connections_check: one more exchange on each connection opened by
+# held_connections_open; each of its verdicts becomes a pass or a fail.
+held_connections_check() {
+    local rc=0 failed=0 verdict check
+    touch "$HELD_GO"
+    wait_until 30 _held_done || die "the connection helper did not finish (see conns.log)"
+    wait "$HELD_PID" || rc=$?
+    while read -r verdict check; do
+        case "$verdict" in
+            PASS) pass "$check" ;;
+            FAIL) fail "$check" && failed=$((failed + 1)) ;;
+        esac
+    done <"$WORK/conns.log"
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+        fail "the connection helper exited with $rc (see conns.log)"
+    fi
+}

@@ -1,0 +1,100 @@
+//! Facts for `portcullis --version`, so that a bug report says what ran:
+//!
+//! - `PORTCULLIS_GIT_COMMIT`: the commit the binary was built from. The
+//!   environment variable of that name wins (for builds without `.git`,
+//!   such as the container image's: `--build-arg PORTCULLIS_GIT_COMMIT=...`);
+//!   otherwise `git rev-parse` in this package's own repository; otherwise
+//!   (a source tarball) "unknown".
+//! - `PORTCULLIS_RUSTLS_VERSION`, `PORTCULLIS_AWS_LC_RS_VERSION`,
+//!   `PORTCULLIS_AWS_LC_SYS_VERSION`: the versions Cargo.lock pins (the
+//!   build uses `--locked`); "unknown" without a Cargo.lock.
+//!
+//! Standard library only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+
+    println!("cargo:rerun-if-env-changed=PORTCULLIS_GIT_COMMIT");
+    let commit = match std::env::var("PORTCULLIS_GIT_COMMIT") {
+        Ok(c) if !c.trim().is_empty() => c.trim().to_owned(),
+        _ => git_commit(&dir).unwrap_or_else(|| "unknown".to_owned()),
+    };
+    println!("cargo:rustc-env=PORTCULLIS_GIT_COMMIT={commit}");
+
+    let lock = dir.join("Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let lock = std::fs::read_to_string(&lock).unwrap_or_default();
+    for (krate, var) in [
+        ("rustls", "PORTCULLIS_RUSTLS_VERSION"),
+        ("aws-lc-rs", "PORTCULLIS_AWS_LC_RS_VERSION"),
+        ("aws-lc-sys", "PORTCULLIS_AWS_LC_SYS_VERSION"),
+    ] {
+        let versions = locked_versions(&lock, krate);
+        let v = if versions.is_empty() {
+            "unknown".to_owned()
+        } else {
+            versions.join(", ")
+        };
+        println!("cargo:rustc-env={var}={v}");
+    }
+}
+
+/// The abbreviated HEAD commit of the repository whose top level is `dir`
+/// (not of a repository `dir` merely sits inside), with rerun triggers on
+/// HEAD and the branch it points at.
+fn git_commit(dir: &Path) -> Option<String> {
+    let top = git(dir, &["rev-parse", "--show-toplevel"])?;
+    if Path::new(&top).canonicalize().ok()? != dir.canonicalize().ok()? {
+        return None;
+    }
+    let commit = git(dir, &["rev-parse", "--short=12", "HEAD"])?;
+    let mut watch = vec![git(dir, &["rev-parse", "--git-path", "HEAD"])?];
+    if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
+        watch.push(git(dir, &["rev-parse", "--git-path", &branch])?);
+    }
+    watch.push(git(dir, &["rev-parse", "--git-path", "packed-refs"])?);
+    for path in watch {
+        let path = dir.join(path);
+        // A trigger on a missing file would rerun this script every build.
+        if path.exists() {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    Some(commit)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Every version of `krate` in a Cargo.lock (`[[package]]` tables of
+/// `name = "..."` and `version = "..."` lines).
+fn locked_versions(lock: &str, krate: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in lock.lines().map(str::trim) {
+        if line == "[[package]]" {
+            name = None;
+        } else if let Some(v) = quoted(line, "name") {
+            name = Some(v);
+        } else if let Some(v) = quoted(line, "version") {
+            if name == Some(krate) {
+                out.push(v.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn quoted<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?.trim();
+    rest.strip_prefix('"')?.strip_suffix('"')
+}
