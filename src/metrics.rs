@@ -1,11 +1,12 @@
 //! Prometheus metrics: requests by route and status class, latency by
 //! route, connections, tunnels, TLS handshakes (and why they failed), the
 //! connection errors a flood leaves (HTTP/2 GOAWAYs by error code, HTTP/1.1
-//! heads refused for their size), bytes, upstream errors, certificate
-//! expiry and chain length, and reloads. Handles for the hot path are made
-//! once per route at start, so counting a request is an atomic increment,
-//! not a label lookup; values that already live elsewhere (bytes,
-//! certificates, reload counts) are read at scrape time by collectors.
+//! heads refused for their size), bytes, upstream errors, idle upstream
+//! connections, certificate expiry and chain length, and reloads. Handles
+//! for the hot path are made once per route at start, so counting a
+//! request is an atomic increment, not a label lookup; values that already
+//! live elsewhere (bytes, certificates, reload counts) are read at scrape
+//! time by collectors.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -118,6 +119,8 @@ pub struct Metrics {
     handshake_failures: [Counter; HandshakeFailure::ALL.len()],
     /// GOAWAYs with an error code the proxy sent, by the code's name.
     h2_goaway: Family<RejectLabels, Counter>,
+    /// Idle upstream connections kept by each route's pool.
+    upstream_idle: Family<RouteLabels, Gauge>,
     /// HTTP/1.1 heads hyper refused: 431, 414.
     head_too_large: [Counter; 2],
     pub tunnels_active: Gauge,
@@ -312,6 +315,13 @@ impl Metrics {
                 status: status.to_owned(),
             })
         });
+        let upstream_idle = Family::<RouteLabels, Gauge>::default();
+        registry.register(
+            "upstream_idle_connections",
+            "Idle keep-alive connections to the upstream, by route: at most the route's keepalive, \
+             each closed after keepalive_timeout unused",
+            upstream_idle.clone(),
+        );
         let tunnels_active = Gauge::default();
         registry.register(
             "tunnels_active",
@@ -334,6 +344,7 @@ impl Metrics {
             handshakes_failed,
             handshake_failures,
             h2_goaway,
+            upstream_idle,
             head_too_large,
             tunnels_active,
         }
@@ -366,6 +377,15 @@ impl Metrics {
             }),
             upstream_errors: [error("connect"), error("timeout"), error("protocol")],
         }
+    }
+
+    /// The gauge of idle upstream connections of one route, labelled as in
+    /// [`Metrics::route`]; made once at start and handed to the route's
+    /// pool, which moves it as connections are put back, taken or closed.
+    pub fn upstream_idle(&self, label: &str) -> Gauge {
+        self.upstream_idle.get_or_create_owned(&RouteLabels {
+            route: label.to_owned(),
+        })
     }
 
     pub fn handshake(&self, labels: &HandshakeLabels) {

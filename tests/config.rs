@@ -75,7 +75,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_keys() {
     assert_eq!(e.message, "unknown key `banana` in [[route]]");
     assert_eq!(
         e.hint,
-        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert, websocket, path_normalization"
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, keepalive, keepalive_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert, websocket, path_normalization"
     );
 
     let e = error(&format!("{ROUTE}[servers]\n"));
@@ -172,6 +172,63 @@ fn bad_durations_are_explained() {
 
     let e = error(&format!("{ROUTE}tunnel_idle_timeout = \"0s\"\n"));
     assert_eq!(e.message, "`0s` is zero, which would make this time out at once");
+}
+
+#[test]
+fn upstream_keepalive_is_read_and_bad_values_are_explained() {
+    let config = parse(&format!(
+        "{ROUTE}keepalive = 8\nkeepalive_timeout = \"5s\"\n[[route]]\npath = \"/off\"\n\
+         upstream = \"http://127.0.0.1:8081\"\nkeepalive = 0\n"
+    ));
+    assert_eq!(config.routes[0].keepalive, 8);
+    assert_eq!(config.routes[0].keepalive_timeout, Duration::from_secs(5));
+    assert_eq!(config.routes[1].keepalive, 0);
+
+    // Other proxies' spellings point to the key. In [[route]]
+    // `keepalive_timeout` is a key of its own, while in [server] it points
+    // to idle_timeout (nginx's client-side directive).
+    for (alias, key) in [
+        ("keepalive_connections = 2", "keepalive"),
+        ("upstream_keepalive = 2", "keepalive"),
+        ("keepalive_idle_timeout = \"9s\"", "keepalive_timeout"),
+    ] {
+        let e = error(&format!("{ROUTE}{alias}\n"));
+        assert_eq!(
+            e.hint,
+            format!("portcullis calls this setting `{key}`"),
+            "{alias}"
+        );
+    }
+    let e = error(&format!("[server]\nkeepalive_timeout = \"20s\"\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `idle_timeout`");
+
+    let e = error(&format!("{ROUTE}keepalive = -1\n"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:4:13: route[0].keepalive: -1 is not allowed; the value must be 0 or more\n  \
+         help: give the number of idle connections to keep, for example: keepalive = 64 \
+         (keepalive = 0 closes every connection after its exchange)"
+    );
+
+    let e = error(&format!("{ROUTE}keepalive = \"64\"\n"));
+    assert_eq!(e.key, "route[0].keepalive");
+    assert_eq!(e.message, "expected an integer, found a string");
+    assert_eq!(e.hint, "remove the quotes: keepalive = 64");
+
+    let e = error(&format!("{ROUTE}keepalive_timeout = \"0s\"\n"));
+    assert_eq!(
+        e.to_string(),
+        "proxy.toml:4:21: route[0].keepalive_timeout: a zero keepalive_timeout would close every idle \
+         connection at once\n  help: write keepalive = 0 to close every upstream connection after its \
+         exchange, or give a duration such as keepalive_timeout = \"60s\""
+    );
+
+    let e = error(&format!("{ROUTE}keepalive_timeout = 60\n"));
+    assert_eq!(e.key, "route[0].keepalive_timeout");
+    assert_eq!(
+        e.hint,
+        "give the unit and quote it, for example: keepalive_timeout = \"60s\" for 60 seconds"
+    );
 }
 
 #[test]
@@ -718,6 +775,8 @@ fn defaults_apply_to_what_is_left_out() {
     assert_eq!(route.read_timeout, Duration::from_secs(60));
     assert_eq!(route.connect_timeout, Duration::from_secs(10));
     assert_eq!(route.tunnel_idle_timeout, Duration::from_secs(86_400));
+    assert_eq!(route.keepalive, 64);
+    assert_eq!(route.keepalive_timeout, Duration::from_secs(60));
     assert_eq!(route.max_body, None);
     assert_eq!(route.origin, Origin::new("proxy.toml", 1, 1));
     assert!(config.log.access_log);
@@ -755,6 +814,11 @@ fn example_file_loads_with_every_default() {
     assert_eq!(
         config.routes[0].tunnel_idle_timeout,
         defaults.routes[0].tunnel_idle_timeout
+    );
+    assert_eq!(config.routes[0].keepalive, defaults.routes[0].keepalive);
+    assert_eq!(
+        config.routes[0].keepalive_timeout,
+        defaults.routes[0].keepalive_timeout
     );
     assert_eq!(config.log.level, defaults.log.level);
     assert_eq!(config.tls.bootstrap, defaults.tls.bootstrap);
@@ -863,6 +927,8 @@ fn example_file_documents_every_key() {
         "read_timeout",
         "connect_timeout",
         "tunnel_idle_timeout",
+        "keepalive",
+        "keepalive_timeout",
         "max_body",
         "upstream_ca",
         "upstream_server_name",

@@ -207,6 +207,14 @@ pub struct RouteConfig {
     /// `tunnel_idle_timeout`: an upgraded connection with no byte in either
     /// direction for this long is closed. Default 24 h.
     pub tunnel_idle_timeout: Duration,
+    /// `keepalive`: idle connections to the upstream kept open for the
+    /// next requests, as nginx's `keepalive` in an `upstream` block. When
+    /// one more comes back, the oldest idle one is closed. 0 keeps none:
+    /// every connection closes after its exchange. Default 64.
+    pub keepalive: usize,
+    /// `keepalive_timeout`: an idle upstream connection unused for this
+    /// long is closed. Default 60 s; never zero.
+    pub keepalive_timeout: Duration,
     /// `max_body`: the largest request body in bytes. A larger declared
     /// length is answered 413 before anything is forwarded; a streamed body
     /// that grows past it is cut off there. `None` (the default) is no limit.

@@ -14,11 +14,12 @@
 
 use http::{Method, Request};
 use http_body_util::BodyExt as _;
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::client::ScriptedClient;
 use crate::proxy::request_body::RequestBody;
 use crate::proxy::upstream::h1::{self, Conn};
-use crate::proxy::upstream::pool::Pool;
+use crate::proxy::upstream::pool::{Limits, Pool};
 
 /// Reads `bytes` (the first byte chooses GET or HEAD) in reads of 1, 3, 7
 /// and all bytes, and checks that they all end the same way.
@@ -77,7 +78,11 @@ async fn exchange(answer: &[u8], piece: usize, method: &Method) -> Outcome {
         Ok(exchanged) => exchanged,
         Err(e) => return Outcome::Refused(kind(&e)),
     };
-    let pool = Pool::new(std::time::Duration::from_secs(60));
+    let limits = Limits {
+        keepalive: 64,
+        idle_timeout: std::time::Duration::from_secs(60),
+    };
+    let pool = Pool::new(limits, Gauge::default());
     let (parts, mut body) = exchanged.into_response(pool.home()).into_parts();
     let status = parts.status.as_u16();
     assert!(

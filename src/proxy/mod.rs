@@ -149,13 +149,14 @@ impl Shared {
                     path: rc.path.clone(),
                     upstream: rc.upstream.to_string(),
                 })?;
+                let metrics_label = format!("{}{}", rc.host.as_deref().unwrap_or(""), rc.path);
                 Ok(Route {
                     config: rc.clone(),
                     state: RouteState {
-                        client: upstream::client(rc, tls),
+                        client: upstream::client(rc, tls, metrics.upstream_idle(&metrics_label)),
                         host_header,
                         label: rc.upstream.to_string().into(),
-                        metrics: metrics.route(&format!("{}{}", rc.host.as_deref().unwrap_or(""), rc.path)),
+                        metrics: metrics.route(&metrics_label),
                     },
                 })
             })

@@ -237,7 +237,14 @@ impl Checker<'_> {
         }
     }
 
-    fn integer(&mut self, table: &Table<'_, '_>, key: &str, example: &str) -> Option<(i128, Range<usize>)> {
+    /// The integer at `key`, with where it was written; `None` when absent
+    /// or not an integer (an error is recorded then).
+    pub(super) fn integer(
+        &mut self,
+        table: &Table<'_, '_>,
+        key: &str,
+        example: &str,
+    ) -> Option<(i128, Range<usize>)> {
         let value = table.get(key)?;
         match value.get_ref() {
             DeValue::Integer(number) => match i128::from_str_radix(number.as_str(), number.radix()) {

@@ -1,4 +1,5 @@
-//! `[[route]]`: host, path and upstream, the timeouts, `max_body`,
+//! `[[route]]`: host, path and upstream, the timeouts, upstream
+//! keep-alive (`keepalive`, `keepalive_timeout`), `max_body`,
 //! `websocket` and `path_normalization`, and no two routes with the same
 //! host and path. The upstream address itself is parsed in `upstream`, TLS
 //! to it in `upstream_tls`.
@@ -19,6 +20,12 @@ use crate::config::{Origin, RouteConfig};
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// nginx has no default (no `keepalive`, no cache); 64 covers a steady
+/// load of dozens of requests in flight without holding hundreds of
+/// connections after a burst.
+const DEFAULT_KEEPALIVE: usize = 64;
+/// nginx's default for `keepalive_timeout` in an `upstream` block.
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 const ROUTE_EXAMPLE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"";
 
@@ -38,6 +45,8 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "read_timeout",
         "connect_timeout",
         "tunnel_idle_timeout",
+        "keepalive",
+        "keepalive_timeout",
         "max_body",
         "upstream_ca",
         "upstream_server_name",
@@ -72,6 +81,11 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("server_name", "host"),
         ("proxy_read_timeout", "read_timeout"),
         ("proxy_connect_timeout", "connect_timeout"),
+        ("keepalive_connections", "keepalive"),
+        ("upstream_keepalive", "keepalive"),
+        // In [server], `keepalive_timeout` points to `idle_timeout` (nginx's
+        // client-side directive); in a route it is the upstream's own key.
+        ("keepalive_idle_timeout", "keepalive_timeout"),
         ("require_client_certificate", "require_client_cert"),
         ("ssl_verify_client", "require_client_cert"),
         ("mtls", "require_client_cert"),
@@ -202,6 +216,8 @@ impl Checker<'_> {
             DEFAULT_TUNNEL_IDLE_TIMEOUT,
             Zero::Rejected,
         );
+        let keepalive = self.keepalive(table);
+        let keepalive_timeout = self.keepalive_timeout(table);
         let max_body = self.max_body(table);
         let upstream_tls = self.upstream_tls(table, upstream.as_ref());
         let require_client_cert = self.boolean(table, "require_client_cert", false);
@@ -224,6 +240,8 @@ impl Checker<'_> {
                 read_timeout,
                 connect_timeout,
                 tunnel_idle_timeout,
+                keepalive,
+                keepalive_timeout,
                 max_body,
                 upstream_tls,
                 require_client_cert,
@@ -234,6 +252,51 @@ impl Checker<'_> {
             _ => None,
         };
         (route, identity)
+    }
+
+    /// `keepalive`: 0 or more idle connections.
+    fn keepalive(&mut self, table: &Table<'_, '_>) -> usize {
+        let Some((n, span)) = self.integer(table, "keepalive", "64") else {
+            return DEFAULT_KEEPALIVE;
+        };
+        match usize::try_from(n) {
+            Ok(n) => n,
+            Err(_) => {
+                let message = if n < 0 {
+                    format!("{n} is not allowed; the value must be 0 or more")
+                } else {
+                    format!("{n} is too large")
+                };
+                self.error(
+                    &span,
+                    table.key_path("keepalive"),
+                    message,
+                    "give the number of idle connections to keep, for example: keepalive = 64 \
+                     (keepalive = 0 closes every connection after its exchange)",
+                );
+                DEFAULT_KEEPALIVE
+            }
+        }
+    }
+
+    /// `keepalive_timeout`: never zero. It is also how often the pool looks
+    /// for expired connections, and someone writing "0s" most likely means
+    /// no keep-alive, which is `keepalive = 0`.
+    fn keepalive_timeout(&mut self, table: &Table<'_, '_>) -> Duration {
+        const KEY: &str = "keepalive_timeout";
+        let timeout = self.duration(table, KEY, DEFAULT_KEEPALIVE_TIMEOUT, Zero::Allowed);
+        if !timeout.is_zero() {
+            return timeout;
+        }
+        if let Some(value) = table.get(KEY) {
+            self.error(
+                &value.span(),
+                table.key_path(KEY),
+                "a zero keepalive_timeout would close every idle connection at once",
+                "write keepalive = 0 to close every upstream connection after its exchange, or give a duration such as keepalive_timeout = \"60s\"",
+            );
+        }
+        DEFAULT_KEEPALIVE_TIMEOUT
     }
 
     /// `max_body`: at least one byte; absent means no limit.

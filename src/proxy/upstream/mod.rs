@@ -5,7 +5,8 @@
 //!   route, built at start. Host names are resolved by the connector at
 //!   every new connection, never once at start, so a restarted container
 //!   with a new address is found on the next connection.
-//! - [`pool`]: the route's idle connections, newest first; a route has
+//! - [`pool`]: the route's idle connections, newest first, at most
+//!   `keepalive` of them for at most `keepalive_timeout`; a route has
 //!   exactly one upstream, so there is no key to hash and no shared pool to
 //!   look through.
 //! - [`connect`]: new connections, from hyper-util's `HttpConnector` (plain
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
+use prometheus_client::metrics::gauge::Gauge;
 use tower_service::Service;
 
 use crate::config::RouteConfig;
@@ -35,7 +37,7 @@ use crate::proxy::request_body::RequestBody;
 use connect::TlsConnector;
 use h1::body::UpstreamBody;
 use h1::{Conn, ExchangeError};
-use pool::Pool;
+use pool::{Limits, Pool};
 use tls::RouteTls;
 
 /// How a route opens connections: `http://` routes have no TLS layer.
@@ -45,15 +47,10 @@ enum Connector {
     Tls(TlsConnector),
 }
 
-/// How long an unused pooled connection is kept. Shorter than the idle
-/// timeouts of common application servers (Node's 5 s is the outlier, and
-/// a request that meets a pooled connection the upstream just closed is
-/// sent again on another one).
-const POOL_IDLE: Duration = Duration::from_secs(50);
-
 /// The client of `route`, built once at start; `tls` is its TLS when the
-/// upstream is `https://`.
-pub fn client(route: &RouteConfig, tls: Option<&RouteTls>) -> Client {
+/// upstream is `https://`, and `idle_gauge` the route's count of idle
+/// upstream connections.
+pub fn client(route: &RouteConfig, tls: Option<&RouteTls>, idle_gauge: Gauge) -> Client {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_keepalive(Some(Duration::from_secs(60)));
@@ -78,7 +75,13 @@ pub fn client(route: &RouteConfig, tls: Option<&RouteTls>) -> Client {
     Client {
         connector,
         target,
-        pool: Pool::new(POOL_IDLE),
+        pool: Pool::new(
+            Limits {
+                keepalive: route.keepalive,
+                idle_timeout: route.keepalive_timeout,
+            },
+            idle_gauge,
+        ),
     }
 }
 
