@@ -248,7 +248,7 @@ phase_done standins
 CTX="$WORK/image-context"
 mkdir -p "$CTX/dist" "$CTX/deploy/docker"
 cp "$PORTCULLIS" "$CTX/dist/portcullis"
-rustc --edition 2021 -C opt-level=2 -C strip=symbols \
+rustc --edition 2021 -C opt-level=z -C panic=abort -C lto -C codegen-units=1 -C strip=symbols \
     -o "$CTX/dist/portcullis-probe" "$DEPLOY/docker/probe.rs" ||
     die "could not compile deploy/docker/probe.rs"
 cp "$DEPLOY/docker/proxy.toml" "$CTX/deploy/docker/proxy.toml"
