@@ -816,6 +816,15 @@ fn example_file_loads_with_every_default() {
         defaults.routes[0].tunnel_idle_timeout
     );
     assert_eq!(config.routes[0].keepalive, defaults.routes[0].keepalive);
+    assert_eq!(config.routes[0].websocket, defaults.routes[0].websocket);
+    assert_eq!(
+        config.routes[0].path_normalization,
+        defaults.routes[0].path_normalization
+    );
+    assert_eq!(
+        config.server.underscores_in_headers,
+        defaults.server.underscores_in_headers
+    );
     assert_eq!(
         config.routes[0].keepalive_timeout,
         defaults.routes[0].keepalive_timeout

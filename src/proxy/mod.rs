@@ -351,13 +351,11 @@ fn rewrite_for_route<B>(
         return Err(Refusal::ClientCertRequired);
     }
 
-    let had_upgrade = req.headers().contains_key(header::UPGRADE);
-    let method = req.method().clone();
-    let upgrade = match upgrade::classify(&method, req.version(), req.headers_mut()) {
-        Asked::Nothing => {
-            if had_upgrade {
-                shared.metrics.defences.upgrades_removed.inc();
-            }
+    let get = req.method() == Method::GET;
+    let upgrade = match upgrade::classify(get, req.version(), req.headers_mut()) {
+        Asked::Nothing => None,
+        Asked::Removed => {
+            shared.metrics.defences.upgrades_removed.inc();
             None
         }
         Asked::WebSocket(_) if !route.config.websocket => return Err(Refusal::WebSocketOff),

@@ -14,7 +14,7 @@ use aws_lc_rs::digest;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Version};
+use http::Version;
 
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// RFC 6455 section 1.3: appended to the client's key before hashing.
@@ -23,8 +23,11 @@ const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// What a request head asks for, as far as switching protocols goes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Asked {
-    /// No upgrade, or one that was removed: an ordinary request.
+    /// No upgrade: an ordinary request.
     Nothing,
+    /// An upgrade other than a WebSocket handshake, removed: the request
+    /// goes on as an ordinary one.
+    Removed,
     /// A well-formed WebSocket handshake, and the `Sec-WebSocket-Accept`
     /// its 101 must carry.
     WebSocket(Accept),
@@ -39,8 +42,8 @@ pub struct Accept(HeaderValue);
 /// Decides what `headers` ask for and, for anything but a WebSocket
 /// handshake, removes `Upgrade` and `HTTP2-Settings` from them. Connection
 /// tokens naming the removed headers go with the rest of `Connection` when
-/// hop-by-hop headers are removed.
-pub fn classify(method: &Method, version: Version, headers: &mut HeaderMap) -> Asked {
+/// hop-by-hop headers are removed. `get` says whether the method is GET.
+pub fn classify(get: bool, version: Version, headers: &mut HeaderMap) -> Asked {
     if !headers.contains_key(header::UPGRADE) {
         // `HTTP2-Settings` means nothing without an upgrade to h2c, and is
         // never meant for the application.
@@ -52,16 +55,12 @@ pub fn classify(method: &Method, version: Version, headers: &mut HeaderMap) -> A
         (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
         _ => false,
     };
-    let asked = if one_websocket && version == Version::HTTP_11 && connection_upgrade(headers) {
-        websocket(method, headers)
-    } else {
-        Asked::Nothing
-    };
-    if asked == Asked::Nothing {
-        headers.remove(header::UPGRADE);
-        headers.remove(&HTTP2_SETTINGS);
+    if one_websocket && version == Version::HTTP_11 && connection_upgrade(headers) {
+        return websocket(get, headers);
     }
-    asked
+    headers.remove(header::UPGRADE);
+    headers.remove(&HTTP2_SETTINGS);
+    Asked::Removed
 }
 
 /// True when `Connection` holds the `upgrade` token.
@@ -75,8 +74,8 @@ fn connection_upgrade(headers: &HeaderMap) -> bool {
 
 /// The rest of a WebSocket handshake (RFC 6455 section 4.1): GET, one
 /// `Sec-WebSocket-Key` of 16 base64-encoded bytes, version 13.
-fn websocket(method: &Method, headers: &HeaderMap) -> Asked {
-    if method != Method::GET {
+fn websocket(get: bool, headers: &HeaderMap) -> Asked {
+    if !get {
         return Asked::BadWebSocket("a WebSocket handshake must be a GET");
     }
     let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
@@ -150,7 +149,7 @@ mod tests {
     #[test]
     fn the_rfc_example_key_is_accepted_as_rfc_6455_says() {
         let mut h = head(&HANDSHAKE);
-        let Asked::WebSocket(accept) = classify(&Method::GET, Version::HTTP_11, &mut h) else {
+        let Asked::WebSocket(accept) = classify(true, Version::HTTP_11, &mut h) else {
             panic!("a valid handshake was not recognised");
         };
         assert_eq!(accept.0, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
@@ -181,8 +180,8 @@ mod tests {
                 ("http2-settings", "AAMAAABkAAQAAP__"),
             ]);
             assert_eq!(
-                classify(&Method::GET, Version::HTTP_11, &mut h),
-                Asked::Nothing,
+                classify(true, Version::HTTP_11, &mut h),
+                Asked::Removed,
                 "{token}"
             );
             assert!(!h.contains_key(header::UPGRADE), "{token}");
@@ -194,7 +193,7 @@ mod tests {
     fn malformed_websocket_handshakes_are_named() {
         let mut h = head(&HANDSHAKE);
         assert!(matches!(
-            classify(&Method::POST, Version::HTTP_11, &mut h),
+            classify(false, Version::HTTP_11, &mut h),
             Asked::BadWebSocket(_)
         ));
         for (drop, replace) in [
@@ -210,10 +209,7 @@ mod tests {
                 h.insert(HeaderName::from_static(drop), HeaderValue::from_static(value));
             }
             assert!(
-                matches!(
-                    classify(&Method::GET, Version::HTTP_11, &mut h),
-                    Asked::BadWebSocket(_)
-                ),
+                matches!(classify(true, Version::HTTP_11, &mut h), Asked::BadWebSocket(_)),
                 "{drop}: {replace:?}"
             );
         }
@@ -223,7 +219,7 @@ mod tests {
     fn without_connection_upgrade_nothing_is_asked() {
         let mut h = head(&HANDSHAKE);
         h.remove(header::CONNECTION);
-        assert_eq!(classify(&Method::GET, Version::HTTP_11, &mut h), Asked::Nothing);
+        assert_eq!(classify(true, Version::HTTP_11, &mut h), Asked::Removed);
         assert!(!h.contains_key(header::UPGRADE));
     }
 }
