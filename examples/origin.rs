@@ -1,11 +1,12 @@
 //! A test origin for interop tests and benchmarks.
 //!
 //! ```text
-//! cargo run --release --example origin -- --http 127.0.0.1:0 --ws 127.0.0.1:0 [--threads N]
+//! cargo run --release --example origin -- --http 127.0.0.1:0 --ws 127.0.0.1:0 [--tcp 127.0.0.1:0] [--threads N]
 //! ```
 //!
-//! Prints one line per listener (`http 127.0.0.1:PORT`, `ws 127.0.0.1:PORT`)
-//! on stdout once it is accepting connections, so scripts can read the ports.
+//! Prints one line per listener (`http 127.0.0.1:PORT`, `ws 127.0.0.1:PORT`,
+//! `tcp 127.0.0.1:PORT`) on stdout once it is accepting connections, so
+//! scripts can read the ports.
 //!
 //! HTTP listener (HTTP/1.1, and h2c with prior knowledge):
 //! - `/bytes/N`  N bytes of a repeating ASCII pattern, served from a static buffer
@@ -18,6 +19,9 @@
 //!
 //! WebSocket listener: echoes text and binary messages, answers pings and
 //! echoes the close frame. Messages and frames up to 64 MiB.
+//!
+//! TCP listener (only with `--tcp`): echoes every byte it reads, for the
+//! stream benchmarks.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -112,12 +116,14 @@ const PAGE: &str = r#"<!doctype html>
 struct Args {
     http: Option<SocketAddr>,
     ws: Option<SocketAddr>,
+    tcp: Option<SocketAddr>,
     threads: Option<usize>,
 }
 
-const USAGE: &str = "usage: origin [--http ADDR] [--ws ADDR] [--threads N]\n\
+const USAGE: &str = "usage: origin [--http ADDR] [--ws ADDR] [--tcp ADDR] [--threads N]\n\
   --http ADDR   HTTP listener (default 127.0.0.1:0)\n\
   --ws ADDR     WebSocket echo listener (default 127.0.0.1:0)\n\
+  --tcp ADDR    TCP echo listener (default: none)\n\
   --threads N   runtime worker threads (default: one per core)\n\
   --no-http / --no-ws   leave that listener out";
 
@@ -126,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         http: Some(default),
         ws: Some(default),
+        tcp: None,
         threads: None,
     };
     let mut it = std::env::args().skip(1);
@@ -149,6 +156,10 @@ fn parse_args() -> Result<Args, String> {
                 let v = value("--ws")?;
                 args.ws = Some(v.parse().map_err(|e| format!("--ws {v}: {e}"))?);
             }
+            "--tcp" => {
+                let v = value("--tcp")?;
+                args.tcp = Some(v.parse().map_err(|e| format!("--tcp {v}: {e}"))?);
+            }
             "--threads" => {
                 let v = value("--threads")?;
                 let n: usize = v.parse().map_err(|e| format!("--threads {v}: {e}"))?;
@@ -166,7 +177,7 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if args.http.is_none() && args.ws.is_none() {
+    if args.http.is_none() && args.ws.is_none() && args.tcp.is_none() {
         return Err("nothing to listen on".into());
     }
     Ok(args)
@@ -201,6 +212,10 @@ async fn run(args: Args) -> std::io::Result<()> {
         Some(addr) => Some(bind(addr, "ws").await?),
         None => None,
     };
+    let tcp = match args.tcp {
+        Some(addr) => Some(bind(addr, "tcp").await?),
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         if let Some(l) = &http {
@@ -208,6 +223,9 @@ async fn run(args: Args) -> std::io::Result<()> {
         }
         if let Some(l) = &ws {
             writeln!(out, "ws {}", l.local_addr()?)?;
+        }
+        if let Some(l) = &tcp {
+            writeln!(out, "tcp {}", l.local_addr()?)?;
         }
         out.flush()?;
     }
@@ -217,6 +235,9 @@ async fn run(args: Args) -> std::io::Result<()> {
     }
     if let Some(l) = ws {
         tasks.push(tokio::spawn(serve_ws(l)));
+    }
+    if let Some(l) = tcp {
+        tasks.push(tokio::spawn(serve_tcp_echo(l)));
     }
     for t in tasks {
         t.await.map_err(std::io::Error::other)?;
@@ -241,6 +262,18 @@ async fn accept(listener: &TcpListener) -> TcpStream {
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
+    }
+}
+
+// ----------------------------------------------------------------- TCP
+
+async fn serve_tcp_echo(listener: TcpListener) {
+    loop {
+        let mut stream = accept(&listener).await;
+        tokio::spawn(async move {
+            let (mut r, mut w) = stream.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
     }
 }
 

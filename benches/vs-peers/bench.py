@@ -49,7 +49,12 @@ def peers():
     return tuple(p for p in PROXIES if p != "portcullis")
 
 
-ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "scaling")
+ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "stream", "streammem", "scaling")
+# Echo over a TLS-terminating stream listener (nginx `stream` with `ssl`,
+# HAProxy `mode tcp`, portcullis `[[stream]]` with `tls = "terminate"`).
+STREAM_SCENARIOS = ("stream", "streammem")
+# The idle-connection scenarios: RSS per connection held open.
+MEM_SCENARIOS = ("wsmem", "streammem")
 
 # h2k: h2 again with nginx's upstream keepalive raised to H2K_KEEPALIVE, enough
 # idle connections for all 640 streams in flight (with the default 64, nginx
@@ -469,7 +474,8 @@ class Bench:
         path = os.path.join(self.work, "origin-%s.log" % tag)
         p = PROCS.start(
             "origin",
-            [self.args.origin, "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--threads", "1"],
+            [self.args.origin, "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
+             "--threads", "1"],
             path,
             cpus=self.load_cpus,
         )
@@ -479,8 +485,9 @@ class Bench:
                 text = f.read()
             http = re.search(r"^http (\S+):(\d+)$", text, re.M)
             ws = re.search(r"^ws (\S+):(\d+)$", text, re.M)
-            if http and ws:
-                return p, int(http.group(2)), int(ws.group(2))
+            tcp = re.search(r"^tcp (\S+):(\d+)$", text, re.M)
+            if http and ws and tcp:
+                return p, int(http.group(2)), int(ws.group(2)), int(tcp.group(2))
             if p.poll() is not None:
                 raise BenchError("origin exited early:\n" + text[-2000:])
             if time.monotonic() > deadline:
@@ -490,10 +497,16 @@ class Bench:
     def worker_connections(self):
         return proxy_setup.connections_for(self.nofile)
 
-    def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None, defences=False):
+    def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None, defences=False,
+                    echo_port=None):
+        """The proxy's process, its HTTPS port and its pids; with
+        `echo_port`, it also has a TLS-terminating stream listener in front
+        of that echo server, on `site.stream_port`."""
         port = free_port()
         site = proxy_setup.Site(self.work, port, "127.0.0.1:%d" % app_port, "127.0.0.1:%d" % ws_port,
                                 self.cert, self.key)
+        if echo_port is not None:
+            site.stream_port, site.echo = free_port(), "127.0.0.1:%d" % echo_port
         # An A/B of two builds: the baseline runs with the very
         # configuration the portcullis under test gets.
         kind = "portcullis" if proxy == "baseline" else proxy
@@ -508,6 +521,8 @@ class Bench:
         logp = os.path.join(self.work, "%s-%s.log" % (proxy, tag))
         p = PROCS.start(proxy, proxy_setup.command(kind, binary, conf, site), logp, cpus=cpus)
         wait_port(port, p, 20, proxy)
+        if echo_port is not None:
+            wait_port(site.stream_port, p, 20, proxy)
         pids = [p.pid]
         if proxy == "nginx":
             deadline = time.monotonic() + 10
@@ -518,7 +533,7 @@ class Bench:
             kids = children(p.pid)
             pids += kids
             PROCS.extra_pids.extend(kids)
-        return p, port, pids
+        return p, port, pids, site.stream_port
 
     def stop_proxy(self, proxy, p, pids):
         # SIGTERM: nginx's fast shutdown, HAProxy's hard stop, portcullis'
@@ -615,10 +630,13 @@ class Bench:
                 "handshakes_full": j["full"], "handshakes_resumed": j["resumed"],
                 "negotiated": neg.group(1) if neg else None,
             }
-        if scenario == "ws":
+        if scenario in ("ws", "stream"):
+            # stream: 64-byte messages echoed through the TLS-terminating
+            # stream listener, the same 64 connections one in flight each.
+            extra = ["--raw", "--size", "64"] if scenario == "stream" else []
             out, _ = self.run_tool(
                 [self.args.loadgen, "ws"] + common
-                + ["--duration", "%.2f" % secs, "--connections", "64"],
+                + ["--duration", "%.2f" % secs, "--connections", "64"] + extra,
                 limit, "loadgen ws",
             )
             j = last_json(out)
@@ -635,15 +653,21 @@ class Bench:
         tag = "%s-%s-r%d" % (scenario, proxy, rnd)
         workers = 2 if scenario == "scaling" else 1
         cpus = self.scaling_cpus if scenario == "scaling" else self.proxy_cpus
-        origin, app_port, ws_port = self.start_origin(tag)
+        origin, app_port, ws_port, echo_port = self.start_origin(tag)
         p = None
         pids = []
+        streamed = scenario in STREAM_SCENARIOS
         try:
             keepalive = H2K_KEEPALIVE if scenario == "h2k" else None
-            p, port, pids = self.start_proxy(proxy, app_port, ws_port, workers, cpus, tag, keepalive,
-                                             defences=scenario == "h1def")
-            if scenario == "wsmem":
-                return self.measure_wsmem(proxy, rnd, tag, port, pids, ws_port)
+            p, port, pids, stream_port = self.start_proxy(
+                proxy, app_port, ws_port, workers, cpus, tag, keepalive,
+                defences=scenario == "h1def", echo_port=echo_port if streamed else None)
+            if streamed:
+                # The load goes to the stream listener, and the upstream
+                # connections watched are the echo server's.
+                port, ws_port = stream_port, echo_port
+            if scenario in MEM_SCENARIOS:
+                return self.measure_wsmem(proxy, rnd, tag, port, pids, ws_port, raw=streamed, scenario=scenario)
             if scenario == "hs" and rnd == 0:
                 out, err = self.run_tool(
                     [self.args.loadgen, "resume-check", "--addr", "127.0.0.1:%d" % port,
@@ -652,7 +676,7 @@ class Bench:
                 )
                 self.checks.setdefault("resumption", {})[proxy] = last_json(out)
             self.h2_rate = None
-            watch_port = ws_port if scenario == "ws" else app_port
+            watch_port = ws_port if scenario in ("ws", "stream") else app_port
             watch = UpstreamWatch(watch_port).start()
             warm_ops = 0
             if self.args.warmup > 0:
@@ -695,8 +719,10 @@ class Bench:
                 self.stop_proxy(proxy, p, pids)
             PROCS.stop(origin)
 
-    def measure_wsmem(self, proxy, rnd, tag, port, pids, ws_port):
-        common = ["--addr", "127.0.0.1:%d" % port, "--cert", self.cert]
+    def measure_wsmem(self, proxy, rnd, tag, port, pids, ws_port, raw=False, scenario="wsmem"):
+        """RSS per idle connection: WebSockets (wsmem), or raw TLS streams
+        to the stream listener (streammem, `raw`)."""
+        common = ["--addr", "127.0.0.1:%d" % port, "--cert", self.cert] + (["--raw"] if raw else [])
         n = self.args.ws_idle
         # Warm the allocator and TLS state the same way for both: open and
         # close a few connections first, then take the baseline.
@@ -736,9 +762,9 @@ class Bench:
             PROCS.stop(holder)
         held = j["held"]
         if held == 0:
-            raise BenchError("no WebSocket connection could be held: %r" % j)
+            raise BenchError("no %s connection could be held: %r" % ("stream" if raw else "WebSocket", j))
         return {
-            "scenario": "wsmem", "proxy": proxy, "round": rnd, "seq": self.seq,
+            "scenario": scenario, "proxy": proxy, "round": rnd, "seq": self.seq,
             "ops": held, "errors": j["failed"], "seconds": j["open_seconds"],
             "held": held, "rss_before_kib": before, "rss_after_kib": after,
             "kib_per_conn": (after - before) / held,
@@ -761,11 +787,11 @@ class Bench:
         out = {}
         for proxy in PROXIES:
             tag = "perf-" + proxy
-            origin, app_port, ws_port = self.start_origin(tag)
+            origin, app_port, ws_port, _ = self.start_origin(tag)
             p = None
             pids = []
             try:
-                p, port, pids = self.start_proxy(proxy, app_port, ws_port, 1, self.proxy_cpus, tag)
+                p, port, pids, _ = self.start_proxy(proxy, app_port, ws_port, 1, self.proxy_cpus, tag)
                 scenario = self.args.perf_scenario
                 # A warm-up of this proxy sizes an h2 load (run by request
                 # count) to last the recording, whatever ran before.
@@ -922,8 +948,8 @@ def raise_nofile():
 
 def describe(r):
     s = "%-7s %-10s round %d:" % (r["scenario"], r["proxy"], r["round"])
-    if r["scenario"] == "wsmem":
-        return s + " %d idle WebSockets, RSS %+.0f KiB (%.1f KiB each), %d upstream" % (
+    if r["scenario"] in MEM_SCENARIOS:
+        return s + " %d idle connections, RSS %+.0f KiB (%.1f KiB each), %d upstream" % (
             r["held"], r["rss_after_kib"] - r["rss_before_kib"], r["kib_per_conn"],
             r["upstream"]["established_while_held"])
     up = r["upstream"]
@@ -983,6 +1009,13 @@ METRICS = [
     ("wsmem", "kib_per_conn", "wsmem RSS KiB per idle WebSocket", 1, False),
     ("wsmem", "rss_before_kib", "wsmem RSS before (MiB)", 1 / 1024.0, False),
     ("wsmem", "cpu_us_per_open", "wsmem proxy CPU us per WebSocket opened", 1, False),
+    ("stream", "rate", "stream echo round trips/s (TLS terminated, 64 conns, 64 B)", 1, True),
+    ("stream", "p99_us", "stream round trip p99 (ms)", 1e-3, False),
+    ("stream", "cpu_us_per_op", "stream proxy CPU us/message (round trip)", 1, False),
+    ("stream", "user_us_per_op", "stream of which in the proxy's own code (user)", 1, False),
+    ("stream", "kernel_us_per_op", "stream of which in the kernel (system)", 1, False),
+    ("streammem", "kib_per_conn", "streammem RSS KiB per idle TLS stream", 1, False),
+    ("streammem", "cpu_us_per_open", "streammem proxy CPU us per stream opened", 1, False),
     ("scaling", "rate", "scaling h1 requests/s, 2 workers/threads", 1, True),
     ("scaling", "cpu_us_per_op", "scaling proxy CPU us/request, 2 workers/threads", 1, False),
 ]
@@ -999,6 +1032,8 @@ HEADLINE = [
     ("big", "cpu_us_per_mib", "CPU per MiB", 0.8),
     ("ws", "cpu_us_per_op", "CPU per message", 0.8),
     ("wsmem", "kib_per_conn", "KiB per idle WebSocket", 0.6),
+    ("stream", "cpu_us_per_op", "CPU per message, TLS stream", 0.9),
+    ("streammem", "kib_per_conn", "KiB per idle TLS stream", None),
     ("scaling", "cpu_us_per_op", "CPU per request, 2 threads", None),
 ]
 
@@ -1133,7 +1168,7 @@ def reading(ratio, higher, peer):
 def keepalive_rows(measurements):
     by = {}
     for m in measurements:
-        if m["scenario"] == "wsmem":
+        if m["scenario"] in MEM_SCENARIOS:
             continue
         by.setdefault((m["scenario"], m["proxy"]), []).append(m)
     rows = []
@@ -1151,8 +1186,8 @@ def keepalive_rows(measurements):
                 "time_wait_max": max(m["upstream"]["time_wait"] for m in ms),
                 "ops_per_conn_min": min(o / max(d, 1) for o, d in zip(ops, distinct)),
             }
-            # Tunnels (ws) take one upstream connection each by design.
-            if scenario != "ws":
+            # Tunnels (ws, stream) take one upstream connection each by design.
+            if scenario not in ("ws", "stream"):
                 row[proxy]["kept_alive"] = row[proxy]["ops_per_conn_min"] >= 10
         if len(row) > 1:
             rows.append(row)
@@ -1385,20 +1420,21 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
             else:
                 cells += ["-", "-", "-"]
         L.append("| %s | %s |" % (r["scenario"], " | ".join(cells)))
-    wsmem = [m for m in measurements if m["scenario"] == "wsmem"]
-    if wsmem:
-        L.append("")
-        L.append("wsmem: established upstream connections while the WebSockets were held: " + ", ".join(
-            "%s round %d: %d" % (m["proxy"], m["round"], m["upstream"]["established_while_held"]) for m in wsmem))
+    for scenario in MEM_SCENARIOS:
+        held = [m for m in measurements if m["scenario"] == scenario]
+        if held:
+            L.append("")
+            L.append("%s: established upstream connections while the connections were held: " % scenario + ", ".join(
+                "%s round %d: %d" % (m["proxy"], m["round"], m["upstream"]["established_while_held"]) for m in held))
     L.append("")
     L.append("## Every run")
     L.append("")
     L.append("| # | scenario | round | proxy | ops/s | CPU us/op | proxy CPU share | errors |")
     L.append("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for m in measurements:
-        if m["scenario"] == "wsmem":
-            L.append("| %d | wsmem | %d | %s | %d held | %s KiB/conn | - | %d |" % (
-                m["seq"], m["round"], m["proxy"], m["held"], fmt(m["kib_per_conn"]), m["errors"]))
+        if m["scenario"] in MEM_SCENARIOS:
+            L.append("| %d | %s | %d | %s | %d held | %s KiB/conn | - | %d |" % (
+                m["seq"], m["scenario"], m["round"], m["proxy"], m["held"], fmt(m["kib_per_conn"]), m["errors"]))
         else:
             L.append("| %d | %s | %d | %s | %s | %s | %.0f%% | %d |" % (
                 m["seq"], m["scenario"], m["round"], m["proxy"], fmt(m["rate"]),
@@ -1529,7 +1565,7 @@ def main():
     ok = False
     try:
         need = 2 * args.ws_idle + 64
-        if "wsmem" in args.scenarios and bench.worker_connections() < need:
+        if set(MEM_SCENARIOS) & set(args.scenarios) and bench.worker_connections() < need:
             args.ws_idle = max(100, (bench.worker_connections() - 64) // 2)
             log("open-file limit %d: wsmem holds %d connections" % (bench.nofile, args.ws_idle))
         env = environment(args)
@@ -1559,9 +1595,9 @@ def main():
                         proxy, c["distinct_max"], c["peak_established_max"], fmt(c["ops_per_conn_min"]), verdict))
             print("  %-8s %s" % (r["scenario"], "; ".join(parts)))
         for m in bench.measurements:
-            if m["scenario"] == "wsmem":
-                print("  wsmem    %s round %d: %d upstream connections open for %d idle WebSockets" % (
-                    m["proxy"], m["round"], m["upstream"]["established_while_held"], m["held"]))
+            if m["scenario"] in MEM_SCENARIOS:
+                print("  %-8s %s round %d: %d upstream connections open for %d idle connections" % (
+                    m["scenario"], m["proxy"], m["round"], m["upstream"]["established_while_held"], m["held"]))
         if bench.checks.get("resumption"):
             for p, v in sorted(bench.checks["resumption"].items()):
                 print("resumption check %s: enabled %s, disabled %s" % (p, v["enabled"], v["disabled"]))

@@ -5,6 +5,7 @@
 //! loadgen resume-check --addr 127.0.0.1:PORT --cert leaf.pem
 //! loadgen ws    --addr 127.0.0.1:PORT --cert leaf.pem [--duration 5] [--connections 64]
 //! loadgen hold  --addr 127.0.0.1:PORT --cert leaf.pem [--connections 5000]
+//! loadgen ws|hold --raw ...
 //! ```
 //!
 //! - `hs`: full TLS 1.3 handshakes, one new connection per request. Session
@@ -21,6 +22,9 @@
 //! - `hold`: opens many WebSocket connections, checks each with one echo,
 //!   prints `{"held":N,...}` and keeps them open, idle, until standard input
 //!   closes (or `--hold-max` passes), so the caller can read the proxy's RSS.
+//! - `--raw` (ws and hold): the same over a TLS stream without HTTP and
+//!   without ALPN, the bytes echoed as they are, for stream listeners (the
+//!   proxy terminates TLS and an echo server answers behind it).
 //!
 //! The server certificate is pinned: the leaf in `--cert` must be the one
 //! presented, and the handshake signature is verified against it. That is
@@ -131,6 +135,9 @@ struct WsArgs {
     max: u64,
     #[arg(long, default_value = "/ws")]
     path: String,
+    /// Echo raw bytes over the TLS stream instead of WebSocket messages.
+    #[arg(long)]
+    raw: bool,
 }
 
 #[derive(Args)]
@@ -150,6 +157,9 @@ struct HoldArgs {
     open_max: f64,
     #[arg(long, default_value = "/ws")]
     path: String,
+    /// Hold raw TLS streams instead of WebSockets.
+    #[arg(long)]
+    raw: bool,
 }
 
 fn main() {
@@ -619,20 +629,90 @@ async fn echo_once(ws: &mut WebSocketStream<TlsStream<TcpStream>>, msg: Message)
     }
 }
 
+/// A connection of the echo modes: a WebSocket, or the TLS stream itself
+/// (`--raw`) with a buffer for the echo.
+enum EchoConn {
+    Ws(Box<WebSocketStream<TlsStream<TcpStream>>>),
+    Raw(Box<TlsStream<TcpStream>>, Vec<u8>),
+}
+
+impl EchoConn {
+    async fn open(
+        connector: &TlsConnector,
+        common: &Common,
+        path: &str,
+        raw: bool,
+    ) -> Result<Self, BoxError> {
+        if raw {
+            Ok(EchoConn::Raw(
+                Box::new(connect(connector, common).await?),
+                Vec::new(),
+            ))
+        } else {
+            Ok(EchoConn::Ws(Box::new(ws_open(connector, common, path).await?)))
+        }
+    }
+
+    /// One round trip: `payload` out, the same number of bytes (or a
+    /// message of that size) back.
+    async fn echo(&mut self, payload: &bytes::Bytes) -> Result<(), BoxError> {
+        match self {
+            EchoConn::Ws(ws) => echo_once(ws, Message::Binary(payload.clone())).await,
+            EchoConn::Raw(tls, buf) => {
+                tls.write_all(payload).await?;
+                // rustls may keep sealed records until flushed.
+                tls.flush().await?;
+                buf.resize(payload.len(), 0);
+                tls.read_exact(buf).await?;
+                if buf[..] != payload[..] {
+                    return Err("the echo differs from what was sent".into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async move {
+            match self {
+                EchoConn::Ws(mut ws) => {
+                    let _ = WebSocketStream::close(&mut *ws, None).await;
+                }
+                EchoConn::Raw(mut tls, _) => {
+                    let _ = tls.shutdown().await;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+fn echo_alpn(raw: bool) -> &'static [&'static [u8]] {
+    if raw {
+        &[]
+    } else {
+        &[b"http/1.1"]
+    }
+}
+
 async fn ws(args: WsArgs) -> Result<String, BoxError> {
     let common = args.common.clone();
-    let connector = TlsConnector::from(client_config(&common, &[b"http/1.1"], false)?);
+    let connector = TlsConnector::from(client_config(&common, echo_alpn(args.raw), false)?);
     let mut conns = Vec::with_capacity(args.connections);
     let open_deadline = Instant::now() + Duration::from_secs(60);
     for _ in 0..args.connections {
-        let ws = tokio::time::timeout_at(open_deadline.into(), ws_open(&connector, &common, &args.path))
-            .await
-            .map_err(|_| "opening the WebSocket connections took over 60 s")??;
-        conns.push(ws);
+        let conn = tokio::time::timeout_at(
+            open_deadline.into(),
+            EchoConn::open(&connector, &common, &args.path, args.raw),
+        )
+        .await
+        .map_err(|_| "opening the connections took over 60 s")??;
+        conns.push(conn);
     }
     eprintln!(
-        "loadgen ws: {} connections open; {}-byte binary messages, one in flight each",
+        "loadgen ws: {} {} connections open; {}-byte messages, one in flight each",
         conns.len(),
+        if args.raw { "raw TLS" } else { "WebSocket" },
         args.size
     );
     let payload = bytes::Bytes::from(vec![0x5au8; args.size]);
@@ -640,7 +720,7 @@ async fn ws(args: WsArgs) -> Result<String, BoxError> {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::new();
-    for mut ws in conns {
+    for mut conn in conns {
         let payload = payload.clone();
         let count = count.clone();
         let max = args.max;
@@ -653,11 +733,9 @@ async fn ws(args: WsArgs) -> Result<String, BoxError> {
                     break;
                 }
                 let t = Instant::now();
-                let round = tokio::time::timeout_at(
-                    (deadline + Duration::from_secs(5)).into(),
-                    echo_once(&mut ws, Message::Binary(payload.clone())),
-                )
-                .await;
+                let round =
+                    tokio::time::timeout_at((deadline + Duration::from_secs(5)).into(), conn.echo(&payload))
+                        .await;
                 match round {
                     Ok(Ok(())) => lat.push(t.elapsed()),
                     Ok(Err(e)) => {
@@ -672,7 +750,7 @@ async fn ws(args: WsArgs) -> Result<String, BoxError> {
                     }
                 }
             }
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            conn.close().await;
             (lat, errors, first_error)
         }));
     }
@@ -705,37 +783,39 @@ async fn ws(args: WsArgs) -> Result<String, BoxError> {
 
 async fn hold(args: HoldArgs) -> Result<String, BoxError> {
     let common = args.common.clone();
-    let connector = TlsConnector::from(client_config(&common, &[b"http/1.1"], false)?);
+    let connector = TlsConnector::from(client_config(&common, echo_alpn(args.raw), false)?);
     let t0 = Instant::now();
     let open_deadline = t0 + Duration::from_secs_f64(args.open_max);
     let path = args.path.clone();
-    let results: Vec<Result<WebSocketStream<TlsStream<TcpStream>>, BoxError>> =
-        futures_util::stream::iter(0..args.connections)
-            .map(|_| {
-                let connector = connector.clone();
-                let common = common.clone();
-                let path = path.clone();
-                async move {
-                    let open = async {
-                        let mut ws = ws_open(&connector, &common, &path).await?;
-                        echo_once(&mut ws, Message::Text("hello".into())).await?;
-                        Ok::<_, BoxError>(ws)
-                    };
-                    match tokio::time::timeout_at(open_deadline.into(), open).await {
-                        Ok(r) => r,
-                        Err(_) => Err("open deadline passed".into()),
-                    }
+    let raw = args.raw;
+    let hello = bytes::Bytes::from_static(b"hello");
+    let results: Vec<Result<EchoConn, BoxError>> = futures_util::stream::iter(0..args.connections)
+        .map(|_| {
+            let connector = connector.clone();
+            let common = common.clone();
+            let path = path.clone();
+            let hello = hello.clone();
+            async move {
+                let open = async {
+                    let mut conn = EchoConn::open(&connector, &common, &path, raw).await?;
+                    conn.echo(&hello).await?;
+                    Ok::<_, BoxError>(conn)
+                };
+                match tokio::time::timeout_at(open_deadline.into(), open).await {
+                    Ok(r) => r,
+                    Err(_) => Err("open deadline passed".into()),
                 }
-            })
-            .buffer_unordered(args.parallel.max(1))
-            .collect()
-            .await;
+            }
+        })
+        .buffer_unordered(args.parallel.max(1))
+        .collect()
+        .await;
     let mut held = Vec::with_capacity(results.len());
     let mut failed = 0u64;
     let mut first_error = None;
     for r in results {
         match r {
-            Ok(ws) => held.push(ws),
+            Ok(conn) => held.push(conn),
             Err(e) => {
                 failed += 1;
                 if first_error.is_none() {
@@ -746,8 +826,9 @@ async fn hold(args: HoldArgs) -> Result<String, BoxError> {
     }
     let open_secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "loadgen hold: {} WebSocket connections open and idle after {open_secs:.2}s, {failed} failed",
-        held.len()
+        "loadgen hold: {} {} connections open and idle after {open_secs:.2}s, {failed} failed",
+        held.len(),
+        if raw { "raw TLS" } else { "WebSocket" }
     );
     {
         let mut out = std::io::stdout().lock();

@@ -48,6 +48,10 @@ class Site:
 
     def __init__(self, work, port, app, ws, cert, key):
         self.work, self.port, self.app, self.ws, self.cert, self.key = work, port, app, ws, cert, key
+        # With both set, a TLS-terminating stream listener on stream_port
+        # in front of the TCP echo server at `echo` (HOST:PORT).
+        self.stream_port = None
+        self.echo = None
 
     def values(self):
         return {"PORT": self.port, "APP": self.app, "WS": self.ws,
@@ -66,6 +70,51 @@ def fill(template, values):
     if left:
         raise ConfigError("%s: unfilled fields %s" % (template, sorted(set(left))))
     return text
+
+
+# nginx's stream module is a dynamic module in Debian (libnginx-mod-stream).
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+def with_stream(proxy, text, site, pem=None):
+    """`text` with a TLS-terminating stream listener on site.stream_port
+    that relays to site.echo: the same certificate and TLS 1.3 only, as
+    each proxy's documentation writes it."""
+    port, echo = site.stream_port, site.echo
+    if proxy == "nginx":
+        return ("load_module %s;\n" % NGINX_STREAM_MODULE + text + """
+stream {
+    server {
+        listen 127.0.0.1:%d ssl;
+        ssl_certificate     %s;
+        ssl_certificate_key %s;
+        ssl_protocols TLSv1.3;
+        ssl_session_cache shared:STREAMSSL:10m;
+        proxy_pass %s;
+        proxy_timeout 24h;
+    }
+}
+""" % (port, site.cert, site.key, echo))
+    if proxy == "haproxy":
+        return text + """
+frontend stream
+    mode tcp
+    bind 127.0.0.1:%d ssl crt %s ssl-min-ver TLSv1.3
+    timeout client 24h
+    default_backend echo
+
+backend echo
+    mode tcp
+    timeout server 24h
+    server echo %s
+""" % (port, pem, echo)
+    return text + """
+[[stream]]
+name = "echo"
+listen = ["127.0.0.1:%d"]
+tls = "terminate"
+upstream = "tcp://%s"
+""" % (port, echo)
 
 
 def connections_for(nofile):
@@ -95,7 +144,10 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
             os.makedirs(os.path.join(site.work, "nginx-tmp", d), exist_ok=True)
         values.update(WORKERS=threads, NOFILE=nofile, WORKER_CONNECTIONS=conns, KEEPALIVE=keepalive,
                       MASTER_PROCESS="off" if single_process else "on")
-        return write(conf, fill("nginx.conf", values))
+        text = fill("nginx.conf", values)
+        if site.stream_port:
+            text = with_stream(proxy, text, site)
+        return write(conf, text)
     if proxy == "haproxy":
         # HAProxy reads the certificate and its key from one file.
         pem = os.path.join(site.work, "haproxy-cert.pem")
@@ -103,7 +155,10 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
             write(pem, c.read().rstrip("\n") + "\n" + k.read())
         # maxconn counts client connections; each has an upstream one too.
         values.update(THREADS=threads, MAXCONN=conns // 2, PEM=pem)
-        return write(conf, fill("haproxy.cfg", values))
+        text = fill("haproxy.cfg", values)
+        if site.stream_port:
+            text = with_stream(proxy, text, site, pem)
+        return write(conf, text)
     if proxy == "portcullis":
         values.update(THREADS=threads, MAX_CONNECTIONS=max(10000, conns))
         text = fill("portcullis.toml", values)
@@ -111,6 +166,8 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
             for table, with_limits in PORTCULLIS_DEFENCES:
                 text = text.replace(table, with_limits, 1)
             text = re.sub(r'(?m)^(upstream = "[^"]*")$', r'\1\nmax_body = "1MiB"', text)
+        if site.stream_port:
+            text = with_stream(proxy, text, site)
         return write(conf, text)
     raise ConfigError("unknown proxy %s" % proxy)
 

@@ -5,7 +5,7 @@
 #   bash benches/vs-peers/run.sh --quick    # ~3 min smoke run: benches/vs-peers/results/quick.json
 #   bash benches/vs-peers/run.sh --help     # every option (rounds, durations, scenarios, peers, --perf)
 #
-# Installs what is missing with apt-get (nginx, haproxy, wrk, nghttp2-client
+# Installs what is missing with apt-get (nginx and its stream module, haproxy, wrk, nghttp2-client
 # for h2load, openssl, iproute2 for ss; linux-perf if it can), builds portcullis,
 # the test origin and the load client in release mode, then hands over to
 # bench.py, which starts and stops every process it needs by PID.
@@ -77,7 +77,7 @@ apt_install() {
     fi
 }
 
-apt_install 0 nginx haproxy wrk nghttp2-client openssl iproute2 util-linux
+apt_install 0 nginx libnginx-mod-stream haproxy wrk nghttp2-client openssl iproute2 util-linux
 command -v python3 >/dev/null || apt_install 0 python3
 apt_install 1 linux-perf
 command -v h2load >/dev/null || die "h2load is missing after installing nghttp2-client"

@@ -43,15 +43,18 @@ pub(crate) async fn serve(stream: Arc<Stream>, accepted: Accepted) {
     let registration = stream.connections.open(peer);
     let client = ClientLeg::client(tcp, registration, stream.metrics.open(), permit);
     let ends = (peer, local);
+    // Each mode's future is boxed on its own: inline, every connection's
+    // task would be as large as the largest of them (the passthrough's
+    // ClientHello reader, NATS), which is most of an idle stream's memory.
     match &stream.config.mode {
-        StreamMode::Plain { upstream } => plain(&stream, client, upstream, ends).await,
+        StreamMode::Plain { upstream } => Box::pin(plain(&stream, client, upstream, ends)).await,
         StreamMode::Terminate {
             upstream,
             protocol: Some(StreamProtocol::Nats),
             ..
-        } => protocol::nats::serve(&stream, client, upstream, ends).await,
-        StreamMode::Terminate { upstream, .. } => terminated(&stream, client, upstream, ends).await,
-        StreamMode::Passthrough { .. } => passthrough(&stream, client, ends).await,
+        } => Box::pin(protocol::nats::serve(&stream, client, upstream, ends)).await,
+        StreamMode::Terminate { upstream, .. } => Box::pin(terminated(&stream, client, upstream, ends)).await,
+        StreamMode::Passthrough { .. } => Box::pin(passthrough(&stream, client, ends)).await,
     }
 }
 
@@ -66,11 +69,14 @@ async fn plain(stream: &Stream, mut client: Client, to: &TcpUpstream, ends: (Soc
 
 async fn terminated(stream: &Stream, client: Client, to: &TcpUpstream, ends: (SocketAddr, SocketAddr)) {
     let Some(acceptor) = &stream.acceptor else { return };
-    let Some((mut tls, facts)) = terminate::handshake(stream, acceptor, client, ends.0).await else {
+    // The handshake and the connect are boxed so that their futures are
+    // freed once done, not kept in this frame for the stream's life.
+    let Some((mut tls, facts)) = Box::pin(terminate::handshake(stream, acceptor, client, ends.0)).await
+    else {
         return;
     };
     let mut record = stream.record(ends.0, facts.sni.clone(), to);
-    let Some(upstream) = stream.open(&mut record, to, ends, &[]).await else {
+    let Some(upstream) = Box::pin(stream.open(&mut record, to, ends, &[])).await else {
         return;
     };
     stream.list(tls.get_mut().0.count_mut(), Some(facts), None, to);

@@ -35,12 +35,16 @@ pub(crate) fn acceptor(
 
 /// The handshake with the client within `handshake_timeout`, and what it
 /// settled; `None` when it failed, which is counted and logged here.
+///
+/// The stream comes boxed: rustls' connection state is over a kilobyte,
+/// and inline it would be copied into every async frame it passes through
+/// on its way to the tunnel, each copy kept for the stream's whole life.
 pub(crate) async fn handshake<T>(
     stream: &Stream,
     acceptor: &TlsAcceptor,
     io: T,
     peer: SocketAddr,
-) -> Option<(TlsStream<T>, TlsFacts)>
+) -> Option<(Box<TlsStream<T>>, TlsFacts)>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -72,5 +76,5 @@ where
     let conn = tls.get_ref().1;
     let mut facts = crate::server::conn::tls_facts(conn);
     facts.client_subject = peer::client_cert(conn).map(|c| c.subject);
-    Some((tls, facts))
+    Some((Box::new(tls), facts))
 }
