@@ -6,11 +6,13 @@
 mod duration;
 mod error;
 mod parse;
+mod pool;
 mod size;
 mod stream;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
+pub use pool::{ActiveHealth, Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[[stream]]`: TCP and TLS listeners of their own, in the order written.
     pub streams: Vec<StreamConfig>,
+    /// `[[upstream]]`: pools of servers that routes name, in the order written.
+    pub pools: Vec<PoolConfig>,
 }
 
 /// `[admin]`.
@@ -235,6 +239,9 @@ pub struct RouteConfig {
     pub path_normalization: bool,
     /// Where this route was configured.
     pub origin: Origin,
+    /// The `[[upstream]]` pool the route's `upstream` names, when it names
+    /// one; `upstream` then holds the pool's name as its host.
+    pub pool: Option<String>,
 }
 
 /// TLS to an `https://` upstream: whom to trust, and which name to check.

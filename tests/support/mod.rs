@@ -12,6 +12,7 @@ pub mod certs;
 pub mod https_origin;
 pub mod mtls;
 pub mod nofile;
+pub mod pools;
 pub mod process;
 pub mod raw;
 pub mod streams;
