@@ -190,3 +190,72 @@ async fn a_server_on_a_unix_socket() {
     assert_eq!(body, "unix /x?y=1 Some(\"localhost\")");
     proxy.stop().await;
 }
+
+/// An origin that answers the first request of each connection, keeps it
+/// open, and closes it without answering when the second one comes: a
+/// kept connection that died while idle, as the proxy meets it. Counts
+/// the requests answered.
+async fn one_per_connection() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answered = Arc::new(AtomicUsize::new(0));
+    let answered2 = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let answered = answered2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                for round in 0..2 {
+                    // Each request of these tests has its head end the data.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.clear();
+                    if round == 1 {
+                        return;
+                    }
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    let _ = tcp
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    (url, answered)
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_dead_kept_connection_is_sent_again() {
+    let (url, answered) = one_per_connection().await;
+    let site = Site::new();
+    let config = pool_config(&[quoted(&url)], "");
+    let proxy = AdminProxy::start(&site.config(&config), site.dir.path()).await;
+    let mut send = h1(proxy.tls, &site.ca).await;
+    for round in 0..3 {
+        let resp = send.send_request(get("/")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "request {round}");
+        let _ = resp.into_body().collect().await;
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 3);
+    // A DELETE is idempotent too; a POST is not, and is answered 502.
+    let req = |method: &str| {
+        Request::builder()
+            .method(method)
+            .uri("https://localhost/")
+            .header("host", "localhost")
+            .body(empty())
+            .unwrap()
+    };
+    let resp = send.send_request(req("DELETE")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _ = resp.into_body().collect().await;
+    let resp = send.send_request(req("POST")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    proxy.stop().await;
+}

@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use http::{header, request, Request, Response};
+use http::{header, request, Method, Request, Response};
 use serde::Serialize;
 
 use super::balance::{self, Candidate};
 use super::h1::body::UpstreamBody;
+use super::h1::ExchangeError;
 use super::server::{Lease, Server, ServerView};
 use super::Error;
 use crate::config::{ActiveHealth, Balance, HashKey, PassiveHealth};
@@ -135,7 +136,7 @@ impl Group {
     /// server's lease, which the response body holds to its end.
     pub(crate) async fn request(
         &self,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
         key: Option<u64>,
     ) -> Result<(Response<UpstreamBody>, Lease), Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -150,15 +151,30 @@ impl Group {
             let lease = server.lease();
             server.counts.requests.fetch_add(1, Ordering::Relaxed);
             match server.client.connection().await {
-                Ok((conn, _)) => {
-                    return match server.client.send(conn, req).await {
-                        Ok(response) => Ok((response, lease)),
-                        Err(e) => {
+                Ok((conn, reused)) => {
+                    // A kept connection the server closed meanwhile fails
+                    // before any response byte; an idempotent request whose
+                    // whole body is here can then be sent again.
+                    let spare = (reused && attempt < self.retries).then(|| again(&req)).flatten();
+                    match (server.client.send(conn, req).await, spare) {
+                        (Ok(response), _) => return Ok((response, lease)),
+                        (Err(Error::Exchange(ExchangeError::Closed | ExchangeError::Io(_))), Some(spare))
+                            if self.withdraw() =>
+                        {
+                            req = spare;
+                            attempt += 1;
+                            self.count_retry(
+                                server,
+                                attempt,
+                                "kept upstream connection was closed before the response; sending the request again",
+                            );
+                        }
+                        (Err(e), _) => {
                             server.counts.exchange_failures.fetch_add(1, Ordering::Relaxed);
                             server.failed(&self.name, self.passive);
-                            Err(e)
+                            return Err(e);
                         }
-                    };
+                    }
                 }
                 Err(e) => {
                     server.counts.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -168,18 +184,20 @@ impl Group {
                         return Err(e);
                     }
                     attempt += 1;
-                    self.retried.fetch_add(1, Ordering::Relaxed);
-                    server.counts.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        pool = %self.name,
-                        server = %server.label,
-                        attempt,
-                        error = %super::describe(&e),
-                        "cannot connect to upstream server; retrying on another"
+                    let why = format!(
+                        "cannot connect to upstream server ({}); retrying on another",
+                        super::describe(&e)
                     );
+                    self.count_retry(server, attempt, &why);
                 }
             }
         }
+    }
+
+    fn count_retry(&self, server: &Server, attempt: u32, why: &str) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+        server.counts.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(pool = %self.name, server = %server.label, attempt, "{why}");
     }
 
     /// The server for the next attempt: among the primaries that are up,
@@ -258,4 +276,23 @@ impl Group {
             servers: self.servers.iter().map(|s| s.view()).collect(),
         }
     }
+}
+
+/// A copy of `req` to send again, if it is idempotent (RFC 9110 section
+/// 9.2.2) and its whole body is here.
+fn again(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    );
+    if !idempotent {
+        return None;
+    }
+    let body = req.body().replay()?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
