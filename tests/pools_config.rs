@@ -355,3 +355,31 @@ fn a_misspelt_table_name_is_pointed_at_upstream() {
     let errors = from_str(&text, Path::new("proxy.toml")).unwrap_err();
     assert!(errors.0.iter().any(|e| e.hint.contains("`upstream`")), "{errors}");
 }
+
+/// The example's `[[upstream]]` block is commented out; uncommented, it
+/// must load, and a route can name it.
+#[test]
+fn example_pool_block_loads_when_uncommented() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.toml.example")).unwrap();
+    let setting = |line: &&str| {
+        line.starts_with('[')
+            || line.starts_with(' ')
+            || line
+                .split_once(" = ")
+                .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    };
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|line| *line != "# [[upstream]]")
+        .take_while(|line| line.starts_with('#'))
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(setting)
+        .collect();
+    assert!(block.len() > 10, "{block:?}");
+    let config = parse(&format!("{ROUTE}\n{}\n", block.join("\n")));
+    let pool = &config.pools[0];
+    assert_eq!(pool.servers.len(), 3);
+    assert_eq!(pool.balance, Balance::Hash(HashKey::ClientIp));
+    assert!(pool.health.is_some());
+}

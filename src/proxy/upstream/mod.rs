@@ -1,14 +1,18 @@
 //! The upstream leg: everything between a rewritten request and the
 //! upstream's answer. Its parts, in the order a request meets them:
 //!
+//! - [`groups`]: the pools of servers built at start, one per URL route
+//!   and one per `[[upstream]]`; [`group`]: the pick of a server
+//!   ([`balance`]) and the retries; [`server`]: one server, its health
+//!   (passive, and active from [`health`]) and its requests in flight;
+//!   [`metrics`]: their series in `/metrics`.
 //! - this file: the [`Client`], one pooled HTTP/1.1 keep-alive client per
-//!   route, built at start. Host names are resolved by the connector at
+//!   server, built at start. Host names are resolved by the connector at
 //!   every new connection, never once at start, so a restarted container
 //!   with a new address is found on the next connection.
-//! - [`pool`]: the route's idle connections, newest first, at most
-//!   `keepalive` of them for at most `keepalive_timeout`; a route has
-//!   exactly one upstream, so there is no key to hash and no shared pool to
-//!   look through.
+//! - [`pool`]: the server's idle connections, newest first, at most
+//!   `keepalive` of them for at most `keepalive_timeout`; one list per
+//!   server, so there is no key to hash and no shared pool to look through.
 //! - [`connect`]: new connections, from hyper-util's `HttpConnector` (plain
 //!   routes) or [`TlsConnector`] on top of it (`https://` routes).
 //! - [`tls`]: the rustls `ClientConfig` of each `https://` route, made at
