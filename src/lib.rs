@@ -173,7 +173,7 @@ impl Proxy {
             .iter()
             .map(|r| {
                 let host = r.config.host.as_deref().unwrap_or("");
-                (format!("{host}{}", r.config.path), r.config.upstream.to_string())
+                (format!("{host}{}", r.config.path), r.config.upstream_text())
             })
             .collect()
     }
@@ -184,7 +184,7 @@ impl Proxy {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let stop_background = tokio_util::sync::CancellationToken::new();
         let reloader = tokio::spawn(self.reloader.run(stop_background.clone()));
-        self.shared.start_health_checks(&stop_background);
+        self.shared.start_pool_tasks(&stop_background);
         let admin = self.admin.map(|(listener, state)| {
             // The TLS listeners were bound in `bind`; they accept from here on.
             state.serving.store(true, std::sync::atomic::Ordering::Relaxed);

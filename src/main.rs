@@ -151,7 +151,11 @@ fn check(config: &Config) -> ExitCode {
                 } else {
                     ""
                 };
-                println!("  route   {host}{} -> {}{mtls}", route.path, route.upstream);
+                println!(
+                    "  route   {host}{} -> {}{mtls}",
+                    route.path,
+                    route.upstream_text()
+                );
                 if let Some(tls) = &route.upstream_tls {
                     println!("          {}", upstream_trust(tls));
                 }
@@ -322,7 +326,7 @@ fn run(config: Config) -> ExitCode {
             tracing::info!("stream {name} listening on tcp://{addr}");
         }
         if let Some(addr) = proxy.admin_addr() {
-            tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections)");
+            tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections, /upstreams)");
         }
         for (prefix, upstream) in proxy.routes() {
             tracing::info!("route {prefix} -> {upstream}");

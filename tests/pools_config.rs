@@ -96,6 +96,11 @@ fn defaults_are_nginx_like() {
     assert_eq!(pool.retries, 2);
     assert!((pool.retry_budget - 0.2).abs() < 1e-9);
     assert_eq!(pool.keepalive, 64);
+    assert_eq!(pool.resolve_interval, Some(Duration::from_secs(5)));
+    let config = parse(&format!(
+        "{ROUTE}\n[[upstream]]\n{SERVERS}\nresolve_interval = \"0s\"\n"
+    ));
+    assert_eq!(config.pools[0].resolve_interval, None);
     let config = parse(&format!("{ROUTE}\n[[upstream]]\n{SERVERS}\nbalance = \"hash\"\n"));
     assert_eq!(config.pools[0].balance, Balance::Hash(HashKey::ClientIp));
 }

@@ -6,63 +6,17 @@
 mod support;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use futures_util::StreamExt;
-use http::{header, Request, Response, StatusCode};
+use http::Request;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use support::pools::*;
 use support::*;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
-
-/// An origin that answers `from <name>`, and a WebSocket handshake with a
-/// first message `from <name>`.
-async fn ws_named(name: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| async move {
-                    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
-                        return Ok::<_, Infallible>(Response::new(full(format!("from {name}"))));
-                    };
-                    let upgrade = hyper::upgrade::on(&mut req);
-                    tokio::spawn(async move {
-                        let Ok(upgraded) = upgrade.await else { return };
-                        let mut ws =
-                            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                                .await;
-                        let _ =
-                            futures_util::SinkExt::send(&mut ws, Message::text(format!("from {name}"))).await;
-                        while let Some(Ok(_)) = ws.next().await {}
-                    });
-                    let resp = Response::builder()
-                        .status(StatusCode::SWITCHING_PROTOCOLS)
-                        .header(header::UPGRADE, "websocket")
-                        .header(header::CONNECTION, "upgrade")
-                        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
-                        .body(empty())
-                        .unwrap();
-                    Ok(resp)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 /// A TLS connection to the proxy from the local address `from`.
 async fn connect_from(
@@ -107,7 +61,11 @@ async fn socket_from(from: &str, proxy: SocketAddr, ca: &TestCa) -> String {
 
 #[tokio::test]
 async fn a_client_address_sticks_to_one_server_for_pages_and_websockets() {
-    let origins = [ws_named("a").await, ws_named("b").await, ws_named("c").await];
+    let origins = [
+        ws_named("127.0.0.1:0", "a").await,
+        ws_named("127.0.0.1:0", "b").await,
+        ws_named("127.0.0.1:0", "c").await,
+    ];
     let site = Site::new();
     let servers: Vec<String> = origins.iter().map(|a| format!("\"http://{a}\"")).collect();
     let config = pool_config(&servers, "balance = \"hash\"\nhash_key = \"client_ip\"");

@@ -244,6 +244,17 @@ pub struct RouteConfig {
     pub pool: Option<String>,
 }
 
+impl RouteConfig {
+    /// Where the route forwards, as logs and `portcullis check` say it:
+    /// its upstream URL, or `pool <name>`.
+    pub fn upstream_text(&self) -> String {
+        match &self.pool {
+            Some(pool) => format!("pool {pool}"),
+            None => self.upstream.to_string(),
+        }
+    }
+}
+
 /// TLS to an `https://` upstream: whom to trust, and which name to check.
 #[derive(Debug, Clone)]
 pub struct UpstreamTls {

@@ -32,6 +32,11 @@ pub struct PoolConfig {
     pub keepalive_timeout: Duration,
     /// Where the pool was configured.
     pub origin: Origin,
+    /// `resolve_interval`: how often the host names of `servers` are
+    /// resolved again; each address of a name is a server of its own.
+    /// Default 5 s; `None` ("0s"): names stay one server each, resolved
+    /// at every new connection.
+    pub resolve_interval: Option<Duration>,
 }
 
 impl PoolConfig {

@@ -136,7 +136,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         connections: Arc<ConnRegistry>,
     ) -> Result<Self, RouteError> {
-        let mut groups = upstream::groups::Groups::new(config, &metrics);
+        let mut groups = upstream::groups::Groups::new(config, metrics.clone());
         let routes = config
             .routes
             .iter()
@@ -189,11 +189,16 @@ impl Shared {
         })
     }
 
-    /// Starts the active health checks of every pool that has them; they
-    /// stop when `stop` fires.
-    pub fn start_health_checks(&self, stop: &CancellationToken) {
-        for group in self.groups.iter().filter(|g| g.health.is_some()) {
-            tokio::spawn(upstream::health::run(group.clone(), stop.clone()));
+    /// Starts the pools' tasks: active health checks, and the resolution
+    /// of their names every `resolve_interval`; they stop when `stop` fires.
+    pub fn start_pool_tasks(&self, stop: &CancellationToken) {
+        for group in &self.groups {
+            if group.health.is_some() {
+                tokio::spawn(upstream::health::run(group.clone(), stop.clone()));
+            }
+            if group.resolver.as_ref().is_some_and(|r| r.interval.is_some()) {
+                tokio::spawn(upstream::resolve::run(group.clone(), stop.clone()));
+            }
         }
     }
 

@@ -170,6 +170,7 @@ pub async fn tally(addr: SocketAddr, ca: &TestCa, path: &str, n: usize) -> HashM
     let mut send = super::h1(addr, ca).await;
     let mut seen = HashMap::new();
     for _ in 0..n {
+        send.ready().await.unwrap();
         let resp = send.send_request(super::get(path)).await.unwrap();
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -187,4 +188,59 @@ pub async fn tally(addr: SocketAddr, ca: &TestCa, path: &str, n: usize) -> HashM
 pub async fn one(addr: SocketAddr, ca: &TestCa, path: &str) -> (u16, String) {
     let (status, _, body) = super::fetch(addr, ca, super::get(path)).await;
     (status.as_u16(), body)
+}
+
+/// An origin on `addr` that answers `from <name>`, and a WebSocket
+/// handshake with a first message `from <name>`, then echoes.
+pub async fn ws_named(addr: &str, name: &'static str) -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    use http::header;
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("cannot bind {addr}: {e}"));
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| async move {
+                    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+                        return Ok::<_, Infallible>(Response::new(full(format!("from {name}"))));
+                    };
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let Ok(upgraded) = upgrade.await else { return };
+                        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            None,
+                        )
+                        .await;
+                        let _ = ws.send(Message::text(format!("from {name}"))).await;
+                        while let Some(Ok(message)) = ws.next().await {
+                            if message.is_text() && ws.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let resp = Response::builder()
+                        .status(StatusCode::SWITCHING_PROTOCOLS)
+                        .header(header::UPGRADE, "websocket")
+                        .header(header::CONNECTION, "upgrade")
+                        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
+                        .body(empty())
+                        .unwrap();
+                    Ok(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
 }

@@ -13,6 +13,7 @@ use toml::de::DeValue;
 
 use super::checker::{edit_distance, Checker, Schema, Table};
 use super::upstream::parse_upstream;
+use crate::config::duration::Zero;
 use crate::config::pool::{Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
 
 const POOL_SCHEMA: Schema = Schema {
@@ -27,9 +28,12 @@ const POOL_SCHEMA: Schema = Schema {
         "retry_budget",
         "keepalive",
         "keepalive_timeout",
+        "resolve_interval",
     ],
     aliases: &[
         ("server", "servers"),
+        ("resolve", "resolve_interval"),
+        ("resolver_valid", "resolve_interval"),
         ("ip_hash", "balance"),
         ("least_conn", "balance"),
         ("random", "balance"),
@@ -50,6 +54,7 @@ const SERVER_SCHEMA: Schema = Schema {
 
 const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_RETRY_BUDGET: f64 = 0.2;
+const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 pub(super) const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SERVERS_EXAMPLE: &str =
@@ -104,6 +109,9 @@ impl Checker<'_> {
         let retry_budget = self.retry_budget(table);
         let keepalive = self.keepalive(table);
         let keepalive_timeout = self.keepalive_timeout(table);
+        let resolve_interval =
+            self.duration(table, "resolve_interval", DEFAULT_RESOLVE_INTERVAL, Zero::Allowed);
+        let resolve_interval = (!resolve_interval.is_zero()).then_some(resolve_interval);
         Some(PoolConfig {
             name: name?,
             servers: servers?,
@@ -115,6 +123,7 @@ impl Checker<'_> {
             keepalive,
             keepalive_timeout,
             origin: self.origin(&table.span),
+            resolve_interval,
         })
     }
 

@@ -21,12 +21,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use http::{header, request, Method, Request, Response};
 use serde::Serialize;
 
 use super::balance::{self, Candidate};
 use super::h1::body::UpstreamBody;
 use super::h1::ExchangeError;
+use super::resolve::Resolver;
 use super::server::{Lease, Server, ServerView};
 use super::Error;
 use crate::config::{ActiveHealth, Balance, HashKey, PassiveHealth};
@@ -40,7 +42,12 @@ pub(crate) const BUDGET_CAP: f64 = 10.0;
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: Arc<str>,
-    pub(crate) servers: Vec<Arc<Server>>,
+    /// The servers now: replaced whole when names resolve to other
+    /// addresses; a request holds the server it picked.
+    pub(crate) servers: ArcSwap<Vec<Arc<Server>>>,
+    /// How to make the servers again from their names, when they have any
+    /// and `resolve_interval` is set.
+    pub(crate) resolver: Option<Resolver>,
     balance: Balance,
     pub(crate) passive: PassiveHealth,
     pub(crate) health: Option<ActiveHealth>,
@@ -48,8 +55,8 @@ pub(crate) struct Group {
     retry_share: f64,
     /// Retry tokens, from 0 to `BUDGET_CAP`.
     tokens: Mutex<f64>,
-    /// Smooth round robin's running scores, by server index.
-    scores: Mutex<Vec<i64>>,
+    /// Held while smooth round robin moves the servers' running scores.
+    scores: Mutex<()>,
     /// Where least_conn starts looking, so that ties rotate.
     rotate: AtomicUsize,
     /// A single server that is never marked down: picked without a look.
@@ -79,12 +86,21 @@ pub(crate) struct Policy {
 }
 
 impl Group {
-    pub(crate) fn new(name: Arc<str>, servers: Vec<Arc<Server>>, policy: Policy) -> Self {
-        let single = servers.len() == 1 && policy.passive.max_fails == 0 && policy.health.is_none();
+    pub(crate) fn new(
+        name: Arc<str>,
+        servers: Vec<Arc<Server>>,
+        policy: Policy,
+        resolver: Option<Resolver>,
+    ) -> Self {
+        let single = servers.len() == 1
+            && policy.passive.max_fails == 0
+            && policy.health.is_none()
+            && resolver.is_none();
         Group {
             name,
-            scores: Mutex::new(vec![0; servers.len()]),
-            servers,
+            scores: Mutex::new(()),
+            servers: ArcSwap::from_pointee(servers),
+            resolver,
             balance: policy.balance,
             passive: policy.passive,
             health: policy.health,
@@ -141,13 +157,13 @@ impl Group {
     ) -> Result<(Response<UpstreamBody>, Lease), Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.deposit();
-        let mut tried: Vec<usize> = Vec::new();
+        let mut tried: Vec<u64> = Vec::new();
         let mut attempt = 0;
         loop {
-            let Some(index) = self.pick(key, &tried) else {
+            let Some(server) = self.pick(key, &tried) else {
                 return Err(Error::AllDown(self.name.clone()));
             };
-            let server = &self.servers[index];
+            let server = &server;
             let lease = server.lease();
             server.counts.requests.fetch_add(1, Ordering::Relaxed);
             match server.client.connection().await {
@@ -179,8 +195,9 @@ impl Group {
                 Err(e) => {
                     server.counts.connect_failures.fetch_add(1, Ordering::Relaxed);
                     server.failed(&self.name, self.passive);
-                    tried.push(index);
-                    if attempt >= self.retries || tried.len() >= self.servers.len() || !self.withdraw() {
+                    tried.push(server.id);
+                    if attempt >= self.retries || tried.len() >= self.servers.load().len() || !self.withdraw()
+                    {
                         return Err(e);
                     }
                     attempt += 1;
@@ -202,18 +219,21 @@ impl Group {
 
     /// The server for the next attempt: among the primaries that are up,
     /// have room and were not tried yet, else among the backups.
-    fn pick(&self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+    fn pick(&self, key: Option<u64>, tried: &[u64]) -> Option<Arc<Server>> {
+        let servers = self.servers.load();
         if self.single {
-            return tried.is_empty().then_some(0);
+            return servers.first().filter(|_| tried.is_empty()).cloned();
         }
         let now = Instant::now();
-        let mut candidates: Vec<Candidate> = Vec::with_capacity(self.servers.len());
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(servers.len());
         for backup in [false, true] {
             candidates.extend(
-                self.servers
+                servers
                     .iter()
                     .enumerate()
-                    .filter(|(i, s)| s.backup == backup && !tried.contains(i) && s.has_room() && s.is_up(now))
+                    .filter(|(_, s)| {
+                        s.backup == backup && !tried.contains(&s.id) && s.has_room() && s.is_up(now)
+                    })
                     .map(|(index, s)| Candidate {
                         index,
                         weight: s.weight,
@@ -228,7 +248,7 @@ impl Group {
         if candidates.is_empty() {
             return None;
         }
-        match (&self.balance, key) {
+        let index = match (&self.balance, key) {
             (Balance::Hash(_), Some(key)) => balance::rendezvous(&candidates, key),
             (Balance::LeastConn, _) => {
                 let start = self.rotate.fetch_add(1, Ordering::Relaxed);
@@ -236,10 +256,19 @@ impl Group {
             }
             (Balance::RandomTwo, _) => balance::random_two(&candidates),
             _ => {
-                let mut scores = self.scores.lock().unwrap_or_else(PoisonError::into_inner);
-                balance::round_robin(&candidates, &mut scores)
+                let _moving = self.scores.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut scores: Vec<i64> = servers
+                    .iter()
+                    .map(|s| s.rr_score.load(Ordering::Relaxed))
+                    .collect();
+                let picked = balance::round_robin(&candidates, &mut scores);
+                for (server, score) in servers.iter().zip(scores) {
+                    server.rr_score.store(score, Ordering::Relaxed);
+                }
+                picked
             }
-        }
+        }?;
+        servers.get(index).cloned()
     }
 
     fn deposit(&self) {
@@ -273,7 +302,7 @@ impl Group {
             },
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retried.load(Ordering::Relaxed),
-            servers: self.servers.iter().map(|s| s.view()).collect(),
+            servers: self.servers.load().iter().map(|s| s.view()).collect(),
         }
     }
 }

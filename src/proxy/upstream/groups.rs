@@ -7,25 +7,24 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustls_pki_types::ServerName;
-
 use super::group::{Group, Policy};
+use super::resolve::Resolver;
 use super::server::Server;
 use super::tls::RouteTls;
-use super::{client, server_client, Limits};
-use crate::config::{Balance, Config, PassiveHealth, PoolConfig, RouteConfig, ServerAddress};
+use super::{client, Limits};
+use crate::config::{Balance, Config, PassiveHealth, PoolConfig, RouteConfig};
 use crate::metrics::Metrics;
 
 /// The pools made so far.
 pub(crate) struct Groups<'c> {
     pools: &'c [PoolConfig],
-    metrics: &'c Metrics,
+    metrics: Arc<Metrics>,
     named: HashMap<String, Arc<Group>>,
     all: Vec<Arc<Group>>,
 }
 
 impl<'c> Groups<'c> {
-    pub(crate) fn new(config: &'c Config, metrics: &'c Metrics) -> Self {
+    pub(crate) fn new(config: &'c Config, metrics: Arc<Metrics>) -> Self {
         Groups {
             pools: &config.pools,
             metrics,
@@ -52,40 +51,20 @@ impl<'c> Groups<'c> {
         if let Some(group) = self.named.get(&pool.name) {
             return group.clone();
         }
-        let servers = pool
-            .servers
-            .iter()
-            .map(|s| {
-                let address_label: Arc<str> = s.address.to_string().into();
-                let server_tls = tls.and_then(|t| server_tls(route, t, &s.address));
-                let limits = Limits {
-                    keepalive: pool.keepalive,
-                    idle_timeout: pool.keepalive_timeout,
-                };
-                let idle = self
-                    .metrics
-                    .upstream_idle(&format!("{}@{}", pool.name, address_label));
-                let client = server_client(
-                    &s.address,
-                    route.connect_timeout,
-                    limits,
-                    server_tls.as_ref(),
-                    idle,
-                );
-                let host = match &s.address {
-                    ServerAddress::Url(url) => url.authority(),
-                    ServerAddress::Unix(_) => "localhost".to_owned(),
-                };
-                Arc::new(Server::new(
-                    address_label,
-                    client,
-                    s.weight,
-                    s.backup,
-                    s.max_conns,
-                    host,
-                ))
-            })
-            .collect();
+        let resolver = Resolver {
+            pool: pool.name.as_str().into(),
+            entries: pool.servers.clone(),
+            connect_timeout: route.connect_timeout,
+            limits: Limits {
+                keepalive: pool.keepalive,
+                idle_timeout: pool.keepalive_timeout,
+            },
+            tls: tls.cloned(),
+            server_name: route.upstream_tls.as_ref().and_then(|t| t.server_name.clone()),
+            interval: pool.resolve_interval,
+            metrics: self.metrics.clone(),
+        };
+        let servers = resolver.initial();
         let policy = Policy {
             balance: pool.balance.clone(),
             passive: pool.passive,
@@ -93,7 +72,12 @@ impl<'c> Groups<'c> {
             retries: pool.retries,
             retry_budget: pool.retry_budget,
         };
-        let group = Arc::new(Group::new(pool.name.as_str().into(), servers, policy));
+        let group = Arc::new(Group::new(
+            pool.name.as_str().into(),
+            servers,
+            policy,
+            Some(resolver),
+        ));
         self.named.insert(pool.name.clone(), group.clone());
         self.all.push(group.clone());
         group
@@ -114,26 +98,11 @@ impl<'c> Groups<'c> {
             retries: 0,
             retry_budget: 0.0,
         };
-        Arc::new(Group::new(name, vec![Arc::new(server)], policy))
+        Arc::new(Group::new(name, vec![Arc::new(server)], policy, None))
     }
 
     /// Every `[[upstream]]` pool made, each once.
     pub(crate) fn into_all(self) -> Vec<Arc<Group>> {
         self.all
     }
-}
-
-/// The TLS of an `https://` server of a pool: the route's trust, and the
-/// route's `upstream_server_name` or else the server's own host.
-fn server_tls(route: &RouteConfig, tls: &RouteTls, address: &ServerAddress) -> Option<RouteTls> {
-    let ServerAddress::Url(url) = address else {
-        return None;
-    };
-    let configured = route.upstream_tls.as_ref().and_then(|t| t.server_name.clone());
-    let name = configured.unwrap_or_else(|| url.host.clone());
-    let server_name = ServerName::try_from(name).ok()?;
-    Some(RouteTls {
-        config: tls.config.clone(),
-        server_name,
-    })
 }

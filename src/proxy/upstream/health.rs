@@ -26,7 +26,8 @@ pub(crate) async fn run(group: Arc<Group>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let checks = group.servers.iter().map(|server| async {
+        let servers = group.servers.load_full();
+        let checks = servers.iter().map(|server| async {
             let result = check(server, &health).await;
             server.checked(&group.name, result, health.rise, health.fall);
         });

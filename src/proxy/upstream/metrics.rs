@@ -43,17 +43,24 @@ impl Collector for PoolCollector {
         let Some(groups) = self.0.get() else {
             return Ok(());
         };
-        let servers = || {
-            groups.iter().flat_map(|g| {
-                g.servers.iter().map(move |s| {
-                    let labels = ServerLabels {
-                        pool: g.name.to_string(),
-                        server: s.label.to_string(),
-                    };
-                    (labels, s)
-                })
+        let all: Vec<(ServerLabels, Arc<Server>)> = groups
+            .iter()
+            .flat_map(|g| {
+                let servers = g.servers.load_full();
+                let pool = g.name.to_string();
+                servers
+                    .iter()
+                    .map(|s| {
+                        let labels = ServerLabels {
+                            pool: pool.clone(),
+                            server: s.label.to_string(),
+                        };
+                        (labels, s.clone())
+                    })
+                    .collect::<Vec<_>>()
             })
-        };
+            .collect();
+        let servers = || all.iter().map(|(labels, s)| (labels.clone(), &**s));
         let counters: [(&str, &str, Count); 2] = [
             (
                 "upstream_server_requests",

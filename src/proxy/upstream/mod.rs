@@ -5,6 +5,7 @@
 //!   and one per `[[upstream]]`; [`group`]: the pick of a server
 //!   ([`balance`]) and the retries; [`server`]: one server, its health
 //!   (passive, and active from [`health`]) and its requests in flight;
+//!   [`resolve`]: a name's addresses as servers, followed as they change;
 //!   [`metrics`]: their series in `/metrics`.
 //! - this file: the [`Client`], one pooled HTTP/1.1 keep-alive client per
 //!   server, built at start. Host names are resolved by the connector at
@@ -30,6 +31,7 @@ pub(crate) mod health;
 pub mod insecure;
 pub mod metrics;
 pub mod pool;
+pub(crate) mod resolve;
 pub(crate) mod server;
 pub mod tls;
 

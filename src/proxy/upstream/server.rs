@@ -29,6 +29,13 @@ pub(crate) struct Server {
     pub(crate) host: String,
     /// A stable hash of `label`, for rendezvous hashing.
     pub(crate) id: u64,
+    /// Which entry of the pool's `servers` this server comes from.
+    pub(crate) entry: usize,
+    /// The address its entry's name resolved to, when it has a name that
+    /// is resolved every `resolve_interval`.
+    pub(crate) resolved: Option<std::net::SocketAddr>,
+    /// Smooth round robin's running score, moved under the pool's lock.
+    pub(crate) rr_score: std::sync::atomic::AtomicI64,
     in_flight: AtomicUsize,
     health: Mutex<Health>,
     pub(crate) counts: Counts,
@@ -77,6 +84,8 @@ pub(crate) struct CheckResult {
 #[derive(Debug, Serialize)]
 pub(crate) struct ServerView {
     pub(crate) address: String,
+    /// The address a name resolved to, for a server made from a name.
+    pub(crate) resolved: Option<String>,
     pub(crate) state: &'static str,
     pub(crate) weight: u32,
     pub(crate) backup: bool,
@@ -97,6 +106,9 @@ impl Server {
     ) -> Self {
         Server {
             id: super::balance::stable_hash(&*label),
+            entry: 0,
+            resolved: None,
+            rr_score: std::sync::atomic::AtomicI64::new(0),
             label,
             client,
             weight,
@@ -115,6 +127,13 @@ impl Server {
                 changed: Instant::now(),
             }),
         }
+    }
+
+    /// The server made from entry `entry` of the pool, for `resolved`.
+    pub(crate) fn with_entry(mut self, entry: usize, resolved: Option<std::net::SocketAddr>) -> Self {
+        self.entry = entry;
+        self.resolved = resolved;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Health> {
@@ -214,6 +233,7 @@ impl Server {
         let health = self.lock();
         ServerView {
             address: self.label.to_string(),
+            resolved: self.resolved.map(|a| a.to_string()),
             state: if up { "up" } else { "down" },
             weight: self.weight,
             backup: self.backup,
