@@ -15,6 +15,7 @@ use super::checker::{edit_distance, Checker, Schema, Table};
 use super::upstream::parse_upstream;
 use crate::config::duration::Zero;
 use crate::config::pool::{Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
+use crate::config::{Scheme, Upstream};
 
 const POOL_SCHEMA: Schema = Schema {
     keys: &[
@@ -522,4 +523,28 @@ pub(super) fn written_pool_names(top: &Table<'_, '_>) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Whether a route's `upstream` names a pool rather than a URL: a name
+/// written in an `[[upstream]]`, or a bare word with no scheme, port or dot.
+pub(super) fn names_pool(text: &str, pool_names: &[String]) -> bool {
+    pool_names.iter().any(|n| n == text)
+        || (!text.is_empty() && !text.contains([':', '/', '.']) && !text.contains(char::is_whitespace))
+}
+
+/// What a route on `pool` keeps as its `upstream`: the pool's name as a
+/// host, which is the Host sent for a client that sent none (as nginx's
+/// `$proxy_host`), and the scheme that decides whether the route's
+/// upstream TLS keys apply.
+pub(super) fn pool_upstream(pool: &PoolConfig) -> Upstream {
+    let scheme = if pool.has_https() {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    Upstream {
+        scheme,
+        host: pool.name.to_ascii_lowercase(),
+        port: if scheme == Scheme::Https { 443 } else { 80 },
+    }
 }

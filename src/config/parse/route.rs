@@ -12,10 +12,11 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use super::checker::{Checker, Schema, Table};
+use super::pool::{names_pool, pool_upstream};
 use super::upstream::parse_upstream;
 use crate::config::duration::Zero;
 use crate::config::error::Invalid;
-use crate::config::{Origin, PoolConfig, RouteConfig, Scheme, Upstream};
+use crate::config::{Origin, PoolConfig, RouteConfig};
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -357,30 +358,6 @@ impl Checker<'_> {
                 true
             }
         }
-    }
-}
-
-/// Whether a route's `upstream` names a pool rather than a URL: a name
-/// written in an `[[upstream]]`, or a bare word with no scheme, port or dot.
-fn names_pool(text: &str, pool_names: &[String]) -> bool {
-    pool_names.iter().any(|n| n == text)
-        || (!text.is_empty() && !text.contains([':', '/', '.']) && !text.contains(char::is_whitespace))
-}
-
-/// What a route on `pool` keeps as its `upstream`: the pool's name as a
-/// host, which is the Host sent for a client that sent none (as nginx's
-/// `$proxy_host`), and the scheme that decides whether the route's
-/// upstream TLS keys apply.
-fn pool_upstream(pool: &PoolConfig) -> Upstream {
-    let scheme = if pool.has_https() {
-        Scheme::Https
-    } else {
-        Scheme::Http
-    };
-    Upstream {
-        scheme,
-        host: pool.name.to_ascii_lowercase(),
-        port: if scheme == Scheme::Https { 443 } else { 80 },
     }
 }
 

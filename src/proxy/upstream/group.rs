@@ -155,8 +155,12 @@ impl Group {
         mut req: Request<RequestBody>,
         key: Option<u64>,
     ) -> Result<(Response<UpstreamBody>, Lease), Error> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.deposit();
+        if !self.single {
+            // A URL route's one server shows in no metric: its requests
+            // are counted by the route.
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.deposit();
+        }
         let mut tried: Vec<u64> = Vec::new();
         let mut attempt = 0;
         loop {
@@ -165,7 +169,9 @@ impl Group {
             };
             let server = &server;
             let lease = server.lease();
-            server.counts.requests.fetch_add(1, Ordering::Relaxed);
+            if !self.single {
+                server.counts.requests.fetch_add(1, Ordering::Relaxed);
+            }
             match server.client.connection().await {
                 Ok((conn, reused)) => {
                     // A kept connection the server closed meanwhile fails
@@ -185,6 +191,8 @@ impl Group {
                                 "kept upstream connection was closed before the response; sending the request again",
                             );
                         }
+                        // The client's body failing is no fault of the server's.
+                        (Err(e @ Error::Exchange(ExchangeError::Body(_))), _) => return Err(e),
                         (Err(e), _) => {
                             server.counts.exchange_failures.fetch_add(1, Ordering::Relaxed);
                             server.failed(&self.name, self.passive);
