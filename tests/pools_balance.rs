@@ -111,3 +111,26 @@ async fn backup_only_when_every_primary_is_down() {
     assert_eq!(spread, [0, 0, 10], "every primary is down: the backup serves");
     proxy.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn least_conn_counts_an_open_websocket_as_a_connection() {
+    let a = ws_named("127.0.0.1:0", "a").await;
+    let b = ws_named("127.0.0.1:0", "b").await;
+    let site = Site::new();
+    let servers = [format!("\"http://{a}\""), format!("\"http://{b}\"")];
+    let config = pool_config(&servers, "balance = \"least_conn\"");
+    let proxy = ProxyHandle::start(&site.config(&config), site.dir.path()).await;
+    let mut ws = ws_connect(proxy.addr, &site.ca, "/ws").await;
+    let on = match futures_util::StreamExt::next(&mut ws).await {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => text.to_string(),
+        other => panic!("no first message: {other:?}"),
+    };
+    let seen = tally(proxy.addr, &site.ca, "/", 6).await;
+    assert_eq!(
+        seen.get(&on),
+        None,
+        "requests went to the server holding the WebSocket: {seen:?}"
+    );
+    drop(ws);
+    proxy.shutdown().await.unwrap();
+}

@@ -514,7 +514,7 @@ async fn forward(
         let (mut parts, body) = response.into_parts();
         let upstream_upgrade = body.into_upgraded().ok_or(Refusal::NotUpgraded)?;
         headers::remove_hop_by_hop(&mut parts.headers, true);
-        tunnel::start(shared, conn, rc, client_upgrade, upstream_upgrade);
+        tunnel::start(shared, conn, rc, client_upgrade, upstream_upgrade, lease);
         // The connection now carries the tunnel: it never returns to the pool.
         return Ok(Response::from_parts(
             parts,
