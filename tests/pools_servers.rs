@@ -121,3 +121,46 @@ async fn hash_keys_from_odd_requests_are_answered_normally() {
         proxy.shutdown().await.unwrap();
     }
 }
+
+#[test]
+fn check_lists_the_pools_and_refuses_an_unknown_one_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    let pool = "[[upstream]]\nname = \"app\"\nservers = [\"http://127.0.0.1:1\", \
+                { url = \"unix:/run/app.sock\", weight = 2, backup = true }]\n\
+                balance = \"hash\"\nhash_key = \"header:X-User\"\n[upstream.health]\npath = \"/h\"\n";
+    std::fs::write(
+        &path,
+        format!("[[route]]\npath = \"/\"\nupstream = \"app\"\n{pool}"),
+    )
+    .unwrap();
+    let out = support::process::run_to_end(&["check"], &path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("route   / -> pool app"), "{text}");
+    assert!(
+        text.contains(
+            "pool    app: http://127.0.0.1:1, unix:/run/app.sock weight 2 backup \
+             (hash of header:x-user, health checks GET /h every 5s)"
+        ),
+        "{text}"
+    );
+
+    std::fs::write(
+        &path,
+        format!("[[route]]\npath = \"/\"\nupstream = \"ap\"\n{pool}"),
+    )
+    .unwrap();
+    let out = support::process::run_to_end(&["check"], &path);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("proxy.toml:3:12: route[0].upstream: no [[upstream]] is named `ap`"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean upstream = \"app\"?"), "{text}");
+}

@@ -105,6 +105,18 @@ pub enum HashKey {
     Query(String),
 }
 
+impl std::fmt::Display for HashKey {
+    /// As `hash_key` is written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
+            HashKey::Query(name) => write!(f, "query:{name}"),
+        }
+    }
+}
+
 /// `[upstream.health]`.
 #[derive(Debug, Clone)]
 pub struct ActiveHealth {
