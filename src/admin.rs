@@ -2,7 +2,8 @@
 //! default): `/healthz` (the process is alive), `/readyz` (the listeners
 //! accept and every configured certificate is loaded), `/metrics`
 //! (Prometheus text) and `/connections` (JSON, one entry per live client
-//! connection). It never proxies anything.
+//! connection) and `/upstreams` (JSON, one entry per `[[upstream]]` pool
+//! with its servers' state). It never proxies anything.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,8 @@ pub struct AdminState {
     pub reloads: Arc<ReloadStats>,
     /// Set once the listeners accept connections.
     pub serving: AtomicBool,
+    /// The `[[upstream]]` pools, for `/upstreams`.
+    pub(crate) pools: crate::proxy::upstream::metrics::Pools,
 }
 
 /// Serves the admin pages on `listener` until `stop` fires.
@@ -81,9 +84,19 @@ fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             r
         }
         "/connections" => connections(state),
+        "/upstreams" => {
+            let groups = state.pools.get().map(Vec::as_slice).unwrap_or_default();
+            let views: Vec<_> = groups.iter().map(|g| g.view()).collect();
+            let mut body = serde_json::to_string_pretty(&views).unwrap_or_else(|_| "[]".to_owned());
+            body.push('\n');
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /metrics or /connections\n".to_owned(),
+            "not found: try /healthz, /readyz, /metrics, /connections or /upstreams\n".to_owned(),
         ),
     }
 }

@@ -71,6 +71,10 @@ impl Proxy {
             reloader.handle().stats.clone(),
         );
         let streams = stream::Streams::bind(&config, &store, &mut metrics, &connections)?;
+        let pools = proxy::upstream::metrics::Pools::default();
+        metrics
+            .registry_mut()
+            .register_collector(Box::new(proxy::upstream::metrics::PoolCollector(pools.clone())));
         let metrics = Arc::new(metrics);
         let admin = match &config.admin {
             Some(admin) => {
@@ -81,6 +85,7 @@ impl Proxy {
                     connections: connections.clone(),
                     reloads: reloader.handle().stats.clone(),
                     serving: std::sync::atomic::AtomicBool::new(false),
+                    pools: pools.clone(),
                 });
                 Some((listener, state))
             }
@@ -89,6 +94,7 @@ impl Proxy {
         let upstream_tls = proxy::upstream::tls::load(&config.routes)?;
         let shared =
             Arc::new(Shared::new(&config, &upstream_tls, metrics, connections).map_err(Error::Route)?);
+        let _ = pools.set(shared.groups.clone());
         let plain_addrs = config
             .http
             .iter()
@@ -167,7 +173,7 @@ impl Proxy {
             .iter()
             .map(|r| {
                 let host = r.config.host.as_deref().unwrap_or("");
-                (format!("{host}{}", r.config.path), r.config.upstream.to_string())
+                (format!("{host}{}", r.config.path), r.config.upstream_text())
             })
             .collect()
     }
@@ -178,6 +184,7 @@ impl Proxy {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let stop_background = tokio_util::sync::CancellationToken::new();
         let reloader = tokio::spawn(self.reloader.run(stop_background.clone()));
+        self.shared.start_pool_tasks(&stop_background);
         let admin = self.admin.map(|(listener, state)| {
             // The TLS listeners were bound in `bind`; they accept from here on.
             state.serving.store(true, std::sync::atomic::Ordering::Relaxed);

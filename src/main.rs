@@ -151,10 +151,17 @@ fn check(config: &Config) -> ExitCode {
                 } else {
                     ""
                 };
-                println!("  route   {host}{} -> {}{mtls}", route.path, route.upstream);
+                println!(
+                    "  route   {host}{} -> {}{mtls}",
+                    route.path,
+                    route.upstream_text()
+                );
                 if let Some(tls) = &route.upstream_tls {
                     println!("          {}", upstream_trust(tls));
                 }
+            }
+            for pool in &config.pools {
+                println!("  pool    {}", describe_pool(pool));
             }
             for stream in &config.streams {
                 println!("  stream  {}", describe_stream(stream));
@@ -204,6 +211,40 @@ fn check(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// One `[[upstream]]` as `portcullis check` lists it: its name, servers
+/// and balance.
+fn describe_pool(pool: &config::PoolConfig) -> String {
+    let servers: Vec<String> = pool
+        .servers
+        .iter()
+        .map(|s| {
+            let mut text = s.address.to_string();
+            if s.weight != 1 {
+                text.push_str(&format!(" weight {}", s.weight));
+            }
+            if s.backup {
+                text.push_str(" backup");
+            }
+            text
+        })
+        .collect();
+    let balance = match &pool.balance {
+        config::Balance::RoundRobin => "round_robin".to_owned(),
+        config::Balance::LeastConn => "least_conn".to_owned(),
+        config::Balance::RandomTwo => "random_two".to_owned(),
+        config::Balance::Hash(key) => format!("hash of {key}"),
+    };
+    let health = match &pool.health {
+        Some(h) => format!(
+            ", health checks GET {} every {}",
+            h.path,
+            humantime::format_duration(h.interval)
+        ),
+        None => String::new(),
+    };
+    format!("{}: {} ({balance}{health})", pool.name, servers.join(", "))
 }
 
 /// How `check` describes a stream: its addresses, its mode and where it
@@ -322,7 +363,7 @@ fn run(config: Config) -> ExitCode {
             tracing::info!("stream {name} listening on tcp://{addr}");
         }
         if let Some(addr) = proxy.admin_addr() {
-            tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections)");
+            tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections, /upstreams)");
         }
         for (prefix, upstream) in proxy.routes() {
             tracing::info!("route {prefix} -> {upstream}");

@@ -6,11 +6,13 @@
 mod duration;
 mod error;
 mod parse;
+mod pool;
 mod size;
 mod stream;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
+pub use pool::{ActiveHealth, Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[[stream]]`: TCP and TLS listeners of their own, in the order written.
     pub streams: Vec<StreamConfig>,
+    /// `[[upstream]]`: pools of servers that routes name, in the order written.
+    pub pools: Vec<PoolConfig>,
 }
 
 /// `[admin]`.
@@ -235,6 +239,20 @@ pub struct RouteConfig {
     pub path_normalization: bool,
     /// Where this route was configured.
     pub origin: Origin,
+    /// The `[[upstream]]` pool the route's `upstream` names, when it names
+    /// one; `upstream` then holds the pool's name as its host.
+    pub pool: Option<String>,
+}
+
+impl RouteConfig {
+    /// Where the route forwards, as logs and `portcullis check` say it:
+    /// its upstream URL, or `pool <name>`.
+    pub fn upstream_text(&self) -> String {
+        match &self.pool {
+            Some(pool) => format!("pool {pool}"),
+            None => self.upstream.to_string(),
+        }
+    }
 }
 
 /// TLS to an `https://` upstream: whom to trust, and which name to check.

@@ -47,6 +47,8 @@ mod env;
 mod http;
 mod listen;
 mod log;
+mod pool;
+mod pool_health;
 mod route;
 mod server;
 mod stream;
@@ -259,7 +261,9 @@ fn unreadable(path: &Path, error: &std::io::Error) -> ConfigError {
 }
 
 const TOP_SCHEMA: Schema = Schema {
-    keys: &["server", "tls", "http", "route", "log", "admin", "stream"],
+    keys: &[
+        "server", "tls", "http", "route", "log", "admin", "stream", "upstream",
+    ],
     aliases: &[
         ("streams", "stream"),
         ("tcp", "stream"),
@@ -272,6 +276,9 @@ const TOP_SCHEMA: Schema = Schema {
         ("health", "admin"),
         ("status", "admin"),
         ("stub_status", "admin"),
+        ("upstreams", "upstream"),
+        ("pool", "upstream"),
+        ("pools", "upstream"),
     ],
 };
 
@@ -356,10 +363,11 @@ impl Checker<'_> {
                 (&admin_listeners, "listener of [admin]"),
             ],
         );
+        let pools = self.pools(&top);
         let routes = if streams_only {
             Vec::new()
         } else {
-            self.routes(&top)
+            self.routes(&top, &pools)
         };
         self.client_cert_routes(&top);
         let log = match self.table(&top, "log", "[log]") {
@@ -379,6 +387,7 @@ impl Checker<'_> {
             http,
             admin,
             streams,
+            pools,
         }
     }
 }

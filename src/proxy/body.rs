@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::access::AccessRecord;
 use super::upstream::h1::body::UpstreamBody;
+use super::upstream::server::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -38,6 +39,9 @@ pin_project! {
         #[pin]
         idle: Sleep,
         timeout: Duration,
+        // The server's count of requests in flight, which least_conn and
+        // max_conns read, lasts as long as the body.
+        lease: Option<Lease>,
     }
 }
 
@@ -55,6 +59,7 @@ impl ProxyBody {
                 body,
                 idle: tokio::time::sleep(timeout),
                 timeout,
+                lease: None,
             })),
             log,
         }
@@ -68,6 +73,13 @@ impl ProxyBody {
                 data: (!data.is_empty()).then_some(data),
             },
             log,
+        }
+    }
+
+    /// Holds `lease` until a streamed body ends; a local body has ended.
+    pub(crate) fn hold(&mut self, lease: Lease) {
+        if let Kind::Upstream(streaming) = &mut self.kind {
+            *streaming.as_mut().project().lease = Some(lease);
         }
     }
 
@@ -96,6 +108,7 @@ impl Body for ProxyBody {
                     mut body,
                     mut idle,
                     timeout,
+                    ..
                 } = streaming.as_mut().project();
                 match body.as_mut().poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {

@@ -45,7 +45,8 @@ use upgrade::{Accept, Asked};
 /// What a route needs at request time, built once at start.
 #[derive(Debug)]
 pub struct RouteState {
-    client: upstream::Client,
+    /// The route's servers: its pool, or its one upstream URL.
+    group: Arc<upstream::group::Group>,
     /// The upstream's authority as a Host value, for clients that sent none.
     host_header: HeaderValue,
     /// `http://host:port` or `https://host:port`, for logs.
@@ -70,6 +71,8 @@ pub struct Shared {
     /// Requests answered before a route was chosen (400, 404, 405).
     unrouted: RouteMetrics,
     pub connections: Arc<ConnRegistry>,
+    /// Every pool of servers once, for health checks and `/upstreams`.
+    pub(crate) groups: Vec<Arc<upstream::group::Group>>,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -133,6 +136,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         connections: Arc<ConnRegistry>,
     ) -> Result<Self, RouteError> {
+        let mut groups = upstream::groups::Groups::new(config, metrics.clone());
         let routes = config
             .routes
             .iter()
@@ -153,14 +157,18 @@ impl Shared {
                 Ok(Route {
                     config: rc.clone(),
                     state: RouteState {
-                        client: upstream::client(rc, tls, metrics.upstream_idle(&metrics_label)),
+                        group: groups.for_route(rc, tls, &metrics_label),
                         host_header,
-                        label: rc.upstream.to_string().into(),
+                        label: match &rc.pool {
+                            Some(pool) => pool.as_str().into(),
+                            None => rc.upstream.to_string().into(),
+                        },
                         metrics: metrics.route(&metrics_label),
                     },
                 })
             })
             .collect::<Result<Vec<_>, RouteError>>()?;
+        let groups = groups.into_all();
         Ok(Shared {
             routes: RouteTable::new(routes),
             access_log: config.log.access_log,
@@ -177,7 +185,21 @@ impl Shared {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
             metrics,
             connections,
+            groups,
         })
+    }
+
+    /// Starts the pools' tasks: active health checks, and the resolution
+    /// of their names every `resolve_interval`; they stop when `stop` fires.
+    pub fn start_pool_tasks(&self, stop: &CancellationToken) {
+        for group in &self.groups {
+            if group.health.is_some() {
+                tokio::spawn(upstream::health::run(group.clone(), stop.clone()));
+            }
+            if group.resolver.as_ref().is_some_and(|r| r.interval.is_some()) {
+                tokio::spawn(upstream::resolve::run(group.clone(), stop.clone()));
+            }
+        }
     }
 
     pub fn routes(&self) -> &RouteTable<RouteState> {
@@ -441,7 +463,9 @@ async fn forward(
         Err(ReadAheadError::TooLarge { limit }) => return Err(Refusal::TooLargeAhead { max_body: limit }),
     };
     let client_failed = tracking.client_failed;
-    let exchange = route.state.client.request(Request::from_parts(parts, body));
+    let group = &route.state.group;
+    let key = group.hash_of(&parts, conn.peer.ip());
+    let exchange = group.request(Request::from_parts(parts, body), key);
     // The wait for response headers starts once the request body is sent.
     let deadline = async {
         if let Some(sent) = tracking.sent {
@@ -453,8 +477,9 @@ async fn forward(
         r = exchange => Ok(r),
         () = deadline => Err(()),
     };
-    let mut response = match outcome {
+    let (mut response, lease) = match outcome {
         Ok(Ok(exchanged)) => exchanged,
+        Ok(Err(upstream::Error::AllDown(pool))) => return Err(Refusal::PoolDown { pool }),
         // The client broke its own body mid-way: its fault, not the upstream's.
         Ok(Err(_)) if client_failed.load(Ordering::Relaxed) => return Err(Refusal::ClientBodyFailed),
         Ok(Err(err)) if request_body::cut_off(&err).is_some() => {
@@ -473,6 +498,9 @@ async fn forward(
     let status = response.status();
     if let Some(l) = log.as_mut() {
         l.status = status.as_u16();
+        if route.config.pool.is_some() {
+            l.upstream = Some(lease.server.label.clone());
+        }
     }
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -486,7 +514,7 @@ async fn forward(
         let (mut parts, body) = response.into_parts();
         let upstream_upgrade = body.into_upgraded().ok_or(Refusal::NotUpgraded)?;
         headers::remove_hop_by_hop(&mut parts.headers, true);
-        tunnel::start(shared, conn, rc, client_upgrade, upstream_upgrade);
+        tunnel::start(shared, conn, rc, client_upgrade, upstream_upgrade, lease);
         // The connection now carries the tunnel: it never returns to the pool.
         return Ok(Response::from_parts(
             parts,
@@ -527,10 +555,9 @@ async fn forward(
             }),
         };
     }
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::upstream(body, rc.read_timeout, log.take()),
-    ))
+    let mut body = ProxyBody::upstream(body, rc.read_timeout, log.take());
+    body.hold(lease);
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The largest response body of known length that is read whole before the

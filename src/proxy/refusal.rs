@@ -74,6 +74,8 @@ pub(crate) enum Refusal {
     // The upstream.
     /// No connection, or an exchange that failed before a response head.
     Upstream(upstream::Error),
+    /// Every server of the route's pool is down.
+    PoolDown { pool: std::sync::Arc<str> },
     /// No response head within `read_timeout` of the request being sent.
     NoHead { timeout: Duration },
     /// A 101 to a request that asked for no upgrade.
@@ -130,7 +132,7 @@ impl Refusal {
     fn meaning(&self) -> Meaning {
         use respond::{
             bad_gateway, bad_path, bad_request, bad_request_close, bad_websocket, client_cert_required,
-            gateway_timeout, method_not_allowed, not_found, payload_too_large, request_timeout,
+            gateway_timeout, method_not_allowed, not_found, payload_too_large, pool_down, request_timeout,
             websocket_off,
         };
         use UpstreamError::{Connect, Protocol, Timeout};
@@ -159,6 +161,7 @@ impl Refusal {
             Refusal::BodyTimeout => (request_timeout, None, None),
             Refusal::Upstream(err) if err.is_connect() => (bad_gateway, Some(Connect), None),
             Refusal::Upstream(_) => (bad_gateway, Some(Protocol), None),
+            Refusal::PoolDown { .. } => (pool_down, Some(Connect), None),
             Refusal::NoHead { .. } => (gateway_timeout, Some(Timeout), None),
             Refusal::SwitchUnasked => (bad_gateway, Some(Protocol), None),
             Refusal::ForgedSwitch(_) => (bad_gateway, Some(Protocol), Some(Refused::ForgedSwitch)),
@@ -221,6 +224,9 @@ impl Refusal {
                     .map(error_chain)
                     .unwrap_or_default();
                 tracing::warn!(route = %route_path, upstream = %upstream, error = %cause, "{}", upstream::describe(err));
+            }
+            Refusal::PoolDown { pool } => {
+                tracing::error!(route = %route_path, pool = %pool, "every server of pool {pool} is down; answering 502");
             }
             Refusal::NoHead { timeout } => {
                 tracing::warn!(route = %route_path, upstream = %upstream, ?timeout, "upstream sent no response headers in time");
@@ -331,6 +337,12 @@ mod tests {
             (Refusal::ClientBodyFailed, StatusCode::BAD_REQUEST, None, None),
             (
                 Refusal::Upstream(gone()),
+                StatusCode::BAD_GATEWAY,
+                Some(Connect),
+                None,
+            ),
+            (
+                Refusal::PoolDown { pool: "app".into() },
                 StatusCode::BAD_GATEWAY,
                 Some(Connect),
                 None,

@@ -117,6 +117,27 @@ impl RequestBody {
         }
     }
 
+    /// A copy to send again, when the whole body is here (nothing is left
+    /// to read from the client, and what was read ahead is at most
+    /// `READ_AHEAD`): an empty body, or a small chunked one read whole.
+    pub(crate) fn replay(&self) -> Option<RequestBody> {
+        if self.rest.as_ref().is_some_and(|rest| !rest.is_end_stream()) {
+            return None;
+        }
+        let mut ahead = VecDeque::with_capacity(self.ahead.len());
+        for frame in &self.ahead {
+            if let Some(data) = frame.data_ref() {
+                ahead.push_back(Frame::data(data.clone()));
+            } else if let Some(trailers) = frame.trailers_ref() {
+                ahead.push_back(Frame::trailers(trailers.clone()));
+            }
+        }
+        Some(RequestBody {
+            ahead,
+            ..RequestBody::empty()
+        })
+    }
+
     /// Wraps `inner`, reading a chunked body ahead first; the body may
     /// carry at most `max_body` bytes when given.
     pub async fn prepare(

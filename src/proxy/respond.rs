@@ -68,6 +68,16 @@ pub fn bad_gateway(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     )
 }
 
+/// Every server of the route's pool is down; the pool's name stays in the
+/// log line, since it says nothing a client should know.
+pub fn pool_down(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+    local(
+        StatusCode::BAD_GATEWAY,
+        "502 bad gateway: every server of the upstream pool is down\n",
+        log,
+    )
+}
+
 pub fn gateway_timeout(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(
         StatusCode::GATEWAY_TIMEOUT,

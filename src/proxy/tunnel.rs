@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::upstream::h1::Upgraded;
+use super::upstream::server::Lease;
 use super::{ConnInfo, Shared};
 use crate::config::RouteConfig;
 use crate::side::Side;
@@ -52,13 +53,15 @@ pub enum End {
 /// It runs in a task of its own, tracked by `shared.tunnels` (it outlives
 /// the HTTP connection, so the shutdown drain must find it there), counted
 /// in the open-tunnel gauge and on the client connection's entry while it
-/// runs, and logged when it ends.
+/// runs, and logged when it ends. `lease` keeps the tunnel counted among
+/// its server's connections in flight (least_conn, max_conns) until it ends.
 pub(crate) fn start(
     shared: &Shared,
     conn: &ConnInfo,
     route: &RouteConfig,
     client: OnUpgrade,
     upstream: Upgraded,
+    lease: Lease,
 ) {
     let idle = route.tunnel_idle_timeout;
     let cancel = shared.tunnel_cancel.clone();
@@ -68,6 +71,7 @@ pub(crate) fn start(
     entry.tunnels.fetch_add(1, Ordering::Relaxed);
     shared.tunnels.spawn(async move {
         let end = run(client, upstream, idle, cancel).await;
+        drop(lease);
         tracing::debug!(route = %route_path, ?end, "tunnel ended");
         metrics.tunnels_active.dec();
         entry.tunnels.fetch_sub(1, Ordering::Relaxed);

@@ -9,9 +9,11 @@
 
 pub mod admin;
 pub mod certs;
+pub mod hosts;
 pub mod https_origin;
 pub mod mtls;
 pub mod nofile;
+pub mod pools;
 pub mod process;
 pub mod raw;
 pub mod streams;

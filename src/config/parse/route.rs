@@ -12,10 +12,11 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use super::checker::{Checker, Schema, Table};
+use super::pool::{names_pool, pool_upstream};
 use super::upstream::parse_upstream;
 use crate::config::duration::Zero;
 use crate::config::error::Invalid;
-use crate::config::{Origin, RouteConfig};
+use crate::config::{Origin, PoolConfig, RouteConfig};
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,7 +94,8 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
 };
 
 impl Checker<'_> {
-    pub(super) fn routes(&mut self, top: &Table<'_, '_>) -> Vec<RouteConfig> {
+    pub(super) fn routes(&mut self, top: &Table<'_, '_>, pools: &[PoolConfig]) -> Vec<RouteConfig> {
+        let pool_names = super::pool::written_pool_names(top);
         let no_route = |checker: &mut Self, span: &Range<usize>| {
             checker.missing(
                 span,
@@ -121,7 +123,7 @@ impl Checker<'_> {
         // (host, path) -> (which route, where its path was written)
         let mut seen: HashMap<(Option<String>, String), (String, Origin)> = HashMap::new();
         for table in tables {
-            let (route, identity) = self.route(&table);
+            let (route, identity) = self.route(&table, pools, &pool_names);
             // Duplicates are looked for even among routes with other
             // errors, so that one edit fixes both.
             if let Some(identity) = identity {
@@ -150,7 +152,12 @@ impl Checker<'_> {
 
     /// One route (`None` when invalid), and what tells it apart from the
     /// others (`None` when its host or path is invalid).
-    fn route(&mut self, table: &Table<'_, '_>) -> (Option<RouteConfig>, Option<RouteIdentity>) {
+    fn route(
+        &mut self,
+        table: &Table<'_, '_>,
+        pools: &[PoolConfig],
+        pool_names: &[String],
+    ) -> (Option<RouteConfig>, Option<RouteIdentity>) {
         self.check_keys(table, &ROUTE_SCHEMA);
 
         let host = match self.string(table, "host", "\"example.com\"") {
@@ -186,7 +193,13 @@ impl Checker<'_> {
             }
         };
 
+        let mut pool = None;
         let upstream = match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
+            Some((text, span)) if names_pool(text, pool_names) => {
+                let found = self.pool_reference(pools, pool_names, text, &span, table.key_path("upstream"));
+                pool = found.map(|p| p.name.clone());
+                found.map(pool_upstream)
+            }
             Some((text, span)) => match parse_upstream(text) {
                 Ok(upstream) => Some(upstream),
                 Err(invalid) => {
@@ -248,6 +261,7 @@ impl Checker<'_> {
                 websocket,
                 path_normalization,
                 origin: self.origin(&table.span),
+                pool,
             }),
             _ => None,
         };
@@ -255,7 +269,7 @@ impl Checker<'_> {
     }
 
     /// `keepalive`: 0 or more idle connections.
-    fn keepalive(&mut self, table: &Table<'_, '_>) -> usize {
+    pub(super) fn keepalive(&mut self, table: &Table<'_, '_>) -> usize {
         let Some((n, span)) = self.integer(table, "keepalive", "64") else {
             return DEFAULT_KEEPALIVE;
         };
@@ -282,7 +296,7 @@ impl Checker<'_> {
     /// `keepalive_timeout`: never zero. It is also how often the pool looks
     /// for expired connections, and someone writing "0s" most likely means
     /// no keep-alive, which is `keepalive = 0`.
-    fn keepalive_timeout(&mut self, table: &Table<'_, '_>) -> Duration {
+    pub(super) fn keepalive_timeout(&mut self, table: &Table<'_, '_>) -> Duration {
         const KEY: &str = "keepalive_timeout";
         let timeout = self.duration(table, KEY, DEFAULT_KEEPALIVE_TIMEOUT, Zero::Allowed);
         if !timeout.is_zero() {
