@@ -67,12 +67,12 @@ fn routes(c: &mut Criterion) {
         ("no_host", None, "/static/app.js"),
     ];
     for &(name, host, path) in cases {
-        assert!(table.find(host, path).is_some(), "{name} must match");
+        assert!(table.find(host, 443, path).is_some(), "{name} must match");
         g.bench_function(name, |b| {
             b.iter(|| {
                 table
-                    .find(black_box(host), black_box(path))
-                    .map(|r| r.config.path.len())
+                    .find(black_box(host), 443, black_box(path))
+                    .map(|m| m.route.config.path.len())
             })
         });
     }

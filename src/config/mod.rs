@@ -6,11 +6,13 @@
 mod duration;
 mod error;
 mod parse;
+mod route_shaping;
 mod size;
 mod stream;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
+pub use route_shaping::{PathKind, PathRewrite, RouteShaping};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
@@ -235,6 +237,9 @@ pub struct RouteConfig {
     pub path_normalization: bool,
     /// Where this route was configured.
     pub origin: Origin,
+    /// `path_exact`, `path_regex`, `ports`, `prefix_wins` and the path
+    /// rewrites.
+    pub shaping: RouteShaping,
 }
 
 /// TLS to an `https://` upstream: whom to trust, and which name to check.

@@ -11,6 +11,7 @@ pub mod path;
 pub(crate) mod refusal;
 pub mod request_body;
 pub mod respond;
+pub(crate) mod rewrite;
 pub mod routes;
 pub mod tunnel;
 pub mod upgrade;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use http::uri::{Authority, PathAndQuery};
+use http::uri::Authority;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -39,7 +40,7 @@ use access::AccessRecord;
 use body::ProxyBody;
 use refusal::{HeadRefusal, Refusal};
 use request_body::ReadAheadError;
-use routes::{Route, RouteTable};
+use routes::{How, Route, RouteTable};
 use upgrade::{Accept, Asked};
 
 /// What a route needs at request time, built once at start.
@@ -83,6 +84,8 @@ pub struct ConnInfo {
     pub proto: HeaderValue,
     /// The client certificate the handshake verified, if any.
     pub client_cert: Option<client_cert::Verified>,
+    /// The listening port the connection arrived on (0 when unknown).
+    pub server_port: u16,
 }
 
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -108,7 +111,14 @@ impl ConnInfo {
             peer_ip,
             proto,
             client_cert: None,
+            server_port: 0,
         }
+    }
+
+    /// With the listening port the connection arrived on.
+    pub fn with_server_port(mut self, port: u16) -> Self {
+        self.server_port = port;
+        self
     }
 
     /// With the client certificate the TLS handshake verified.
@@ -250,7 +260,7 @@ pub(crate) fn rewrite_head<'s, B>(
     conn: &ConnInfo,
     req: &mut Request<B>,
 ) -> Result<(&'s Arc<Route<RouteState>>, Option<Accept>), HeadRefusal<'s>> {
-    let found = find_route(shared, req).map_err(|refusal| (refusal, None))?;
+    let found = find_route(shared, conn.server_port, req).map_err(|refusal| (refusal, None))?;
     let route = found.route;
     let upgrade = rewrite_for_route(shared, conn, req, found).map_err(|refusal| (refusal, Some(&**route)))?;
     Ok((route, upgrade))
@@ -263,10 +273,12 @@ struct Found<'s> {
     host: Option<HeaderValue>,
     /// The normalised path, when it differs from the target's.
     normalized: Option<String>,
+    /// How the route matched the path.
+    how: How,
 }
 
 /// The route of a request head that can be read only one way.
-fn find_route<'s, B>(shared: &'s Shared, req: &Request<B>) -> Result<Found<'s>, Refusal> {
+fn find_route<'s, B>(shared: &'s Shared, port: u16, req: &Request<B>) -> Result<Found<'s>, Refusal> {
     if req.method() == Method::CONNECT {
         return Err(Refusal::ConnectMethod);
     }
@@ -323,13 +335,14 @@ fn find_route<'s, B>(shared: &'s Shared, req: &Request<B>) -> Result<Found<'s>, 
         }
     };
     let routed_path = normalized.as_deref().unwrap_or(req.uri().path());
-    let Some(route) = shared.routes.find(host_str, routed_path) else {
+    let Some(matched) = shared.routes.find(host_str, port, routed_path) else {
         return Err(Refusal::NoRoute);
     };
     Ok(Found {
-        route,
+        route: matched.route,
         host,
         normalized,
+        how: matched.how,
     })
 }
 
@@ -346,9 +359,16 @@ fn rewrite_for_route<B>(
         route,
         host,
         normalized,
+        how,
     } = found;
     if route.config.require_client_cert && conn.client_cert.is_none() {
         return Err(Refusal::ClientCertRequired);
+    }
+    if how == How::AddSlash {
+        return Err(Refusal::AddSlash(rewrite::add_slash(
+            normalized.as_deref().unwrap_or(req.uri().path()),
+            req.uri().query(),
+        )?));
     }
 
     let get = req.method() == Method::GET;
@@ -365,21 +385,8 @@ fn rewrite_for_route<B>(
 
     // Rewrite the request in place into one for the upstream, whose target
     // is in origin form, with the path the route was chosen by unless the
-    // route forwards paths exactly as sent.
-    let path_and_query = match normalized.filter(|_| route.config.path_normalization) {
-        Some(mut rebuilt) => {
-            if let Some(query) = req.uri().query() {
-                rebuilt.push('?');
-                rebuilt.push_str(query);
-            }
-            PathAndQuery::try_from(rebuilt).map_err(|_| Refusal::PathNotRebuilt)?
-        }
-        _ => req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    };
+    // route forwards paths exactly as sent, rewritten as the route says.
+    let path_and_query = rewrite::target(&route.config, req.uri(), normalized)?;
     *req.uri_mut() = Uri::from(path_and_query);
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;

@@ -54,6 +54,9 @@ pub(crate) enum Refusal {
     /// of the path it came from and decoded unreserved characters, so this
     /// is a refusal only so that it cannot be a panic.
     PathNotRebuilt,
+    /// A prefix route's path without its trailing slash: answered 301 to
+    /// this `Location`, the path with the slash, as nginx answers it.
+    AddSlash(http::HeaderValue),
 
     // The request body.
     /// A declared length over `max_body`, refused before anything is read.
@@ -123,15 +126,19 @@ impl Refusal {
             shared.metrics.defences.refused(reason);
         }
         self.log(conn, route);
-        answer(log)
+        let mut response = answer(log);
+        if let Refusal::AddSlash(location) = self {
+            response.headers_mut().insert(http::header::LOCATION, location);
+        }
+        response
     }
 
     /// Each refusal's answer and counters, one row each.
     fn meaning(&self) -> Meaning {
         use respond::{
             bad_gateway, bad_path, bad_request, bad_request_close, bad_websocket, client_cert_required,
-            gateway_timeout, method_not_allowed, not_found, payload_too_large, request_timeout,
-            websocket_off,
+            gateway_timeout, method_not_allowed, moved_permanently, not_found, payload_too_large,
+            request_timeout, websocket_off,
         };
         use UpstreamError::{Connect, Protocol, Timeout};
         // `bad_request_close` closes the connection: what follows a request
@@ -152,6 +159,7 @@ impl Refusal {
             Refusal::WebSocketOff => (websocket_off, None, Some(Refused::WebSocketOff)),
             Refusal::BadWebSocket(_) => (bad_websocket, None, Some(Refused::BadWebSocket)),
             Refusal::PathNotRebuilt => (bad_path, None, None),
+            Refusal::AddSlash(_) => (moved_permanently, None, None),
             Refusal::TooLargeDeclared { .. }
             | Refusal::TooLargeAhead { .. }
             | Refusal::TooLargeSent { .. } => (payload_too_large, None, None),
@@ -187,6 +195,7 @@ impl Refusal {
             | Refusal::BadHost
             | Refusal::NoRoute
             | Refusal::PathNotRebuilt
+            | Refusal::AddSlash(_)
             | Refusal::BodyTimeout
             | Refusal::NotUpgraded => {}
             Refusal::BadPath { bad, path } => {
@@ -306,6 +315,12 @@ mod tests {
                 Some(Refused::BadWebSocket),
             ),
             (Refusal::PathNotRebuilt, StatusCode::BAD_REQUEST, None, None),
+            (
+                Refusal::AddSlash(http::HeaderValue::from_static("/a/")),
+                StatusCode::MOVED_PERMANENTLY,
+                None,
+                None,
+            ),
             (
                 Refusal::TooLargeDeclared {
                     max_body: 1,

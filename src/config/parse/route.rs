@@ -54,6 +54,13 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "require_client_cert",
         "websocket",
         "path_normalization",
+        "path_exact",
+        "path_regex",
+        "rewrite",
+        "prefix_wins",
+        "ports",
+        "strip_prefix",
+        "rewrite_prefix",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -89,6 +96,11 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("require_client_certificate", "require_client_cert"),
         ("ssl_verify_client", "require_client_cert"),
         ("mtls", "require_client_cert"),
+        ("exact", "path_exact"),
+        ("regex", "path_regex"),
+        ("location_regex", "path_regex"),
+        ("port", "ports"),
+        ("listen_ports", "ports"),
     ],
 };
 
@@ -165,26 +177,7 @@ impl Checker<'_> {
             None => Some(None),
         };
 
-        let path = match self.string(table, "path", "\"/ws\"") {
-            Some((text, span)) => match check_path(text) {
-                Ok(()) => Some((text.to_string(), span)),
-                Err(invalid) => {
-                    self.error(&span, table.key_path("path"), invalid.message, invalid.hint);
-                    None
-                }
-            },
-            None => {
-                if table.get("path").is_none() {
-                    self.missing(
-                        &table.span,
-                        table.key_path("path"),
-                        "this route has no `path`",
-                        "add path = \"/\" to match every request, or a prefix such as path = \"/api\"",
-                    );
-                }
-                None
-            }
-        };
+        let path = self.route_path(table);
 
         let upstream = match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
             Some((text, span)) => match parse_upstream(text) {
@@ -223,17 +216,18 @@ impl Checker<'_> {
         let require_client_cert = self.boolean(table, "require_client_cert", false);
         let websocket = self.boolean(table, "websocket", true);
         let path_normalization = self.path_normalization(table);
+        let shaping = self.route_shaping(table, path.as_ref().map(|(_, _, kind)| kind));
 
         let identity = match (&host, &path) {
-            (Some(host), Some((path, path_span))) => Some(RouteIdentity {
+            (Some(host), Some((path, path_span, _))) => Some(RouteIdentity {
                 host: host.clone(),
-                path: path.clone(),
+                path: identity_path(path, &shaping),
                 path_span: path_span.clone(),
             }),
             _ => None,
         };
         let route = match (host, path, upstream) {
-            (Some(host), Some((path, _)), Some(upstream)) => Some(RouteConfig {
+            (Some(host), Some((path, _, _)), Some(upstream)) => Some(RouteConfig {
                 host,
                 path,
                 upstream,
@@ -248,6 +242,7 @@ impl Checker<'_> {
                 websocket,
                 path_normalization,
                 origin: self.origin(&table.span),
+                shaping,
             }),
             _ => None,
         };
@@ -347,8 +342,25 @@ impl Checker<'_> {
     }
 }
 
+/// What tells a route's path apart from another's: how it matches, the
+/// text, and the ports it is bound to.
+fn identity_path(path: &str, shaping: &crate::config::RouteShaping) -> String {
+    let kind = match shaping.kind {
+        crate::config::PathKind::Prefix => "",
+        crate::config::PathKind::Exact => "= ",
+        crate::config::PathKind::Regex(_) => "~ ",
+    };
+    let mut ports = shaping.ports.clone();
+    ports.sort_unstable();
+    if ports.is_empty() {
+        format!("{kind}{path}")
+    } else {
+        format!("{kind}{path}` on ports `{ports:?}")
+    }
+}
+
 /// A route `path`: a prefix of the request path.
-fn check_path(path: &str) -> Result<(), Invalid> {
+pub(super) fn check_path(path: &str) -> Result<(), Invalid> {
     if path.is_empty() {
         return Err(Invalid::new(
             "the path is empty",
@@ -388,7 +400,7 @@ fn check_path(path: &str) -> Result<(), Invalid> {
 
 /// A route `host` (`is_certificate_name` false) or a certificate name:
 /// a DNS name or IP address, stored in lower case. Certificate names may be
-/// wildcards (`*.example.com`); route hosts are matched exactly.
+/// wildcards (`*.example.com`), which cover one label.
 pub(super) fn check_host(raw: &str, is_certificate_name: bool) -> Result<String, Invalid> {
     let what = if is_certificate_name { "name" } else { "host" };
     let text = raw.trim();
@@ -437,16 +449,8 @@ pub(super) fn check_host(raw: &str, is_certificate_name: bool) -> Result<String,
         };
         return Err(Invalid::new(format!("`{text}` contains a port"), hint));
     }
-    let name = match text.strip_prefix("*.") {
-        Some(rest) if is_certificate_name => rest,
-        Some(_) => {
-            return Err(Invalid::new(
-                format!("`{text}` is a wildcard; routes match one host exactly"),
-                "write one [[route]] per host, or remove `host` to match any host",
-            ))
-        }
-        None => text,
-    };
+    // `*.example.com` covers one label, for certificates and routes alike.
+    let name = text.strip_prefix("*.").unwrap_or(text);
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
@@ -474,7 +478,8 @@ mod tests {
         assert_eq!(check_host("Example.COM", false).unwrap(), "example.com");
         assert_eq!(check_host("::1", false).unwrap(), "[::1]");
         assert!(check_host("example.com:443", false).is_err());
-        assert!(check_host("*.example.com", false).is_err());
+        assert_eq!(check_host("*.Example.com", false).unwrap(), "*.example.com");
+        assert!(check_host("*.*.example.com", false).is_err());
         assert_eq!(check_host("*.Example.com", true).unwrap(), "*.example.com");
         assert!(check_host("https://example.com/", false)
             .unwrap_err()

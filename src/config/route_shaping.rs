@@ -1,0 +1,53 @@
+//! What a route matches besides its host (`path_exact`, `path_regex`,
+//! `prefix_wins`, `ports`) and how it rewrites the path it forwards
+//! (`strip_prefix`, `rewrite_prefix`, `rewrite`): the typed values
+//! `parse/route_shaping.rs` checks, grouped so that a route's other keys
+//! stay apart from them.
+
+/// A route's path matching and path rewriting.
+#[derive(Debug, Clone, Default)]
+pub struct RouteShaping {
+    /// How the route's `path` text is matched.
+    pub kind: PathKind,
+    /// `ports`: the listening ports this route answers on; empty for every
+    /// port.
+    pub ports: Vec<u16>,
+    /// `prefix_wins`: a matching prefix route is taken before any regex
+    /// route is tried, as nginx's `location ^~`.
+    pub prefix_wins: bool,
+    /// How the forwarded path is made from the request's.
+    pub rewrite: PathRewrite,
+}
+
+/// How a route's path is matched against the normalised request path.
+#[derive(Debug, Clone, Default)]
+pub enum PathKind {
+    /// `path`: the longest prefix on a segment boundary wins.
+    #[default]
+    Prefix,
+    /// `path_exact`: the whole path, byte for byte.
+    Exact,
+    /// `path_regex`: a regex (linear time), first match in file order.
+    Regex(regex::Regex),
+}
+
+/// How the forwarded path is made.
+#[derive(Debug, Clone, Default)]
+pub enum PathRewrite {
+    /// The path as routing read it (or as sent, with `path_normalization = "off"`).
+    #[default]
+    Keep,
+    /// `strip_prefix = true` (`"/"`) or `rewrite_prefix`: the route's prefix
+    /// replaced by this text, the bytes after it kept.
+    Prefix(String),
+    /// `rewrite` of a `path_regex` route: `$1`, `${name}` expanded from the
+    /// regex's captures.
+    Regex(String),
+}
+
+impl RouteShaping {
+    /// Whether the route takes requests arriving on listening port `port`.
+    pub fn takes_port(&self, port: u16) -> bool {
+        self.ports.is_empty() || self.ports.contains(&port)
+    }
+}

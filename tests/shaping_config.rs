@@ -1,0 +1,131 @@
+//! The route keys of path matching and rewriting, as the configuration
+//! check reports them: file:line:column, the key, what is wrong, and what
+//! to write instead.
+
+use std::path::Path;
+
+use portcullis::config::{from_str, ConfigErrors};
+
+const UP: &str = "upstream = \"http://127.0.0.1:8080\"\n";
+
+fn errors(routes: &str) -> ConfigErrors {
+    match from_str(routes, Path::new("proxy.toml")) {
+        Ok(config) => panic!("expected errors, got {config:#?}"),
+        Err(errors) => errors,
+    }
+}
+
+/// The one error of a single route with `keys`, as printed.
+fn error(keys: &str) -> String {
+    let errors = errors(&format!("[[route]]\n{UP}{keys}"));
+    assert_eq!(errors.len(), 1, "expected exactly one error, got:\n{errors}");
+    errors.0[0].to_string()
+}
+
+#[test]
+fn a_route_matches_its_path_one_way() {
+    assert_eq!(
+        error("path = \"/a\"\npath_exact = \"/a\"\n"),
+        "proxy.toml:4:14: route[0].path_exact: `path` and `path_exact` in one route: a route matches its path one way\n  help: keep one of them, and write another [[route]] for the other"
+    );
+    let e = error("prefix_wins = true\n");
+    assert!(e.contains("route[0].path: this route has no `path`"), "{e}");
+}
+
+#[test]
+fn an_exact_path_must_be_one_a_request_can_have() {
+    assert_eq!(
+        error("path_exact = \"/a/./b//c\"\n"),
+        "proxy.toml:3:14: route[0].path_exact: `/a/./b//c` is never the path of a request: paths are normalised before matching\n  help: write path_exact = \"/a/b/c\""
+    );
+    assert!(error("path_exact = \"sw.js\"\n").contains("help: write path = \"/sw.js\""));
+}
+
+#[test]
+fn a_bad_regex_is_reported_with_its_syntax() {
+    let e = error("path_regex = \"^/(a\"\n");
+    assert!(
+        e.starts_with("proxy.toml:3:14: route[0].path_regex: invalid regex: "),
+        "{e}"
+    );
+    assert!(e.contains("unclosed group"), "{e}");
+    assert!(e.contains("help: the syntax is the regex crate's"), "{e}");
+    // Look-around, which nginx's PCRE has, is named as missing.
+    assert!(error("path_regex = \"^/(?!admin)\"\n").contains("look-around"));
+}
+
+#[test]
+fn rewrites_apply_to_their_own_kind_of_route() {
+    assert_eq!(
+        error("path = \"/a\"\nrewrite = \"/b\"\n"),
+        "proxy.toml:4:11: route[0].rewrite: `rewrite` applies to a regex route (`path_regex`), and this route has none\n  help: for a prefix route write strip_prefix = true or rewrite_prefix = \"/new/\""
+    );
+    assert_eq!(
+        error("path_regex = \"^/a\"\nstrip_prefix = true\n"),
+        "proxy.toml:4:16: route[0].strip_prefix: `strip_prefix` applies to a prefix route (`path`), and this route has none\n  help: match the path with `path`, or remove the key (a regex route rewrites with `rewrite`)"
+    );
+    assert!(error("path_exact = \"/a\"\nprefix_wins = true\n")
+        .contains("route[0].prefix_wins: `prefix_wins` applies to a prefix route"));
+    assert_eq!(
+        error("path = \"/a\"\nstrip_prefix = true\nrewrite_prefix = \"/b/\"\n"),
+        "proxy.toml:5:18: route[0].rewrite_prefix: `strip_prefix` and `rewrite_prefix` in one route\n  help: keep one: strip_prefix = true is rewrite_prefix = \"/\""
+    );
+    assert!(error("path = \"/a\"\nrewrite_prefix = \"b/\"\n").contains("help: write path = \"/b/\""));
+}
+
+#[test]
+fn a_rewrite_names_only_groups_the_regex_has() {
+    assert_eq!(
+        error("path_regex = \"^/s/(.*)$\"\nrewrite = \"/$2\"\n"),
+        "proxy.toml:4:11: route[0].rewrite: `/$2` names a group `2` the regex does not have\n  help: the regex has groups $1 to $1; write $$ for a literal $"
+    );
+    assert!(error("path_regex = \"^/s/(.*)$\"\nrewrite = \"/$1x\"\n")
+        .contains("write ${1} to follow a group number with text"));
+    assert!(error("path_regex = \"^/s/(.*)$\"\nrewrite = \"s/$1\"\n").contains("does not start with `/`"));
+}
+
+#[test]
+fn ports_are_listening_ports() {
+    assert_eq!(
+        error("path = \"/\"\nports = []\n"),
+        "proxy.toml:4:9: route[0].ports: an empty list would match no request\n  help: remove `ports` to answer on every listening port, or list some: ports = [9001]"
+    );
+    assert_eq!(
+        error("path = \"/\"\nports = [0, 9001]\n"),
+        "proxy.toml:4:10: route[0].ports[0]: a listening port is a number from 1 to 65535\n  help: for example: ports = [9001]"
+    );
+    assert!(error("path = \"/\"\nports = 9001\n").contains("expected a list of ports, found an integer"));
+    assert!(error("path = \"/\"\nport = [9001]\n").contains("portcullis calls this setting `ports`"));
+}
+
+#[test]
+fn two_routes_alike_in_kind_path_and_ports_are_one_too_many() {
+    let route = |keys: &str| format!("[[route]]\n{UP}{keys}");
+    let text = [
+        route("path_exact = \"/a\"\n"),
+        route("path = \"/a\"\n"),
+        route("path = \"/a\"\nports = [1]\n"),
+        route("path_exact = \"/a\"\n"),
+    ]
+    .concat();
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert!(
+        errors.0[0]
+            .to_string()
+            .contains("already has path `= /a` (any host)"),
+        "{errors}"
+    );
+    // Told apart by host, kind or ports, they are fine.
+    let ok = [
+        route("path_exact = \"/a\"\n"),
+        route("path = \"/a\"\n"),
+        route("path = \"/a\"\nports = [1]\n"),
+        route("path = \"/a\"\nhost = \"*.example.com\"\n"),
+        route("path_regex = \"^/a\"\n"),
+    ]
+    .concat();
+    if let Err(e) = from_str(&ok, Path::new("proxy.toml")) {
+        panic!("{e}");
+    }
+}
