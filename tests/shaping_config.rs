@@ -129,3 +129,36 @@ fn two_routes_alike_in_kind_path_and_ports_are_one_too_many() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn a_route_forwards_redirects_or_responds() {
+    let e = error("path = \"/\"\nredirect = \"/x\"\n");
+    assert_eq!(
+        e,
+        "proxy.toml:4:12: route[0].redirect: `upstream` and `redirect` in one route: a route forwards, redirects or responds\n  help: keep one of them, and write another [[route]] for the other"
+    );
+    let answer = |keys: &str| {
+        let errors = errors(&format!("[[route]]\npath = \"/\"\n{keys}"));
+        assert_eq!(errors.len(), 1, "{errors}");
+        errors.0[0].to_string()
+    };
+    assert_eq!(
+        answer("redirect = \"https://x{uri}\"\n"),
+        "proxy.toml:3:12: route[0].redirect: unknown placeholder `{uri}`\n  help: valid placeholders: {client_ip}, {client_port}, {scheme}, {host}, {server_port}, {request_id}, {path}, {query}, {tls_version}, {tls_cipher}, {sni}, {client_cert_subject}, {client_cert_sha256}; write {{ for a literal {"
+    );
+    assert_eq!(
+        answer("redirect = \"/x\"\nstatus = 200\n"),
+        "proxy.toml:4:10: route[0].status: 200 is not a redirect status\n  help: write 301 or 308 (permanent), 302 or 307 (temporary); 307 and 308 keep the method and body"
+    );
+    assert!(answer(&format!("{UP}status = 301\n")).contains("route[0].status: `status` goes with `redirect`"));
+    assert!(answer("respond = { status = 99 }\n")
+        .contains("route[0].respond.status: 99 is not a status a route can answer with"));
+    assert!(answer("respond = { code = 404 }\n").contains("portcullis calls this setting `status`"));
+    assert!(answer("respond = 404\n").contains("route[0].respond: expected a table, found an integer"));
+    assert!(answer(&format!("{UP}methods = [\"get\"]\n"))
+        .contains("`get` is not written in capitals; methods are case-sensitive\n  help: write \"GET\""));
+    assert!(answer(&format!("{UP}methods = []\n")).contains("expected a non-empty list of methods"));
+    assert!(answer(&format!("{UP}return = \"/x\"\n")).contains("portcullis calls this setting `redirect`"));
+    // Without `upstream`, `redirect` or `respond`, the upstream is what is missing.
+    assert!(answer("").contains("route[0].upstream: this route has no `upstream`"));
+}

@@ -48,6 +48,7 @@ mod http;
 mod listen;
 mod log;
 mod route;
+mod route_action;
 mod route_shaping;
 mod server;
 mod stream;

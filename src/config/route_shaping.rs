@@ -1,7 +1,8 @@
 //! What a route matches besides its host (`path_exact`, `path_regex`,
-//! `prefix_wins`, `ports`) and how it rewrites the path it forwards
-//! (`strip_prefix`, `rewrite_prefix`, `rewrite`): the typed values
-//! `parse/route_shaping.rs` checks, grouped so that a route's other keys
+//! `prefix_wins`, `ports`, `methods`), how it rewrites the path it forwards
+//! (`strip_prefix`, `rewrite_prefix`, `rewrite`) and whether it answers by
+//! itself (`redirect`, `respond`): the typed values `parse/route_shaping.rs`
+//! and `parse/route_action.rs` check, grouped so that a route's other keys
 //! stay apart from them.
 
 /// A route's path matching and path rewriting.
@@ -17,6 +18,27 @@ pub struct RouteShaping {
     pub prefix_wins: bool,
     /// How the forwarded path is made from the request's.
     pub rewrite: PathRewrite,
+    /// `methods`: the methods the route takes (HEAD with GET); empty for
+    /// every method. Others are answered 405 with `Allow`.
+    pub methods: Vec<http::Method>,
+    /// What the route does with a request it takes.
+    pub action: RouteAction,
+}
+
+/// What a route does with a request: forward it, or answer by itself.
+#[derive(Debug, Clone, Default)]
+pub enum RouteAction {
+    /// `upstream`: forward it.
+    #[default]
+    Proxy,
+    /// `redirect` with `status`: answer with a `Location` made from the
+    /// request by the template.
+    Redirect {
+        to: crate::proxy::placeholder::Template,
+        status: http::StatusCode,
+    },
+    /// `respond = { status, body }`: a fixed answer.
+    Respond { status: http::StatusCode, body: String },
 }
 
 /// How a route's path is matched against the normalised request path.
@@ -49,5 +71,13 @@ impl RouteShaping {
     /// Whether the route takes requests arriving on listening port `port`.
     pub fn takes_port(&self, port: u16) -> bool {
         self.ports.is_empty() || self.ports.contains(&port)
+    }
+
+    /// Whether the route takes `method`: HEAD goes with GET, as in nginx's
+    /// `limit_except`.
+    pub fn takes_method(&self, method: &http::Method) -> bool {
+        self.methods.is_empty()
+            || self.methods.contains(method)
+            || (method == http::Method::HEAD && self.methods.contains(&http::Method::GET))
     }
 }

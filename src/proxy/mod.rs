@@ -4,10 +4,12 @@
 //! can make this code panic.
 
 pub mod access;
+pub(crate) mod action;
 pub mod body;
 pub mod client_cert;
 pub mod headers;
 pub mod path;
+pub mod placeholder;
 pub(crate) mod refusal;
 pub mod request_body;
 pub mod respond;
@@ -364,11 +366,9 @@ fn rewrite_for_route<B>(
     if route.config.require_client_cert && conn.client_cert.is_none() {
         return Err(Refusal::ClientCertRequired);
     }
-    if how == How::AddSlash {
-        return Err(Refusal::AddSlash(rewrite::add_slash(
-            normalized.as_deref().unwrap_or(req.uri().path()),
-            req.uri().query(),
-        )?));
+    let routed_path = normalized.as_deref().unwrap_or(req.uri().path());
+    if let Some(local) = action::decide(&route.config, how, conn, req, host.as_ref(), routed_path) {
+        return Err(Refusal::Local(local?));
     }
 
     let get = req.method() == Method::GET;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::Response;
 
 use super::access::AccessRecord;
+use super::action::Local;
 use super::body::ProxyBody;
 use super::headers::BadFraming;
 use super::path::BadPath;
@@ -54,9 +55,9 @@ pub(crate) enum Refusal {
     /// of the path it came from and decoded unreserved characters, so this
     /// is a refusal only so that it cannot be a panic.
     PathNotRebuilt,
-    /// A prefix route's path without its trailing slash: answered 301 to
-    /// this `Location`, the path with the slash, as nginx answers it.
-    AddSlash(http::HeaderValue),
+    /// The route's own answer: its `redirect` or `respond`, the 405 of a
+    /// method it does not take, the 301 to a prefix's trailing slash.
+    Local(Local),
 
     // The request body.
     /// A declared length over `max_body`, refused before anything is read.
@@ -126,19 +127,18 @@ impl Refusal {
             shared.metrics.defences.refused(reason);
         }
         self.log(conn, route);
-        let mut response = answer(log);
-        if let Refusal::AddSlash(location) = self {
-            response.headers_mut().insert(http::header::LOCATION, location);
+        match self {
+            Refusal::Local(local) => local.response(log),
+            _ => answer(log),
         }
-        response
     }
 
     /// Each refusal's answer and counters, one row each.
     fn meaning(&self) -> Meaning {
         use respond::{
             bad_gateway, bad_path, bad_request, bad_request_close, bad_websocket, client_cert_required,
-            gateway_timeout, method_not_allowed, moved_permanently, not_found, payload_too_large,
-            request_timeout, websocket_off,
+            gateway_timeout, method_not_allowed, not_found, payload_too_large, request_timeout,
+            websocket_off,
         };
         use UpstreamError::{Connect, Protocol, Timeout};
         // `bad_request_close` closes the connection: what follows a request
@@ -159,7 +159,8 @@ impl Refusal {
             Refusal::WebSocketOff => (websocket_off, None, Some(Refused::WebSocketOff)),
             Refusal::BadWebSocket(_) => (bad_websocket, None, Some(Refused::BadWebSocket)),
             Refusal::PathNotRebuilt => (bad_path, None, None),
-            Refusal::AddSlash(_) => (moved_permanently, None, None),
+            // Answered by `Local::response`, never by this row.
+            Refusal::Local(_) => (not_found, None, None),
             Refusal::TooLargeDeclared { .. }
             | Refusal::TooLargeAhead { .. }
             | Refusal::TooLargeSent { .. } => (payload_too_large, None, None),
@@ -195,7 +196,7 @@ impl Refusal {
             | Refusal::BadHost
             | Refusal::NoRoute
             | Refusal::PathNotRebuilt
-            | Refusal::AddSlash(_)
+            | Refusal::Local(_)
             | Refusal::BodyTimeout
             | Refusal::NotUpgraded => {}
             Refusal::BadPath { bad, path } => {
@@ -315,12 +316,6 @@ mod tests {
                 Some(Refused::BadWebSocket),
             ),
             (Refusal::PathNotRebuilt, StatusCode::BAD_REQUEST, None, None),
-            (
-                Refusal::AddSlash(http::HeaderValue::from_static("/a/")),
-                StatusCode::MOVED_PERMANENTLY,
-                None,
-                None,
-            ),
             (
                 Refusal::TooLargeDeclared {
                     max_body: 1,

@@ -1,4 +1,4 @@
-//! Short answers made by the proxy itself: 301, 400, 403, 404, 405, 413, 502, 504. Plain text,
+//! Short answers made by the proxy itself: 400, 403, 404, 405, 413, 502, 504. Plain text,
 //! one line, no detail that would help an attacker map the network.
 
 use http::{header, HeaderValue, Response, StatusCode};
@@ -54,12 +54,6 @@ pub fn client_cert_required(log: Option<Box<AccessRecord>>) -> Response<ProxyBod
         "403 a client certificate is required for this path\n",
         log,
     )
-}
-
-/// The redirect to a route's trailing slash; its `Location` is added by
-/// the caller.
-pub fn moved_permanently(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
-    local(StatusCode::MOVED_PERMANENTLY, "301 moved permanently\n", log)
 }
 
 pub fn not_found(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {

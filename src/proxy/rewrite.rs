@@ -1,11 +1,10 @@
 //! The target a route forwards: the path routing read (or the one the
 //! client sent, with `path_normalization = "off"`), its prefix replaced
 //! (`strip_prefix`, `rewrite_prefix`) or rewritten by the route's regex
-//! (`rewrite`), and the client's query after it; and the redirect that
-//! adds a route's trailing slash to a request for the path without it.
+//! (`rewrite`), and the client's query after it.
 
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Uri};
+use http::Uri;
 
 use super::refusal::Refusal;
 use super::routes::prefix_matches;
@@ -77,18 +76,6 @@ fn join(replacement: &str, rest: &str) -> String {
     out.push_str(replacement);
     out.push_str(rest);
     out
-}
-
-/// The `Location` of the redirect from `path` to `path/`, the query kept.
-pub(crate) fn add_slash(path: &str, query: Option<&str>) -> Result<HeaderValue, Refusal> {
-    let mut location = String::with_capacity(path.len() + 2 + query.map_or(0, str::len));
-    location.push_str(path);
-    location.push('/');
-    if let Some(query) = query {
-        location.push('?');
-        location.push_str(query);
-    }
-    HeaderValue::from_str(&location).map_err(|_| Refusal::PathNotRebuilt)
 }
 
 #[cfg(test)]

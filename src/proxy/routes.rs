@@ -291,7 +291,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// `example.com:443` -> `example.com`; `[::1]:443` -> `[::1]`.
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         match host.find(']') {
             Some(end) => &host[..=end],

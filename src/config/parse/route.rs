@@ -15,7 +15,7 @@ use super::checker::{Checker, Schema, Table};
 use super::upstream::parse_upstream;
 use crate::config::duration::Zero;
 use crate::config::error::Invalid;
-use crate::config::{Origin, RouteConfig};
+use crate::config::{Origin, RouteAction, RouteConfig, Scheme, Upstream};
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +61,10 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "ports",
         "strip_prefix",
         "rewrite_prefix",
+        "redirect",
+        "status",
+        "respond",
+        "methods",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -101,6 +105,9 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("location_regex", "path_regex"),
         ("port", "ports"),
         ("listen_ports", "ports"),
+        ("return", "redirect"),
+        ("limit_except", "methods"),
+        ("allow_methods", "methods"),
     ],
 };
 
@@ -179,25 +186,31 @@ impl Checker<'_> {
 
         let path = self.route_path(table);
 
-        let upstream = match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
-            Some((text, span)) => match parse_upstream(text) {
-                Ok(upstream) => Some(upstream),
-                Err(invalid) => {
-                    self.error(&span, table.key_path("upstream"), invalid.message, invalid.hint);
+        let action = self.route_action(table);
+        let upstream = match &action {
+            // Routes that answer by themselves have no upstream to reach.
+            Some(RouteAction::Redirect { .. } | RouteAction::Respond { .. }) => Some(no_upstream()),
+            None => None,
+            Some(RouteAction::Proxy) => match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
+                Some((text, span)) => match parse_upstream(text) {
+                    Ok(upstream) => Some(upstream),
+                    Err(invalid) => {
+                        self.error(&span, table.key_path("upstream"), invalid.message, invalid.hint);
+                        None
+                    }
+                },
+                None => {
+                    if table.get("upstream").is_none() {
+                        self.missing(
+                                &table.span,
+                                table.key_path("upstream"),
+                                "this route has no `upstream`",
+                                "add the address of the application, for example: upstream = \"http://127.0.0.1:8080\"",
+                            );
+                    }
                     None
                 }
             },
-            None => {
-                if table.get("upstream").is_none() {
-                    self.missing(
-                        &table.span,
-                        table.key_path("upstream"),
-                        "this route has no `upstream`",
-                        "add the address of the application, for example: upstream = \"http://127.0.0.1:8080\"",
-                    );
-                }
-                None
-            }
         };
 
         let read_timeout = self.duration(table, "read_timeout", DEFAULT_READ_TIMEOUT, Zero::Rejected);
@@ -216,7 +229,9 @@ impl Checker<'_> {
         let require_client_cert = self.boolean(table, "require_client_cert", false);
         let websocket = self.boolean(table, "websocket", true);
         let path_normalization = self.path_normalization(table);
-        let shaping = self.route_shaping(table, path.as_ref().map(|(_, _, kind)| kind));
+        let mut shaping = self.route_shaping(table, path.as_ref().map(|(_, _, kind)| kind));
+        shaping.methods = self.methods(table);
+        shaping.action = action.unwrap_or_default();
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span, _))) => Some(RouteIdentity {
@@ -339,6 +354,15 @@ impl Checker<'_> {
                 true
             }
         }
+    }
+}
+
+/// The upstream of a route that answers by itself: never connected to.
+fn no_upstream() -> Upstream {
+    Upstream {
+        scheme: Scheme::Http,
+        host: "0.0.0.0".to_string(),
+        port: 0,
     }
 }
 

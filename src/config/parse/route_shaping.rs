@@ -21,10 +21,7 @@ pub(super) type RoutePath = (String, Range<usize>, PathKind);
 impl Checker<'_> {
     /// The route's one path key: `path`, `path_exact` or `path_regex`.
     pub(super) fn route_path(&mut self, table: &Table<'_, '_>) -> Option<RoutePath> {
-        let written: Vec<&str> = PATH_KEYS
-            .into_iter()
-            .filter(|key| table.get(key).is_some())
-            .collect();
+        let written = self.one_of(table, &PATH_KEYS, "a route matches its path one way");
         let [key] = written[..] else {
             if written.is_empty() {
                 self.missing(
@@ -33,19 +30,6 @@ impl Checker<'_> {
                     "this route has no `path`",
                     "add path = \"/\" to match every request, or a prefix such as path = \"/api\"",
                 );
-            }
-            for extra in written.iter().skip(1) {
-                if let Some(value) = table.get(extra) {
-                    self.error(
-                        &value.span(),
-                        table.key_path(extra),
-                        format!(
-                            "`{}` and `{extra}` in one route: a route matches its path one way",
-                            written[0]
-                        ),
-                        "keep one of them, and write another [[route]] for the other",
-                    );
-                }
             }
             return None;
         };
@@ -72,6 +56,32 @@ impl Checker<'_> {
             _ => PathKind::Prefix,
         };
         Some((text.to_string(), span, kind))
+    }
+
+    /// Which of `keys` the route writes, each after the first reported as
+    /// one too many, saying `why`.
+    pub(super) fn one_of(
+        &mut self,
+        table: &Table<'_, '_>,
+        keys: &[&'static str],
+        why: &str,
+    ) -> Vec<&'static str> {
+        let written: Vec<&'static str> = keys
+            .iter()
+            .copied()
+            .filter(|key| table.get(key).is_some())
+            .collect();
+        for extra in written.iter().skip(1) {
+            if let Some(value) = table.get(extra) {
+                self.error(
+                    &value.span(),
+                    table.key_path(extra),
+                    format!("`{}` and `{extra}` in one route: {why}", written[0]),
+                    "keep one of them, and write another [[route]] for the other",
+                );
+            }
+        }
+        written
     }
 
     /// The keys that shape a route whose path is matched as `kind`.
@@ -131,6 +141,9 @@ impl Checker<'_> {
             ports,
             prefix_wins: prefix_wins && prefix,
             rewrite,
+            // Set by the route from `methods` and its action keys.
+            methods: Vec::new(),
+            action: crate::config::RouteAction::Proxy,
         }
     }
 
