@@ -162,3 +162,41 @@ fn a_route_forwards_redirects_or_responds() {
     // Without `upstream`, `redirect` or `respond`, the upstream is what is missing.
     assert!(answer("").contains("route[0].upstream: this route has no `upstream`"));
 }
+
+#[test]
+fn header_rules_are_checked_by_name_and_placeholder() {
+    let one = |text: &str| {
+        let errors = errors(&format!("{text}\n[[route]]\npath = \"/\"\n{UP}"));
+        assert_eq!(errors.len(), 1, "{errors}");
+        errors.0[0].to_string()
+    };
+    assert_eq!(
+        one("[headers]\nrequest.set = { \"X-Port\" = \"{port}\" }"),
+        "proxy.toml:2:28: headers.request.set.\"X-Port\": unknown placeholder `{port}`\n  help: valid placeholders: {client_ip}, {client_port}, {scheme}, {host}, {server_port}, {request_id}, {path}, {query}, {tls_version}, {tls_cipher}, {sni}, {client_cert_subject}, {client_cert_sha256}; write {{ for a literal {"
+    );
+    assert_eq!(
+        one("[headers]\nrequest.set = { \"Host\" = \"x\" }"),
+        "proxy.toml:2:17: headers.request.set.\"Host\": `Host` is the proxy's own header: rules cannot change it\n  help: write upstream_host = \"upstream\" or upstream_host = \"name\" on the route"
+    );
+    assert!(one("[headers]\nrequest.remove = [\"X-Forwarded-For\"]")
+        .contains("write forwarded_for = \"replace\""));
+    assert!(one("[headers]\nresponse.set = { \"Connection\" = \"close\" }")
+        .contains("hop-by-hop headers belong to each connection"));
+    // X-Real-IP is the proxy's on the way in only.
+    let ok = format!("[headers]\nresponse.set = {{ \"X-Real-IP\" = \"x\" }}\n[[route]]\npath = \"/\"\n{UP}");
+    if let Err(e) = from_str(&ok, Path::new("proxy.toml")) {
+        panic!("{e}");
+    }
+    assert!(one("[headers]\nresponse.inherit = false").contains("`inherit` is a route's choice"));
+    assert!(one("[headers]\nresponse.when = \"never\"").contains("write \"always\" (every response"));
+    assert!(one("[headers]\nresponse.set = { \"X-A\" = \"a\\nb\" }")
+        .contains("a header value cannot hold a line break"));
+    assert!(
+        one("[headers]\nresponse.set = { \"Bad Name\" = \"1\" }").contains("`Bad Name` is not a header name")
+    );
+    assert!(one("[headers]\nresponse.add_header = { \"X-A\" = \"1\" }")
+        .contains("portcullis calls this setting `add`"));
+    assert!(error("path = \"/\"\nupstream_host = \"a b\"\n").contains("`a b` is not a host[:port]"));
+    assert!(error("path = \"/\"\nforwarded_for = \"remote_addr\"\n").contains("write \"append\""));
+    assert!(error("path = \"/\"\nproxy_set_header = 1\n").contains("portcullis calls this setting `request`"));
+}

@@ -5,12 +5,14 @@
 
 mod duration;
 mod error;
+mod header_rules;
 mod parse;
 mod route_shaping;
 mod size;
 mod stream;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
+pub use header_rules::{ForwardedFor, HeaderRule, HeaderRules, RouteHeaders, RuleSet, UpstreamHost, When};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 pub use route_shaping::{PathKind, PathRewrite, RouteAction, RouteShaping};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
@@ -36,6 +38,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[[stream]]`: TCP and TLS listeners of their own, in the order written.
     pub streams: Vec<StreamConfig>,
+    /// `[headers]`: header rules of every route.
+    pub headers: HeaderRules,
 }
 
 /// `[admin]`.

@@ -44,6 +44,7 @@ mod admin;
 mod checker;
 mod client_auth;
 mod env;
+mod headers;
 mod http;
 mod listen;
 mod log;
@@ -261,7 +262,9 @@ fn unreadable(path: &Path, error: &std::io::Error) -> ConfigError {
 }
 
 const TOP_SCHEMA: Schema = Schema {
-    keys: &["server", "tls", "http", "route", "log", "admin", "stream"],
+    keys: &[
+        "server", "tls", "http", "route", "log", "admin", "stream", "headers",
+    ],
     aliases: &[
         ("streams", "stream"),
         ("tcp", "stream"),
@@ -372,6 +375,7 @@ impl Checker<'_> {
                 format: LogFormat::Text,
             },
         };
+        let headers = self.header_defaults(&top);
         Config {
             source: None,
             server,
@@ -381,6 +385,7 @@ impl Checker<'_> {
             http,
             admin,
             streams,
+            headers,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct RouteShaping {
     pub methods: Vec<http::Method>,
     /// What the route does with a request it takes.
     pub action: RouteAction,
+    /// `request.*`, `response.*`, `upstream_host`, `forwarded_for`.
+    pub headers: crate::config::RouteHeaders,
 }
 
 /// What a route does with a request: forward it, or answer by itself.

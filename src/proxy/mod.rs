@@ -15,6 +15,7 @@ pub mod request_body;
 pub mod respond;
 pub(crate) mod rewrite;
 pub mod routes;
+pub(crate) mod rules;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
@@ -73,6 +74,11 @@ pub struct Shared {
     /// Requests answered before a route was chosen (400, 404, 405).
     unrouted: RouteMetrics,
     pub connections: Arc<ConnRegistry>,
+    /// `[headers]`.
+    headers: crate::config::HeaderRules,
+    /// Some response rule names a placeholder: each request's facts are
+    /// kept for it.
+    keep_request_facts: bool,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -189,6 +195,11 @@ impl Shared {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
             metrics,
             connections,
+            headers: config.headers.clone(),
+            keep_request_facts: rules::responses_need_request(
+                &config.headers,
+                config.routes.iter().map(|r| &r.shaping.headers),
+            ),
         })
     }
 
@@ -200,8 +211,12 @@ impl Shared {
 /// Handles one request from a client. Never fails: every problem is a response.
 pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
+    let facts = shared
+        .keep_request_facts
+        .then(|| rules::RequestFacts::capture(&req));
     let mut routed = None;
-    let mut response = route_and_forward(&shared, &conn, req, &mut routed).await;
+    let mut answered_by = None;
+    let mut response = route_and_forward(&shared, &conn, req, &mut routed, &mut answered_by).await;
     if let Some(hsts) = &shared.hsts {
         // Only over TLS: a browser ignores the header on plain HTTP anyway.
         if conn.proto == HTTPS && !response.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
@@ -210,18 +225,21 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
+    rules::apply_response(&mut response, &shared.headers, answered_by, &conn, facts.as_ref());
     let metrics = routed.as_ref().map_or(&shared.unrouted, |r| &r.state.metrics);
     metrics.record(response.status().as_u16(), start.elapsed().as_secs_f64());
     response
 }
 
-/// Routes `req` and forwards it; `routed` receives the route, if any, for
-/// the metrics.
-async fn route_and_forward(
-    shared: &Arc<Shared>,
+/// Routes `req` and forwards it; `routed` receives the route it was
+/// forwarded on, if any, for the metrics, and `answered_by` the header
+/// rules of the route that answered, refusals included.
+async fn route_and_forward<'s>(
+    shared: &'s Arc<Shared>,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     routed: &mut Option<Arc<Route<RouteState>>>,
+    answered_by: &mut Option<&'s crate::config::RouteHeaders>,
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| {
         Box::new(AccessRecord {
@@ -240,8 +258,12 @@ async fn route_and_forward(
 
     let (route, upgrade) = match rewrite_head(shared, conn, &mut req) {
         Ok(decided) => decided,
-        Err((refusal, route)) => return refusal.answer(shared, conn, route, log),
+        Err((refusal, route)) => {
+            *answered_by = route.map(|r| &r.config.shaping.headers);
+            return refusal.answer(shared, conn, route, log);
+        }
     };
+    *answered_by = Some(&route.config.shaping.headers);
     let route = routed.insert(route.clone());
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
@@ -386,8 +408,8 @@ fn rewrite_for_route<B>(
     // Rewrite the request in place into one for the upstream, whose target
     // is in origin form, with the path the route was chosen by unless the
     // route forwards paths exactly as sent, rewritten as the route says.
-    let path_and_query = rewrite::target(&route.config, req.uri(), normalized)?;
-    *req.uri_mut() = Uri::from(path_and_query);
+    let path_and_query = rewrite::target(&route.config, req.uri(), normalized.as_deref())?;
+    let sent = std::mem::replace(req.uri_mut(), Uri::from(path_and_query));
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
     {
@@ -413,6 +435,14 @@ fn rewrite_for_route<B>(
             None => route.state.host_header.clone(),
         };
         h.insert(header::HOST, host_out);
+        rules::apply_request(
+            h,
+            &shared.headers,
+            &route.config.shaping.headers,
+            &route.state.host_header,
+            conn,
+            (normalized.as_deref().unwrap_or(sent.path()), sent.query()),
+        );
     }
     Ok(upgrade)
 }

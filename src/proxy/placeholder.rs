@@ -148,6 +148,17 @@ impl Template {
         self.segments.iter().all(|s| matches!(s, Segment::Literal(_)))
     }
 
+    /// The text of a template that names no placeholder.
+    pub fn render_literal(&self) -> String {
+        self.segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Literal(text) => Some(text.as_str()),
+                Segment::Value(_) => None,
+            })
+            .collect()
+    }
+
     /// The text with every placeholder's value for this request.
     pub fn render(&self, values: &Values<'_>) -> String {
         let mut out = String::with_capacity(self.literal_len + 32);

@@ -15,7 +15,7 @@ use crate::config::{PathKind, PathRewrite, RouteConfig};
 pub(crate) fn target(
     route: &RouteConfig,
     uri: &Uri,
-    normalized: Option<String>,
+    normalized: Option<&str>,
 ) -> Result<PathAndQuery, Refusal> {
     let sent = uri.path();
     let rebuilt = match &route.shaping.rewrite {
@@ -23,10 +23,10 @@ pub(crate) fn target(
             // Nearly every request: the target goes on as it came.
             None => return Ok(as_sent(uri)),
             Some(_) if !route.path_normalization => return Ok(as_sent(uri)),
-            Some(normal) => normal,
+            Some(normal) => normal.to_string(),
         },
         PathRewrite::Prefix(replacement) => {
-            let routed = normalized.as_deref().unwrap_or(sent);
+            let routed = normalized.unwrap_or(sent);
             // The bytes after the prefix are kept: those of the path
             // forwarded without a rewrite, so `path_normalization = "off"`
             // still sends what the client wrote when its path starts with
@@ -40,7 +40,7 @@ pub(crate) fn target(
             join(replacement, rest)
         }
         PathRewrite::Regex(template) => {
-            let routed = normalized.as_deref().unwrap_or(sent);
+            let routed = normalized.unwrap_or(sent);
             let PathKind::Regex(regex) = &route.shaping.kind else {
                 return Err(Refusal::PathNotRebuilt);
             };

@@ -65,6 +65,10 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "status",
         "respond",
         "methods",
+        "request",
+        "response",
+        "upstream_host",
+        "forwarded_for",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -108,6 +112,11 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("return", "redirect"),
         ("limit_except", "methods"),
         ("allow_methods", "methods"),
+        ("proxy_set_header", "request"),
+        ("add_header", "response"),
+        ("headers", "request"),
+        ("host_header", "upstream_host"),
+        ("x_forwarded_for", "forwarded_for"),
     ],
 };
 
@@ -232,6 +241,7 @@ impl Checker<'_> {
         let mut shaping = self.route_shaping(table, path.as_ref().map(|(_, _, kind)| kind));
         shaping.methods = self.methods(table);
         shaping.action = action.unwrap_or_default();
+        shaping.headers = self.route_headers(table);
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span, _))) => Some(RouteIdentity {

@@ -144,6 +144,7 @@ impl Checker<'_> {
             // Set by the route from `methods` and its action keys.
             methods: Vec::new(),
             action: crate::config::RouteAction::Proxy,
+            headers: crate::config::RouteHeaders::default(),
         }
     }
 
