@@ -200,3 +200,15 @@ fn header_rules_are_checked_by_name_and_placeholder() {
     assert!(error("path = \"/\"\nforwarded_for = \"remote_addr\"\n").contains("write \"append\""));
     assert!(error("path = \"/\"\nproxy_set_header = 1\n").contains("portcullis calls this setting `request`"));
 }
+
+#[test]
+fn cookie_flags_are_flags_portcullis_sets() {
+    assert_eq!(
+        error("path = \"/\"\ncookie_flags = { sid = \"secure; partitioned\" }\n"),
+        "proxy.toml:4:24: route[0].cookie_flags.sid: `partitioned` is not a cookie flag portcullis sets\n  help: write some of: secure, httponly, samesite=strict, samesite=lax, samesite=none, separated by `;`"
+    );
+    assert!(error("path = \"/\"\ncookie_flags = \"secure\"\n")
+        .contains("expected a table of cookie names and flags"));
+    assert!(error("path = \"/\"\nproxy_redirect = false\n")
+        .contains("portcullis calls this setting `redirect_rewrite`"));
+}

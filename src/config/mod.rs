@@ -14,7 +14,7 @@ mod stream;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use header_rules::{ForwardedFor, HeaderRule, HeaderRules, RouteHeaders, RuleSet, UpstreamHost, When};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
-pub use route_shaping::{PathKind, PathRewrite, RouteAction, RouteShaping};
+pub use route_shaping::{PathKind, PathRewrite, RouteAction, RouteShaping, UpstreamUrls};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;

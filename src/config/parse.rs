@@ -59,6 +59,7 @@ mod tls;
 mod tls_policy;
 mod upstream;
 mod upstream_tls;
+mod upstream_urls;
 
 use std::path::Path;
 

@@ -25,6 +25,31 @@ pub struct RouteShaping {
     pub action: RouteAction,
     /// `request.*`, `response.*`, `upstream_host`, `forwarded_for`.
     pub headers: crate::config::RouteHeaders,
+    /// `redirect_rewrite`, `cookie_path`, `cookie_flags`.
+    pub upstream_urls: UpstreamUrls,
+}
+
+/// How the upstream's own URLs in a response are made the client's.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamUrls {
+    /// `redirect_rewrite`: `Location` and `Refresh` naming the upstream, or
+    /// `http://` and the client's host, are rewritten to what the client
+    /// used, the path prefix mapped back. Default: on with `strip_prefix`
+    /// or `rewrite_prefix`.
+    pub redirects: bool,
+    /// `cookie_path`: a `Set-Cookie` `Path=` under the upstream's prefix
+    /// mapped back to the route's.
+    pub cookie_path: bool,
+    /// `cookie_flags`: per cookie name, the attributes set on it, as
+    /// (lower-case attribute name, text to append).
+    pub cookie_flags: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl UpstreamUrls {
+    /// Whether any response rewriting is configured.
+    pub fn any(&self) -> bool {
+        self.redirects || self.cookie_path || !self.cookie_flags.is_empty()
+    }
 }
 
 /// What a route does with a request: forward it, or answer by itself.

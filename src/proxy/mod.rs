@@ -19,6 +19,7 @@ pub(crate) mod rules;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
+pub(crate) mod upstream_urls;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -462,6 +463,10 @@ async fn forward(
     let rc = &route.config;
 
     let (parts, body) = req.into_parts();
+    // The host the client named, for the upstream's URLs in the response.
+    let client_host = (rc.shaping.upstream_urls.any())
+        .then(|| parts.headers.get(&headers::X_FORWARDED_HOST).cloned())
+        .flatten();
     // A declared length over max_body is refused before anything is read
     // or sent.
     if let Some(max_body) = rc.max_body {
@@ -533,6 +538,9 @@ async fn forward(
 
     headers::normalize_response_length(response.headers_mut()).map_err(Refusal::ResponseFraming)?;
     headers::remove_hop_by_hop(response.headers_mut(), false);
+    if rc.shaping.upstream_urls.any() {
+        upstream_urls::rewrite(response.headers_mut(), rc, &conn.proto, client_host.as_ref());
+    }
     let (parts, mut body) = response.into_parts();
     // A small body of known length is read whole before the head goes out,
     // so head and body leave in one write (one TLS record, one syscall)

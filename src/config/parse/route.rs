@@ -69,6 +69,9 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "response",
         "upstream_host",
         "forwarded_for",
+        "redirect_rewrite",
+        "cookie_path",
+        "cookie_flags",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -117,6 +120,9 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("headers", "request"),
         ("host_header", "upstream_host"),
         ("x_forwarded_for", "forwarded_for"),
+        ("proxy_redirect", "redirect_rewrite"),
+        ("proxy_cookie_path", "cookie_path"),
+        ("proxy_cookie_flags", "cookie_flags"),
     ],
 };
 
@@ -242,6 +248,7 @@ impl Checker<'_> {
         shaping.methods = self.methods(table);
         shaping.action = action.unwrap_or_default();
         shaping.headers = self.route_headers(table);
+        shaping.upstream_urls = self.upstream_urls(table, &shaping.rewrite);
 
         let identity = match (&host, &path) {
             (Some(host), Some((path, path_span, _))) => Some(RouteIdentity {

@@ -145,6 +145,7 @@ impl Checker<'_> {
             methods: Vec::new(),
             action: crate::config::RouteAction::Proxy,
             headers: crate::config::RouteHeaders::default(),
+            upstream_urls: crate::config::UpstreamUrls::default(),
         }
     }
 
