@@ -79,6 +79,46 @@ fn routes(c: &mut Criterion) {
     g.finish();
 }
 
+/// Matching against 2 and against 1000 routes (prefixes, exact paths and
+/// hosts): the compiled table should cost the same for both.
+fn route_scale(c: &mut Criterion) {
+    let table = |n: usize| {
+        let mut text = String::from("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\n");
+        for i in 1..n {
+            let key = match i % 3 {
+                0 => format!("path = \"/app{i}/api\""),
+                1 => format!("path_exact = \"/exact{i}\""),
+                _ => format!("host = \"tenant{i}.example.com\"\npath = \"/\""),
+            };
+            text.push_str(&format!(
+                "[[route]]\n{key}\nupstream = \"http://127.0.0.1:8080\"\n"
+            ));
+        }
+        let config = portcullis::config::from_str(&text, Path::new("bench.toml"))
+            .unwrap_or_else(|e| panic!("bench configuration does not parse:\n{e}"));
+        RouteTable::new(
+            config
+                .routes
+                .into_iter()
+                .map(|config| Route { config, state: () })
+                .collect(),
+        )
+    };
+    let mut g = c.benchmark_group("route_scale");
+    for n in [2, 1000] {
+        let table = table(n);
+        let path = "/app999/api/v1/users/42";
+        g.bench_function(format!("{n}_routes"), |b| {
+            b.iter(|| {
+                table
+                    .find(black_box(Some("app.example.com")), 443, black_box(path))
+                    .map(|m| m.route.config.path.len())
+            })
+        });
+    }
+    g.finish();
+}
+
 // --------------------------------------------------------------- headers
 
 fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -254,5 +294,5 @@ fn certs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, routes, headers, certs);
+criterion_group!(benches, routes, route_scale, headers, certs);
 criterion_main!(benches);

@@ -241,8 +241,10 @@ pub struct RouteConfig {
     pub path_normalization: bool,
     /// Where this route was configured.
     pub origin: Origin,
-    /// `path_exact`, `path_regex`, `ports`, `prefix_wins` and the path
-    /// rewrites.
+    /// How the path is matched (`path_exact`, `path_regex`, `ports`,
+    /// `prefix_wins`, `methods`) and rewritten, what the route does
+    /// (`upstream`, `redirect`, `respond`), its header rules and how the
+    /// upstream's URLs in responses are made the client's.
     pub shaping: RouteShaping,
 }
 
