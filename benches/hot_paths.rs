@@ -119,6 +119,43 @@ fn route_scale(c: &mut Criterion) {
     g.finish();
 }
 
+/// The request header rules of a route with five `set` rules (three
+/// literal, two placeholders), as nginx configurations write them.
+fn header_rules(c: &mut Criterion) {
+    let text = r#"
+[headers]
+request.set = { "X-Forwarded-Port" = "{server_port}", "X-Forwarded-Ssl" = "on" }
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:8080"
+request.set = { "X-Scheme" = "{scheme}", "Accept-Encoding" = "gzip", "X-Frame" = "1" }
+"#;
+    let config = portcullis::config::from_str(text, Path::new("bench.toml"))
+        .unwrap_or_else(|e| panic!("bench configuration does not parse:\n{e}"));
+    let registry = Arc::new(portcullis::connections::ConnRegistry::default());
+    let registration = registry.open(([203, 0, 113, 7], 50000).into());
+    let conn = portcullis::proxy::ConnInfo::new(registration.conn().clone(), true).with_server_port(443);
+    let upstream = HeaderValue::from_static("127.0.0.1:8080");
+    let route = &config.routes[0].shaping.headers;
+    let h1 = browser_h1();
+    c.bench_function("header_rules/five_set", |b| {
+        b.iter_batched_ref(
+            || h1.clone(),
+            |m| {
+                portcullis::proxy::rules::apply_request(
+                    black_box(m),
+                    &config.headers,
+                    route,
+                    &upstream,
+                    &conn,
+                    ("/index.html", None),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
 // --------------------------------------------------------------- headers
 
 fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -294,5 +331,5 @@ fn certs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, routes, route_scale, headers, certs);
+criterion_group!(benches, routes, route_scale, header_rules, headers, certs);
 criterion_main!(benches);

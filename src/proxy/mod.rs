@@ -15,7 +15,7 @@ pub mod request_body;
 pub mod respond;
 pub(crate) mod rewrite;
 pub mod routes;
-pub(crate) mod rules;
+pub mod rules;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;

@@ -49,7 +49,7 @@ fn request_id(headers: &HeaderMap) -> Option<&str> {
 /// can change, says the host the client named); `upstream_authority` is
 /// the Host `upstream_host = "upstream"` sends, and `path` and `query`
 /// those of the request as routed.
-pub(crate) fn apply_request(
+pub fn apply_request(
     headers: &mut HeaderMap,
     defaults: &HeaderRules,
     route: &RouteHeaders,

@@ -225,5 +225,24 @@ mod tests {
         assert_eq!(rewrite_url("http://application/x", &strip, &bases), None);
         assert_eq!(rewrite_url("//app/x", &strip, &bases), None);
         assert_eq!(rewrite_url("/x", &strip, &bases).as_deref(), Some("/g/x"));
+        // Look-alikes of the upstream's URL are other sites.
+        assert_eq!(rewrite_url("http://app:80@evil.example/x", &strip, &bases), None);
+        assert_eq!(rewrite_url("http://app.evil.example/x", &strip, &bases), None);
+        assert_eq!(rewrite_url("http://example.com.evil/x", &strip, &bases), None);
+    }
+
+    #[test]
+    fn headers_that_are_not_text_are_left_alone() {
+        let strip = route("path = \"/g/\"\nstrip_prefix = true\ncookie_path = true");
+        let mut headers = HeaderMap::new();
+        let odd = HeaderValue::from_bytes(b"/x\xff").unwrap();
+        headers.insert(header::LOCATION, odd.clone());
+        headers.append(header::SET_COOKIE, odd.clone());
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("a=1; Path=/b"));
+        let https = HeaderValue::from_static("https");
+        rewrite(&mut headers, &strip, &https, None);
+        assert_eq!(headers[header::LOCATION], odd);
+        let cookies: Vec<_> = headers.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, [&odd, &HeaderValue::from_static("a=1; Path=/g/b")]);
     }
 }
