@@ -87,11 +87,20 @@ fn a_rewrite_names_only_groups_the_regex_has() {
 #[test]
 fn ports_are_listening_ports() {
     assert_eq!(
+        error("path = \"/\"\nports = [9001]\n"),
+        "proxy.toml:4:10: route[0].ports[0]: nothing listens on port 9001: this route would never be matched\n  help: add an address with port 9001 to [server] listen (or [http] listen), or write a port listened on: 8443"
+    );
+    let listening = "[server]\nlisten = [\"127.0.0.1:8443\", \"127.0.0.1:9001\"]\n[http]\nlisten = [\"127.0.0.1:8080\"]\n";
+    let ok = format!("{listening}[[route]]\n{UP}path = \"/\"\nports = [9001, 8080]\n");
+    if let Err(e) = from_str(&ok, Path::new("proxy.toml")) {
+        panic!("{e}");
+    }
+    assert_eq!(
         error("path = \"/\"\nports = []\n"),
         "proxy.toml:4:9: route[0].ports: an empty list would match no request\n  help: remove `ports` to answer on every listening port, or list some: ports = [9001]"
     );
     assert_eq!(
-        error("path = \"/\"\nports = [0, 9001]\n"),
+        error("path = \"/\"\nports = [0, 8443]\n"),
         "proxy.toml:4:10: route[0].ports[0]: a listening port is a number from 1 to 65535\n  help: for example: ports = [9001]"
     );
     assert!(error("path = \"/\"\nports = 9001\n").contains("expected a list of ports, found an integer"));
@@ -101,7 +110,9 @@ fn ports_are_listening_ports() {
 #[test]
 fn two_routes_alike_in_kind_path_and_ports_are_one_too_many() {
     let route = |keys: &str| format!("[[route]]\n{UP}{keys}");
+    let server = "[server]\nlisten = [\"127.0.0.1:0\"]\n".to_string();
     let text = [
+        server.clone(),
         route("path_exact = \"/a\"\n"),
         route("path = \"/a\"\n"),
         route("path = \"/a\"\nports = [1]\n"),
@@ -118,6 +129,7 @@ fn two_routes_alike_in_kind_path_and_ports_are_one_too_many() {
     );
     // Told apart by host, kind or ports, they are fine.
     let ok = [
+        server,
         route("path_exact = \"/a\"\n"),
         route("path = \"/a\"\n"),
         route("path = \"/a\"\nports = [1]\n"),

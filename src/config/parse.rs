@@ -367,6 +367,7 @@ impl Checker<'_> {
         } else {
             self.routes(&top)
         };
+        self.route_ports_listened(&top, &[&tls_listeners, &plain_listeners]);
         self.client_cert_routes(&top);
         let log = match self.table(&top, "log", "[log]") {
             Some(table) => self.log(&table),

@@ -5,7 +5,9 @@ use super::*;
 use crate::config::RouteConfig;
 
 fn table(toml: &str) -> Option<RouteTable<()>> {
-    let config = crate::config::from_str(toml, std::path::Path::new("proxy.toml")).ok()?;
+    // A listener on a port chosen at start, so that any route port may be its.
+    let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}");
+    let config = crate::config::from_str(&toml, std::path::Path::new("proxy.toml")).ok()?;
     let routes = config
         .routes
         .into_iter()

@@ -3,6 +3,7 @@
 //! `rewrite_prefix` (prefix routes) and `rewrite` (regex routes). Each key
 //! written where it cannot apply is an error that says where it can.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 
 use toml::de::DeValue;
@@ -192,6 +193,59 @@ impl Checker<'_> {
             }
         }
         ports
+    }
+}
+
+impl Checker<'_> {
+    /// Each route's `ports` names a port something listens on, unless a
+    /// listener's port is chosen at start (`:0`), which could be any.
+    pub(super) fn route_ports_listened(
+        &mut self,
+        top: &Table<'_, '_>,
+        listeners: &[&[(SocketAddr, String)]],
+    ) {
+        let listening: Vec<u16> = listeners
+            .iter()
+            .flat_map(|l| l.iter().map(|(address, _)| address.port()))
+            .collect();
+        if listening.contains(&0) {
+            return;
+        }
+        let Some(DeValue::Array(routes)) = top.get("route").map(|v| v.get_ref()) else {
+            return;
+        };
+        let list = listening
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (index, route) in routes.iter().enumerate() {
+            let DeValue::Table(route) = route.get_ref() else {
+                continue;
+            };
+            let Some(DeValue::Array(ports)) = route.get("ports").map(|v| v.get_ref()) else {
+                continue;
+            };
+            for (at, port) in ports.iter().enumerate() {
+                let DeValue::Integer(n) = port.get_ref() else {
+                    continue;
+                };
+                let Some(n) = u16::from_str_radix(n.as_str(), n.radix())
+                    .ok()
+                    .filter(|n| *n != 0)
+                else {
+                    continue;
+                };
+                if !listening.contains(&n) {
+                    self.error(
+                        &port.span(),
+                        format!("route[{index}].ports[{at}]"),
+                        format!("nothing listens on port {n}: this route would never be matched"),
+                        format!("add an address with port {n} to [server] listen (or [http] listen), or write a port listened on: {list}"),
+                    );
+                }
+            }
+        }
     }
 }
 
