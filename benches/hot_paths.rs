@@ -67,16 +67,93 @@ fn routes(c: &mut Criterion) {
         ("no_host", None, "/static/app.js"),
     ];
     for &(name, host, path) in cases {
-        assert!(table.find(host, path).is_some(), "{name} must match");
+        assert!(table.find(host, 443, path).is_some(), "{name} must match");
         g.bench_function(name, |b| {
             b.iter(|| {
                 table
-                    .find(black_box(host), black_box(path))
-                    .map(|r| r.config.path.len())
+                    .find(black_box(host), 443, black_box(path))
+                    .map(|m| m.route.config.path.len())
             })
         });
     }
     g.finish();
+}
+
+/// Matching against 2 and against 1000 routes (prefixes, exact paths and
+/// hosts): the compiled table should cost the same for both.
+fn route_scale(c: &mut Criterion) {
+    let table = |n: usize| {
+        let mut text = String::from("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\n");
+        for i in 1..n {
+            let key = match i % 3 {
+                0 => format!("path = \"/app{i}/api\""),
+                1 => format!("path_exact = \"/exact{i}\""),
+                _ => format!("host = \"tenant{i}.example.com\"\npath = \"/\""),
+            };
+            text.push_str(&format!(
+                "[[route]]\n{key}\nupstream = \"http://127.0.0.1:8080\"\n"
+            ));
+        }
+        let config = portcullis::config::from_str(&text, Path::new("bench.toml"))
+            .unwrap_or_else(|e| panic!("bench configuration does not parse:\n{e}"));
+        RouteTable::new(
+            config
+                .routes
+                .into_iter()
+                .map(|config| Route { config, state: () })
+                .collect(),
+        )
+    };
+    let mut g = c.benchmark_group("route_scale");
+    for n in [2, 1000] {
+        let table = table(n);
+        let path = "/app999/api/v1/users/42";
+        g.bench_function(format!("{n}_routes"), |b| {
+            b.iter(|| {
+                table
+                    .find(black_box(Some("app.example.com")), 443, black_box(path))
+                    .map(|m| m.route.config.path.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The request header rules of a route with five `set` rules (three
+/// literal, two placeholders), as nginx configurations write them.
+fn header_rules(c: &mut Criterion) {
+    let text = r#"
+[headers]
+request.set = { "X-Forwarded-Port" = "{server_port}", "X-Forwarded-Ssl" = "on" }
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:8080"
+request.set = { "X-Scheme" = "{scheme}", "Accept-Encoding" = "gzip", "X-Frame" = "1" }
+"#;
+    let config = portcullis::config::from_str(text, Path::new("bench.toml"))
+        .unwrap_or_else(|e| panic!("bench configuration does not parse:\n{e}"));
+    let registry = Arc::new(portcullis::connections::ConnRegistry::default());
+    let registration = registry.open(([203, 0, 113, 7], 50000).into());
+    let conn = portcullis::proxy::ConnInfo::new(registration.conn().clone(), true).with_server_port(443);
+    let upstream = HeaderValue::from_static("127.0.0.1:8080");
+    let route = &config.routes[0].shaping.headers;
+    let h1 = browser_h1();
+    c.bench_function("header_rules/five_set", |b| {
+        b.iter_batched_ref(
+            || h1.clone(),
+            |m| {
+                portcullis::proxy::rules::apply_request(
+                    black_box(m),
+                    &config.headers,
+                    route,
+                    &upstream,
+                    &conn,
+                    ("/index.html", None),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 // --------------------------------------------------------------- headers
@@ -254,5 +331,5 @@ fn certs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, routes, headers, certs);
+criterion_group!(benches, routes, route_scale, header_rules, headers, certs);
 criterion_main!(benches);

@@ -151,11 +151,16 @@ fn check(config: &Config) -> ExitCode {
                 } else {
                     ""
                 };
-                println!(
-                    "  route   {host}{} -> {}{mtls}",
-                    route.path,
-                    route.upstream_text()
-                );
+                let to = match &route.shaping.action {
+                    portcullis::config::RouteAction::Proxy => route.upstream_text(),
+                    portcullis::config::RouteAction::Redirect { status, .. } => {
+                        format!("redirect {}", status.as_u16())
+                    }
+                    portcullis::config::RouteAction::Respond { status, .. } => {
+                        format!("respond {}", status.as_u16())
+                    }
+                };
+                println!("  route   {host}{} -> {to}{mtls}", route.path);
                 if let Some(tls) = &route.upstream_tls {
                     println!("          {}", upstream_trust(tls));
                 }

@@ -5,14 +5,18 @@
 
 mod duration;
 mod error;
+mod header_rules;
 mod parse;
 mod pool;
+mod route_shaping;
 mod size;
 mod stream;
 
 pub use error::{ConfigError, ConfigErrors, Origin};
+pub use header_rules::{ForwardedFor, HeaderRule, HeaderRules, RouteHeaders, RuleSet, UpstreamHost, When};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 pub use pool::{ActiveHealth, Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
+pub use route_shaping::{PathKind, PathRewrite, RouteAction, RouteShaping, UpstreamUrls};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
@@ -38,6 +42,8 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// `[[upstream]]`: pools of servers that routes name, in the order written.
     pub pools: Vec<PoolConfig>,
+    /// `[headers]`: header rules of every route.
+    pub headers: HeaderRules,
 }
 
 /// `[admin]`.
@@ -242,6 +248,11 @@ pub struct RouteConfig {
     /// The `[[upstream]]` pool the route's `upstream` names, when it names
     /// one; `upstream` then holds the pool's name as its host.
     pub pool: Option<String>,
+    /// How the path is matched (`path_exact`, `path_regex`, `ports`,
+    /// `prefix_wins`, `methods`) and rewritten, what the route does
+    /// (`upstream`, `redirect`, `respond`), its header rules and how the
+    /// upstream's URLs in responses are made the client's.
+    pub shaping: RouteShaping,
 }
 
 impl RouteConfig {

@@ -44,12 +44,15 @@ mod admin;
 mod checker;
 mod client_auth;
 mod env;
+mod headers;
 mod http;
 mod listen;
 mod log;
 mod pool;
 mod pool_health;
 mod route;
+mod route_action;
+mod route_shaping;
 mod server;
 mod stream;
 mod stream_values;
@@ -58,6 +61,7 @@ mod tls;
 mod tls_policy;
 mod upstream;
 mod upstream_tls;
+mod upstream_urls;
 
 use std::path::Path;
 
@@ -262,7 +266,7 @@ fn unreadable(path: &Path, error: &std::io::Error) -> ConfigError {
 
 const TOP_SCHEMA: Schema = Schema {
     keys: &[
-        "server", "tls", "http", "route", "log", "admin", "stream", "upstream",
+        "server", "tls", "http", "route", "log", "admin", "stream", "upstream", "headers",
     ],
     aliases: &[
         ("streams", "stream"),
@@ -369,6 +373,7 @@ impl Checker<'_> {
         } else {
             self.routes(&top, &pools)
         };
+        self.route_ports_listened(&top, &[&tls_listeners, &plain_listeners]);
         self.client_cert_routes(&top);
         let log = match self.table(&top, "log", "[log]") {
             Some(table) => self.log(&table),
@@ -378,6 +383,7 @@ impl Checker<'_> {
                 format: LogFormat::Text,
             },
         };
+        let headers = self.header_defaults(&top);
         Config {
             source: None,
             server,
@@ -388,6 +394,7 @@ impl Checker<'_> {
             admin,
             streams,
             pools,
+            headers,
         }
     }
 }

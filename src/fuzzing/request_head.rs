@@ -239,6 +239,7 @@ async fn handle(
             let status = answer.status();
             assert!(
                 [
+                    StatusCode::MOVED_PERMANENTLY,
                     StatusCode::BAD_REQUEST,
                     StatusCode::NOT_FOUND,
                     StatusCode::METHOD_NOT_ALLOWED
@@ -304,9 +305,12 @@ fn check_forwarded<B>(
         // The upstream is told the host the route was chosen by.
         assert_eq!(client_host, hosts[0]);
         let host = client_host.to_str().unwrap_or_default();
-        let found = fixture.shared.routes().find(Some(host), req.uri().path());
+        let found = fixture
+            .shared
+            .routes()
+            .find(Some(host), fixture.conn.server_port, req.uri().path());
         assert!(
-            found.is_some_and(|r| std::ptr::eq(&**r, route)),
+            found.is_some_and(|m| std::ptr::eq(&**m.route, route)),
             "Host {host} routes elsewhere"
         );
     }

@@ -42,6 +42,11 @@ impl Verified {
             subject_text: cert.subject.clone(),
         })
     }
+
+    /// The certificate's SHA-256, hex, as `X-Client-Cert-Sha256` carries it.
+    pub fn sha256(&self) -> &str {
+        self.sha256.to_str().unwrap_or_default()
+    }
 }
 
 /// Removes every client-sent copy of the three headers, then, on a TLS

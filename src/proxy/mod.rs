@@ -4,17 +4,22 @@
 //! can make this code panic.
 
 pub mod access;
+pub(crate) mod action;
 pub mod body;
 pub mod client_cert;
 pub mod headers;
 pub mod path;
+pub mod placeholder;
 pub(crate) mod refusal;
 pub mod request_body;
 pub mod respond;
+pub(crate) mod rewrite;
 pub mod routes;
+pub mod rules;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
+pub(crate) mod upstream_urls;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -24,7 +29,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use http::uri::{Authority, PathAndQuery};
+use http::uri::Authority;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -39,7 +44,7 @@ use access::AccessRecord;
 use body::ProxyBody;
 use refusal::{HeadRefusal, Refusal};
 use request_body::ReadAheadError;
-use routes::{Route, RouteTable};
+use routes::{How, Route, RouteTable};
 use upgrade::{Accept, Asked};
 
 /// What a route needs at request time, built once at start.
@@ -73,6 +78,11 @@ pub struct Shared {
     pub connections: Arc<ConnRegistry>,
     /// Every pool of servers once, for health checks and `/upstreams`.
     pub(crate) groups: Vec<Arc<upstream::group::Group>>,
+    /// `[headers]`.
+    headers: crate::config::HeaderRules,
+    /// Some response rule names a placeholder: each request's facts are
+    /// kept for it.
+    keep_request_facts: bool,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -86,6 +96,8 @@ pub struct ConnInfo {
     pub proto: HeaderValue,
     /// The client certificate the handshake verified, if any.
     pub client_cert: Option<client_cert::Verified>,
+    /// The listening port the connection arrived on (0 when unknown).
+    pub server_port: u16,
 }
 
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -111,7 +123,14 @@ impl ConnInfo {
             peer_ip,
             proto,
             client_cert: None,
+            server_port: 0,
         }
+    }
+
+    /// With the listening port the connection arrived on.
+    pub fn with_server_port(mut self, port: u16) -> Self {
+        self.server_port = port;
+        self
     }
 
     /// With the client certificate the TLS handshake verified.
@@ -186,6 +205,11 @@ impl Shared {
             metrics,
             connections,
             groups,
+            headers: config.headers.clone(),
+            keep_request_facts: rules::responses_need_request(
+                &config.headers,
+                config.routes.iter().map(|r| &r.shaping.headers),
+            ),
         })
     }
 
@@ -210,8 +234,12 @@ impl Shared {
 /// Handles one request from a client. Never fails: every problem is a response.
 pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
     let start = Instant::now();
+    let facts = shared
+        .keep_request_facts
+        .then(|| rules::RequestFacts::capture(&req));
     let mut routed = None;
-    let mut response = route_and_forward(&shared, &conn, req, &mut routed).await;
+    let mut answered_by = None;
+    let mut response = route_and_forward(&shared, &conn, req, &mut routed, &mut answered_by).await;
     if let Some(hsts) = &shared.hsts {
         // Only over TLS: a browser ignores the header on plain HTTP anyway.
         if conn.proto == HTTPS && !response.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
@@ -220,18 +248,21 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
+    rules::apply_response(&mut response, &shared.headers, answered_by, &conn, facts.as_ref());
     let metrics = routed.as_ref().map_or(&shared.unrouted, |r| &r.state.metrics);
     metrics.record(response.status().as_u16(), start.elapsed().as_secs_f64());
     response
 }
 
-/// Routes `req` and forwards it; `routed` receives the route, if any, for
-/// the metrics.
-async fn route_and_forward(
-    shared: &Arc<Shared>,
+/// Routes `req` and forwards it; `routed` receives the route it was
+/// forwarded on, if any, for the metrics, and `answered_by` the header
+/// rules of the route that answered, refusals included.
+async fn route_and_forward<'s>(
+    shared: &'s Arc<Shared>,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     routed: &mut Option<Arc<Route<RouteState>>>,
+    answered_by: &mut Option<&'s crate::config::RouteHeaders>,
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| {
         Box::new(AccessRecord {
@@ -250,8 +281,12 @@ async fn route_and_forward(
 
     let (route, upgrade) = match rewrite_head(shared, conn, &mut req) {
         Ok(decided) => decided,
-        Err((refusal, route)) => return refusal.answer(shared, conn, route, log),
+        Err((refusal, route)) => {
+            *answered_by = route.map(|r| &r.config.shaping.headers);
+            return refusal.answer(shared, conn, route, log);
+        }
     };
+    *answered_by = Some(&route.config.shaping.headers);
     let route = routed.insert(route.clone());
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
@@ -272,7 +307,7 @@ pub(crate) fn rewrite_head<'s, B>(
     conn: &ConnInfo,
     req: &mut Request<B>,
 ) -> Result<(&'s Arc<Route<RouteState>>, Option<Accept>), HeadRefusal<'s>> {
-    let found = find_route(shared, req).map_err(|refusal| (refusal, None))?;
+    let found = find_route(shared, conn.server_port, req).map_err(|refusal| (refusal, None))?;
     let route = found.route;
     let upgrade = rewrite_for_route(shared, conn, req, found).map_err(|refusal| (refusal, Some(&**route)))?;
     Ok((route, upgrade))
@@ -285,10 +320,12 @@ struct Found<'s> {
     host: Option<HeaderValue>,
     /// The normalised path, when it differs from the target's.
     normalized: Option<String>,
+    /// How the route matched the path.
+    how: How,
 }
 
 /// The route of a request head that can be read only one way.
-fn find_route<'s, B>(shared: &'s Shared, req: &Request<B>) -> Result<Found<'s>, Refusal> {
+fn find_route<'s, B>(shared: &'s Shared, port: u16, req: &Request<B>) -> Result<Found<'s>, Refusal> {
     if req.method() == Method::CONNECT {
         return Err(Refusal::ConnectMethod);
     }
@@ -345,13 +382,14 @@ fn find_route<'s, B>(shared: &'s Shared, req: &Request<B>) -> Result<Found<'s>, 
         }
     };
     let routed_path = normalized.as_deref().unwrap_or(req.uri().path());
-    let Some(route) = shared.routes.find(host_str, routed_path) else {
+    let Some(matched) = shared.routes.find(host_str, port, routed_path) else {
         return Err(Refusal::NoRoute);
     };
     Ok(Found {
-        route,
+        route: matched.route,
         host,
         normalized,
+        how: matched.how,
     })
 }
 
@@ -368,9 +406,14 @@ fn rewrite_for_route<B>(
         route,
         host,
         normalized,
+        how,
     } = found;
     if route.config.require_client_cert && conn.client_cert.is_none() {
         return Err(Refusal::ClientCertRequired);
+    }
+    let routed_path = normalized.as_deref().unwrap_or(req.uri().path());
+    if let Some(local) = action::decide(&route.config, how, conn, req, host.as_ref(), routed_path) {
+        return Err(Refusal::Local(local?));
     }
 
     let get = req.method() == Method::GET;
@@ -387,22 +430,9 @@ fn rewrite_for_route<B>(
 
     // Rewrite the request in place into one for the upstream, whose target
     // is in origin form, with the path the route was chosen by unless the
-    // route forwards paths exactly as sent.
-    let path_and_query = match normalized.filter(|_| route.config.path_normalization) {
-        Some(mut rebuilt) => {
-            if let Some(query) = req.uri().query() {
-                rebuilt.push('?');
-                rebuilt.push_str(query);
-            }
-            PathAndQuery::try_from(rebuilt).map_err(|_| Refusal::PathNotRebuilt)?
-        }
-        _ => req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    };
-    *req.uri_mut() = Uri::from(path_and_query);
+    // route forwards paths exactly as sent, rewritten as the route says.
+    let path_and_query = rewrite::target(&route.config, req.uri(), normalized.as_deref())?;
+    let sent = std::mem::replace(req.uri_mut(), Uri::from(path_and_query));
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
     {
@@ -428,6 +458,14 @@ fn rewrite_for_route<B>(
             None => route.state.host_header.clone(),
         };
         h.insert(header::HOST, host_out);
+        rules::apply_request(
+            h,
+            &shared.headers,
+            &route.config.shaping.headers,
+            &route.state.host_header,
+            conn,
+            (normalized.as_deref().unwrap_or(sent.path()), sent.query()),
+        );
     }
     Ok(upgrade)
 }
@@ -447,6 +485,10 @@ async fn forward(
     let rc = &route.config;
 
     let (parts, body) = req.into_parts();
+    // The host the client named, for the upstream's URLs in the response.
+    let client_host = (rc.shaping.upstream_urls.any())
+        .then(|| parts.headers.get(&headers::X_FORWARDED_HOST).cloned())
+        .flatten();
     // A declared length over max_body is refused before anything is read
     // or sent.
     if let Some(max_body) = rc.max_body {
@@ -524,6 +566,9 @@ async fn forward(
 
     headers::normalize_response_length(response.headers_mut()).map_err(Refusal::ResponseFraming)?;
     headers::remove_hop_by_hop(response.headers_mut(), false);
+    if rc.shaping.upstream_urls.any() {
+        upstream_urls::rewrite(response.headers_mut(), rc, &conn.proto, client_host.as_ref());
+    }
     let (parts, mut body) = response.into_parts();
     // A small body of known length is read whole before the head goes out,
     // so head and body leave in one write (one TLS record, one syscall)

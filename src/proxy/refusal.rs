@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::Response;
 
 use super::access::AccessRecord;
+use super::action::Local;
 use super::body::ProxyBody;
 use super::headers::BadFraming;
 use super::path::BadPath;
@@ -54,6 +55,9 @@ pub(crate) enum Refusal {
     /// of the path it came from and decoded unreserved characters, so this
     /// is a refusal only so that it cannot be a panic.
     PathNotRebuilt,
+    /// The route's own answer: its `redirect` or `respond`, the 405 of a
+    /// method it does not take, the 301 to a prefix's trailing slash.
+    Local(Local),
 
     // The request body.
     /// A declared length over `max_body`, refused before anything is read.
@@ -125,7 +129,10 @@ impl Refusal {
             shared.metrics.defences.refused(reason);
         }
         self.log(conn, route);
-        answer(log)
+        match self {
+            Refusal::Local(local) => local.response(log),
+            _ => answer(log),
+        }
     }
 
     /// Each refusal's answer and counters, one row each.
@@ -154,6 +161,8 @@ impl Refusal {
             Refusal::WebSocketOff => (websocket_off, None, Some(Refused::WebSocketOff)),
             Refusal::BadWebSocket(_) => (bad_websocket, None, Some(Refused::BadWebSocket)),
             Refusal::PathNotRebuilt => (bad_path, None, None),
+            // Answered by `Local::response`, never by this row.
+            Refusal::Local(_) => (not_found, None, None),
             Refusal::TooLargeDeclared { .. }
             | Refusal::TooLargeAhead { .. }
             | Refusal::TooLargeSent { .. } => (payload_too_large, None, None),
@@ -190,6 +199,7 @@ impl Refusal {
             | Refusal::BadHost
             | Refusal::NoRoute
             | Refusal::PathNotRebuilt
+            | Refusal::Local(_)
             | Refusal::BodyTimeout
             | Refusal::NotUpgraded => {}
             Refusal::BadPath { bad, path } => {

@@ -58,6 +58,7 @@ pub struct ConnContext {
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: SocketAddr) {
     let metrics = &ctx.shared.metrics;
     let registration = ctx.shared.connections.open(peer);
+    let server_port = tcp.local_addr().map_or(0, |a| a.port());
     let tcp = Counting::new(tcp, registration, metrics.clone(), slot);
 
     let accept = ctx.acceptor.accept(tcp).into_fallible();
@@ -101,7 +102,11 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     tls.get_mut().0.list(Some(facts));
     let tls = Quiet::new(Pieces::new(tls));
 
-    let info = Arc::new(ConnInfo::new(conn.clone(), true).with_client_cert(client_cert.as_ref()));
+    let info = Arc::new(
+        ConnInfo::new(conn.clone(), true)
+            .with_client_cert(client_cert.as_ref())
+            .with_server_port(server_port),
+    );
     let shared = ctx.shared.clone();
     let handle = move |req| {
         let shared = shared.clone();

@@ -26,10 +26,11 @@ pub async fn serve(
     peer: SocketAddr,
 ) {
     let registration = ctx.shared.connections.open(peer);
+    let server_port = tcp.local_addr().map_or(0, |a| a.port());
     let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone(), slot);
     tcp.list(None);
     let conn = tcp.conn().clone();
-    let info = Arc::new(ConnInfo::new(conn.clone(), false));
+    let info = Arc::new(ConnInfo::new(conn.clone(), false).with_server_port(server_port));
     let ctx2 = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = ctx2.clone();

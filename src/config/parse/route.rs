@@ -16,7 +16,7 @@ use super::pool::{names_pool, pool_upstream};
 use super::upstream::parse_upstream;
 use crate::config::duration::Zero;
 use crate::config::error::Invalid;
-use crate::config::{Origin, PoolConfig, RouteConfig};
+use crate::config::{Origin, PoolConfig, RouteAction, RouteConfig, Scheme, Upstream};
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +55,24 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "require_client_cert",
         "websocket",
         "path_normalization",
+        "path_exact",
+        "path_regex",
+        "rewrite",
+        "prefix_wins",
+        "ports",
+        "strip_prefix",
+        "rewrite_prefix",
+        "redirect",
+        "status",
+        "respond",
+        "methods",
+        "request",
+        "response",
+        "upstream_host",
+        "forwarded_for",
+        "redirect_rewrite",
+        "cookie_path",
+        "cookie_flags",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -90,6 +108,22 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("require_client_certificate", "require_client_cert"),
         ("ssl_verify_client", "require_client_cert"),
         ("mtls", "require_client_cert"),
+        ("exact", "path_exact"),
+        ("regex", "path_regex"),
+        ("location_regex", "path_regex"),
+        ("port", "ports"),
+        ("listen_ports", "ports"),
+        ("return", "redirect"),
+        ("limit_except", "methods"),
+        ("allow_methods", "methods"),
+        ("proxy_set_header", "request"),
+        ("add_header", "response"),
+        ("headers", "request"),
+        ("host_header", "upstream_host"),
+        ("x_forwarded_for", "forwarded_for"),
+        ("proxy_redirect", "redirect_rewrite"),
+        ("proxy_cookie_path", "cookie_path"),
+        ("proxy_cookie_flags", "cookie_flags"),
     ],
 };
 
@@ -172,52 +206,40 @@ impl Checker<'_> {
             None => Some(None),
         };
 
-        let path = match self.string(table, "path", "\"/ws\"") {
-            Some((text, span)) => match check_path(text) {
-                Ok(()) => Some((text.to_string(), span)),
-                Err(invalid) => {
-                    self.error(&span, table.key_path("path"), invalid.message, invalid.hint);
-                    None
-                }
-            },
-            None => {
-                if table.get("path").is_none() {
-                    self.missing(
-                        &table.span,
-                        table.key_path("path"),
-                        "this route has no `path`",
-                        "add path = \"/\" to match every request, or a prefix such as path = \"/api\"",
-                    );
-                }
-                None
-            }
-        };
+        let path = self.route_path(table);
 
+        let action = self.route_action(table);
         let mut pool = None;
-        let upstream = match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
-            Some((text, span)) if names_pool(text, pool_names) => {
-                let found = self.pool_reference(pools, pool_names, text, &span, table.key_path("upstream"));
-                pool = found.map(|p| p.name.clone());
-                found.map(pool_upstream)
-            }
-            Some((text, span)) => match parse_upstream(text) {
-                Ok(upstream) => Some(upstream),
-                Err(invalid) => {
-                    self.error(&span, table.key_path("upstream"), invalid.message, invalid.hint);
+        let upstream = match &action {
+            // Routes that answer by themselves have no upstream to reach.
+            Some(RouteAction::Redirect { .. } | RouteAction::Respond { .. }) => Some(no_upstream()),
+            None => None,
+            Some(RouteAction::Proxy) => match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
+                Some((text, span)) if names_pool(text, pool_names) => {
+                    let found =
+                        self.pool_reference(pools, pool_names, text, &span, table.key_path("upstream"));
+                    pool = found.map(|p| p.name.clone());
+                    found.map(pool_upstream)
+                }
+                Some((text, span)) => match parse_upstream(text) {
+                    Ok(upstream) => Some(upstream),
+                    Err(invalid) => {
+                        self.error(&span, table.key_path("upstream"), invalid.message, invalid.hint);
+                        None
+                    }
+                },
+                None => {
+                    if table.get("upstream").is_none() {
+                        self.missing(
+                            &table.span,
+                            table.key_path("upstream"),
+                            "this route has no `upstream`",
+                            "add the address of the application, for example: upstream = \"http://127.0.0.1:8080\"",
+                        );
+                    }
                     None
                 }
             },
-            None => {
-                if table.get("upstream").is_none() {
-                    self.missing(
-                        &table.span,
-                        table.key_path("upstream"),
-                        "this route has no `upstream`",
-                        "add the address of the application, for example: upstream = \"http://127.0.0.1:8080\"",
-                    );
-                }
-                None
-            }
         };
 
         let read_timeout = self.duration(table, "read_timeout", DEFAULT_READ_TIMEOUT, Zero::Rejected);
@@ -236,17 +258,22 @@ impl Checker<'_> {
         let require_client_cert = self.boolean(table, "require_client_cert", false);
         let websocket = self.boolean(table, "websocket", true);
         let path_normalization = self.path_normalization(table);
+        let mut shaping = self.route_shaping(table, path.as_ref().map(|(_, _, kind)| kind));
+        shaping.methods = self.methods(table);
+        shaping.action = action.unwrap_or_default();
+        shaping.headers = self.route_headers(table);
+        shaping.upstream_urls = self.upstream_urls(table, &shaping.rewrite);
 
         let identity = match (&host, &path) {
-            (Some(host), Some((path, path_span))) => Some(RouteIdentity {
+            (Some(host), Some((path, path_span, _))) => Some(RouteIdentity {
                 host: host.clone(),
-                path: path.clone(),
+                path: identity_path(path, &shaping),
                 path_span: path_span.clone(),
             }),
             _ => None,
         };
         let route = match (host, path, upstream) {
-            (Some(host), Some((path, _)), Some(upstream)) => Some(RouteConfig {
+            (Some(host), Some((path, _, _)), Some(upstream)) => Some(RouteConfig {
                 host,
                 path,
                 upstream,
@@ -262,6 +289,7 @@ impl Checker<'_> {
                 path_normalization,
                 origin: self.origin(&table.span),
                 pool,
+                shaping,
             }),
             _ => None,
         };
@@ -361,8 +389,34 @@ impl Checker<'_> {
     }
 }
 
+/// The upstream of a route that answers by itself: never connected to.
+fn no_upstream() -> Upstream {
+    Upstream {
+        scheme: Scheme::Http,
+        host: "0.0.0.0".to_string(),
+        port: 0,
+    }
+}
+
+/// What tells a route's path apart from another's: how it matches, the
+/// text, and the ports it is bound to.
+fn identity_path(path: &str, shaping: &crate::config::RouteShaping) -> String {
+    let kind = match shaping.kind {
+        crate::config::PathKind::Prefix => "",
+        crate::config::PathKind::Exact => "= ",
+        crate::config::PathKind::Regex(_) => "~ ",
+    };
+    let mut ports = shaping.ports.clone();
+    ports.sort_unstable();
+    if ports.is_empty() {
+        format!("{kind}{path}")
+    } else {
+        format!("{kind}{path}` on ports `{ports:?}")
+    }
+}
+
 /// A route `path`: a prefix of the request path.
-fn check_path(path: &str) -> Result<(), Invalid> {
+pub(super) fn check_path(path: &str) -> Result<(), Invalid> {
     if path.is_empty() {
         return Err(Invalid::new(
             "the path is empty",
@@ -402,7 +456,7 @@ fn check_path(path: &str) -> Result<(), Invalid> {
 
 /// A route `host` (`is_certificate_name` false) or a certificate name:
 /// a DNS name or IP address, stored in lower case. Certificate names may be
-/// wildcards (`*.example.com`); route hosts are matched exactly.
+/// wildcards (`*.example.com`), which cover one label.
 pub(super) fn check_host(raw: &str, is_certificate_name: bool) -> Result<String, Invalid> {
     let what = if is_certificate_name { "name" } else { "host" };
     let text = raw.trim();
@@ -451,16 +505,8 @@ pub(super) fn check_host(raw: &str, is_certificate_name: bool) -> Result<String,
         };
         return Err(Invalid::new(format!("`{text}` contains a port"), hint));
     }
-    let name = match text.strip_prefix("*.") {
-        Some(rest) if is_certificate_name => rest,
-        Some(_) => {
-            return Err(Invalid::new(
-                format!("`{text}` is a wildcard; routes match one host exactly"),
-                "write one [[route]] per host, or remove `host` to match any host",
-            ))
-        }
-        None => text,
-    };
+    // `*.example.com` covers one label, for certificates and routes alike.
+    let name = text.strip_prefix("*.").unwrap_or(text);
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
@@ -488,7 +534,8 @@ mod tests {
         assert_eq!(check_host("Example.COM", false).unwrap(), "example.com");
         assert_eq!(check_host("::1", false).unwrap(), "[::1]");
         assert!(check_host("example.com:443", false).is_err());
-        assert!(check_host("*.example.com", false).is_err());
+        assert_eq!(check_host("*.Example.com", false).unwrap(), "*.example.com");
+        assert!(check_host("*.*.example.com", false).is_err());
         assert_eq!(check_host("*.Example.com", true).unwrap(), "*.example.com");
         assert!(check_host("https://example.com/", false)
             .unwrap_err()
