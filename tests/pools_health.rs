@@ -56,6 +56,26 @@ async fn passive_health_takes_a_failing_server_out_then_back() {
             .await,
         Some(0.0)
     );
+    let failures = format!(
+        "portcullis_upstream_server_failures_total{{pool=\"app\",server=\"{dead_url}\",kind=\"connect\"}}"
+    );
+    assert_eq!(proxy.metric(&failures).await, Some(1.0));
+    assert_eq!(
+        proxy
+            .metric(&format!("portcullis_upstream_server_in_flight{label}"))
+            .await,
+        Some(0.0)
+    );
+    assert!(proxy
+        .metric(&format!("portcullis_upstream_server_state_seconds{label}"))
+        .await
+        .is_some());
+    let (_, json) = proxy.get("/upstreams").await;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json[0]["name"], "app");
+    assert_eq!(json[0]["retries"], 1);
+    assert_eq!(json[0]["servers"][1]["weight"], 1);
+    assert_eq!(json[0]["servers"][1]["in_flight"], 0);
     let attempts_while_down = proxy
         .metric(&format!("portcullis_upstream_server_requests_total{label}"))
         .await;

@@ -49,12 +49,16 @@ def peers():
     return tuple(p for p in PROXIES if p != "portcullis")
 
 
-ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "stream", "streammem", "scaling")
+ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "stream", "streammem", "scaling",
+                 "pool")
 # Echo over a TLS-terminating stream listener (nginx `stream` with `ssl`,
 # HAProxy `mode tcp`, portcullis `[[stream]]` with `tls = "terminate"`).
 STREAM_SCENARIOS = ("stream", "streammem")
 # The idle-connection scenarios: RSS per connection held open.
 MEM_SCENARIOS = ("wsmem", "streammem")
+# pool: the h1 load on one route over POOL_SIZE origins, round robin (nginx
+# and HAProxy: their upstream with that many servers and the same keepalive).
+POOL_SIZE = 3
 
 # h2k: h2 again with nginx's upstream keepalive raised to H2K_KEEPALIVE, enough
 # idle connections for all 640 streams in flight (with the default 64, nginx
@@ -498,10 +502,11 @@ class Bench:
         return proxy_setup.connections_for(self.nofile)
 
     def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None, defences=False,
-                    echo_port=None):
+                    echo_port=None, pool_ports=None):
         """The proxy's process, its HTTPS port and its pids; with
         `echo_port`, it also has a TLS-terminating stream listener in front
-        of that echo server, on `site.stream_port`."""
+        of that echo server, on `site.stream_port`; with `pool_ports`, its
+        route goes to a pool of those origins."""
         port = free_port()
         site = proxy_setup.Site(self.work, port, "127.0.0.1:%d" % app_port, "127.0.0.1:%d" % ws_port,
                                 self.cert, self.key)
@@ -513,7 +518,8 @@ class Bench:
         try:
             conf = proxy_setup.configure(kind, site, tag, threads=workers,
                                          keepalive=keepalive or self.args.nginx_keepalive,
-                                         nofile=self.nofile, defences=defences and kind == "portcullis")
+                                         nofile=self.nofile, defences=defences and kind == "portcullis",
+                                         apps=["127.0.0.1:%d" % p for p in pool_ports] if pool_ports else None)
         except proxy_setup.ConfigError as e:
             raise BenchError(str(e))
         binary = {"baseline": self.args.baseline, "nginx": self.args.nginx,
@@ -572,7 +578,7 @@ class Bench:
         """Runs the scenario's load for `secs` seconds; a result dict."""
         url = "https://127.0.0.1:%d" % port
         limit = secs + 60
-        if scenario in ("h1", "h1def", "scaling", "big"):
+        if scenario in ("h1", "h1def", "scaling", "big", "pool"):
             path, conns = ("/bytes/%d" % BIG, 16) if scenario == "big" else ("/bytes/1024", 64)
             out, _ = self.run_tool(
                 ["wrk", "-t1", "-c%d" % conns, "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
@@ -654,14 +660,21 @@ class Bench:
         workers = 2 if scenario == "scaling" else 1
         cpus = self.scaling_cpus if scenario == "scaling" else self.proxy_cpus
         origin, app_port, ws_port, echo_port = self.start_origin(tag)
+        more = []
         p = None
         pids = []
         streamed = scenario in STREAM_SCENARIOS
         try:
+            pool_ports = None
+            if scenario == "pool":
+                for i in range(1, POOL_SIZE):
+                    more.append(self.start_origin("%s-%d" % (tag, i)))
+                pool_ports = [app_port] + [m[1] for m in more]
             keepalive = H2K_KEEPALIVE if scenario == "h2k" else None
             p, port, pids, stream_port = self.start_proxy(
                 proxy, app_port, ws_port, workers, cpus, tag, keepalive,
-                defences=scenario == "h1def", echo_port=echo_port if streamed else None)
+                defences=scenario == "h1def", echo_port=echo_port if streamed else None,
+                pool_ports=pool_ports)
             if streamed:
                 # The load goes to the stream listener, and the upstream
                 # connections watched are the echo server's.
@@ -718,6 +731,8 @@ class Bench:
             if p is not None:
                 self.stop_proxy(proxy, p, pids)
             PROCS.stop(origin)
+            for m in more:
+                PROCS.stop(m[0])
 
     def measure_wsmem(self, proxy, rnd, tag, port, pids, ws_port, raw=False, scenario="wsmem"):
         """RSS per idle connection: WebSockets (wsmem), or raw TLS streams
@@ -1018,6 +1033,8 @@ METRICS = [
     ("streammem", "cpu_us_per_open", "streammem proxy CPU us per stream opened", 1, False),
     ("scaling", "rate", "scaling h1 requests/s, 2 workers/threads", 1, True),
     ("scaling", "cpu_us_per_op", "scaling proxy CPU us/request, 2 workers/threads", 1, False),
+    ("pool", "rate", "pool h1 requests/s over %d origins, round robin" % POOL_SIZE, 1, True),
+    ("pool", "cpu_us_per_op", "pool proxy CPU us/request over %d origins" % POOL_SIZE, 1, False),
 ]
 
 
@@ -1035,6 +1052,7 @@ HEADLINE = [
     ("stream", "cpu_us_per_op", "CPU per message, TLS stream", 0.9),
     ("streammem", "kib_per_conn", "KiB per idle TLS stream", None),
     ("scaling", "cpu_us_per_op", "CPU per request, 2 threads", None),
+    ("pool", "cpu_us_per_op", "CPU per request over %d origins" % POOL_SIZE, 1.0),
 ]
 
 
@@ -1127,6 +1145,17 @@ def summarise(measurements):
                 "scenario": "scaling", "metric": "cpu_2w_over_1w", "proxy": proxy,
                 "label": "scaling %s: CPU/request with 2 workers / with 1" % proxy,
                 "value": statistics.median(two) / statistics.median(one),
+            })
+    # Pools: each proxy's CPU per request over POOL_SIZE origins over the
+    # same with one (issue 15's target for portcullis: at most +5%).
+    for proxy in PROXIES:
+        one = [m["cpu_us_per_op"] for m in by.get(("h1", proxy), []) if m.get("cpu_us_per_op")]
+        pooled = [m["cpu_us_per_op"] for m in by.get(("pool", proxy), []) if m.get("cpu_us_per_op")]
+        if one and pooled:
+            rows.append({
+                "scenario": "pool", "metric": "cpu_pool_over_h1", "proxy": proxy,
+                "label": "pool %s: CPU/request over %d origins / over one" % (proxy, POOL_SIZE),
+                "value": statistics.median(pooled) / statistics.median(one),
             })
     # Defences: portcullis's CPU per request with every optional limit set
     # over the same without, in the same run.

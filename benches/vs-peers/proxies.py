@@ -129,14 +129,36 @@ def write(path, text):
     return path
 
 
+def pool_of(proxy, apps):
+    """What replaces @APP@ for a pool of `apps` (HOST:PORT each), round
+    robin: nginx and HAProxy take more server lines in their one-server
+    upstream; portcullis gets an [[upstream]] (see `pool_table`)."""
+    if proxy == "nginx":
+        return ";\n        server ".join(apps)
+    if proxy == "haproxy":
+        # The template's line names the first server `app`.
+        return "\n    server ".join([apps[0]] + ["app%d %s" % (i, a) for i, a in enumerate(apps) if i])
+    return apps[0]
+
+
+def pool_table(apps):
+    """portcullis' pool of `apps`, the route on it."""
+    servers = ", ".join('"http://%s"' % a for a in apps)
+    return '[[upstream]]\nname = "app"\nservers = [%s]\n' % servers
+
+
 def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
-              single_process=False, defences=False):
+              single_process=False, defences=False, apps=None):
     """Writes PROXY's configuration for `site` into its work directory; its
     path. `tag` names the files of this run; `keepalive` is nginx's upstream
-    keepalive; `defences` sets portcullis' optional limits (h1def)."""
+    keepalive; `defences` sets portcullis' optional limits (h1def); `apps`,
+    when given, are the servers of a round-robin pool in place of the one
+    application (the pool scenario)."""
     nofile = nofile or resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     conns = connections_for(nofile)
     values = site.values()
+    if apps:
+        values["APP"] = pool_of(proxy, apps)
     conf = os.path.join(site.work, "%s-%s.%s" % (proxy, tag, {
         "nginx": "conf", "haproxy": "cfg", "portcullis": "toml"}[proxy]))
     if proxy == "nginx":
@@ -168,6 +190,9 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
             text = re.sub(r'(?m)^(upstream = "[^"]*")$', r'\1\nmax_body = "1MiB"', text)
         if site.stream_port:
             text = with_stream(proxy, text, site)
+        if apps:
+            text = text.replace('upstream = "http://%s"' % apps[0], 'upstream = "app"', 1)
+            text += "\n" + pool_table(apps)
         return write(conf, text)
     raise ConfigError("unknown proxy %s" % proxy)
 

@@ -6,7 +6,7 @@
 //! active checks have it down (`fall` failed checks in a row, until `rise`
 //! passes in a row). Every change of state is logged once.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,9 @@ pub(crate) struct Server {
     /// Smooth round robin's running score, moved under the pool's lock.
     pub(crate) rr_score: std::sync::atomic::AtomicI64,
     in_flight: AtomicUsize,
+    /// Set while `health` has the server down, passively or by checks: a
+    /// server that is up is seen so without taking the lock.
+    down: AtomicBool,
     health: Mutex<Health>,
     pub(crate) counts: Counts,
 }
@@ -116,6 +119,7 @@ impl Server {
             max_conns,
             host,
             in_flight: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
             counts: Counts::default(),
             health: Mutex::new(Health {
                 fails: 0,
@@ -146,12 +150,16 @@ impl Server {
 
     /// Whether the server is up at `now` (whatever its load).
     pub(crate) fn is_up(&self, now: Instant) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return true;
+        }
         let mut health = self.lock();
         if let Some(until) = health.down_until {
             if now < until {
                 return false;
             }
             health.down_until = None;
+            self.down.store(health.check_down, Ordering::Release);
             if !health.check_down {
                 health.changed = now;
                 tracing::info!(server = %self.label, "upstream server is back after fail_timeout");
@@ -188,6 +196,7 @@ impl Server {
         if health.fails >= passive.max_fails && health.down_until.is_none() {
             health.fails = 0;
             health.down_until = Some(now + passive.fail_timeout);
+            self.down.store(true, Ordering::Release);
             health.changed = now;
             tracing::warn!(
                 pool,
@@ -211,11 +220,13 @@ impl Server {
         }
         if health.check_down && ok && health.streak >= rise {
             health.check_down = false;
+            self.down.store(health.down_until.is_some(), Ordering::Release);
             health.streak = 0;
             health.changed = now;
             tracing::info!(pool, server = %self.label, "upstream server passes its health check again; back in use");
         } else if !health.check_down && !ok && health.streak >= fall {
             health.check_down = true;
+            self.down.store(true, Ordering::Release);
             health.streak = 0;
             health.changed = now;
             tracing::warn!(pool, server = %self.label, error = ?result.error, status = ?result.status, "upstream server failed {fall} health check(s) in a row; marked down");
