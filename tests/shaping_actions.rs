@@ -96,3 +96,28 @@ async fn redirect_respond_and_methods_answer_without_the_upstream() {
     assert_eq!(origin.count(), 4);
     proxy.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_routes_own_answers_count_as_the_routes() {
+    let site = Site::new();
+    let routes = [
+        "[[route]]\npath = \"/old\"\nredirect = \"/new\"\n".to_string(),
+        "[[route]]\npath = \"/teapot\"\nrespond = { status = 418 }\nmethods = [\"GET\"]\n".to_string(),
+    ]
+    .concat();
+    let proxy = support::admin::AdminProxy::start(&site.config(&routes), site.dir.path()).await;
+    for (method, path) in [
+        (Method::GET, "/old"),
+        (Method::GET, "/teapot"),
+        (Method::PUT, "/teapot"),
+    ] {
+        fetch(proxy.tls, &site.ca, request(method, path, "localhost")).await;
+    }
+    proxy
+        .wait_for_metric("portcullis_requests_total{route=\"/old\",status=\"3xx\"}", 1.0)
+        .await;
+    proxy
+        .wait_for_metric("portcullis_requests_total{route=\"/teapot\",status=\"4xx\"}", 2.0)
+        .await;
+    proxy.stop().await;
+}

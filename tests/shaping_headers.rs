@@ -217,3 +217,45 @@ response.remove = ["Server", "X-Powered-By"]"#,
     assert_eq!(h["x-content-type-options"], "nosniff");
     proxy.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn client_certificate_and_tls_placeholders_over_http2() {
+    let site = Site::new();
+    let clients = TestCa::named("portcullis test clients CA");
+    std::fs::write(site.path("clients-ca.pem"), &clients.pem).unwrap();
+    let origin = Origin::hello().await;
+    let ruled = route(
+        "/",
+        &origin.url(),
+        r#"request.set = { "X-Subject" = "{client_cert_subject}", "X-Sha" = "{client_cert_sha256}", "X-Cipher" = "{tls_cipher}" }"#,
+    );
+    let mut toml = site.config(&ruled);
+    toml.push_str("\n[tls.client_auth]\nca = \"clients-ca.pem\"\nmode = \"optional\"\n");
+    let proxy = ProxyHandle::start(&toml, site.dir.path()).await;
+    let cert = clients.issue_client("operator");
+    let config = site.ca.mtls_client(Some(&cert), &[b"h2"], None);
+    let req = Request::get("https://localhost/x").body(empty()).unwrap();
+    let (status, _) = support::mtls::send(proxy.addr, config, req).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let seen = origin.last_seen().headers;
+    assert_eq!(seen["x-subject"], "CN=operator,O=portcullis tests");
+    assert_eq!(seen["x-sha"], cert.sha256().as_str());
+    assert!(
+        seen["x-cipher"].to_str().unwrap().starts_with("TLS13_"),
+        "{:?}",
+        seen["x-cipher"]
+    );
+    // Without a certificate the values are empty, so the headers are not
+    // sent (as nginx's proxy_set_header), and a client cannot supply them.
+    let config = site.ca.mtls_client(None, &[b"h2"], None);
+    let req = Request::get("https://localhost/x")
+        .header("x-subject", "CN=admin")
+        .body(empty())
+        .unwrap();
+    support::mtls::send(proxy.addr, config, req).await.unwrap();
+    let seen = origin.last_seen().headers;
+    assert!(!seen.contains_key("x-subject"), "{:?}", seen.get("x-subject"));
+    assert!(!seen.contains_key("x-sha"));
+    assert!(seen.contains_key("x-cipher"));
+    proxy.shutdown().await.unwrap();
+}

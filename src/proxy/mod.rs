@@ -254,14 +254,14 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     response
 }
 
-/// Routes `req` and forwards it; `routed` receives the route it was
-/// forwarded on, if any, for the metrics, and `answered_by` the header
-/// rules of the route that answered, refusals included.
+/// Routes `req` and forwards it; `routed` receives the route that
+/// forwarded or answered it by itself, if any, for the metrics, and
+/// `answered_by` the header rules of the route met, refusals included.
 async fn route_and_forward<'s>(
     shared: &'s Arc<Shared>,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
-    routed: &mut Option<Arc<Route<RouteState>>>,
+    routed: &mut Option<&'s Route<RouteState>>,
     answered_by: &mut Option<&'s crate::config::RouteHeaders>,
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| {
@@ -283,11 +283,16 @@ async fn route_and_forward<'s>(
         Ok(decided) => decided,
         Err((refusal, route)) => {
             *answered_by = route.map(|r| &r.config.shaping.headers);
+            // A route's own answer counts as the route's; a refusal of
+            // what the route does not offer does not.
+            if matches!(refusal, Refusal::Local(_)) {
+                *routed = route;
+            }
             return refusal.answer(shared, conn, route, log);
         }
     };
     *answered_by = Some(&route.config.shaping.headers);
-    let route = routed.insert(route.clone());
+    *routed = Some(route);
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
     }

@@ -143,18 +143,25 @@ pub(crate) fn responses_need_request<'a>(
     defaults.response.needs_request() || routes.into_iter().any(|r| r.rules.response.needs_request())
 }
 
-/// `remove`, then `set`, then `add`.
+/// `remove`, then `set`, then `add`. A value that comes out empty (a
+/// client certificate's subject without one, say) sets no header and
+/// removes the one there was, as nginx's `proxy_set_header` does.
 fn apply(headers: &mut HeaderMap, rules: &RuleSet, values: &Values<'_>) {
     for name in &rules.remove {
         headers.remove(name);
     }
     for rule in &rules.set {
-        if let Some(value) = render(rule, values) {
-            headers.insert(rule.name.clone(), value);
+        match render(rule, values) {
+            Some(value) if !value.is_empty() => {
+                headers.insert(rule.name.clone(), value);
+            }
+            _ => {
+                headers.remove(&rule.name);
+            }
         }
     }
     for rule in &rules.add {
-        if let Some(value) = render(rule, values) {
+        if let Some(value) = render(rule, values).filter(|v| !v.is_empty()) {
             headers.append(rule.name.clone(), value);
         }
     }
