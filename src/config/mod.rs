@@ -3,12 +3,14 @@
 //! defined here; a value that reaches the rest of the proxy is already known
 //! to be well formed.
 
+mod client_addr;
 mod duration;
 mod error;
 mod parse;
 mod size;
 mod stream;
 
+pub use client_addr::{IpNet, ProxyProtocolIn, RealIpHeader};
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
@@ -80,6 +82,12 @@ pub struct ServerConfig {
     /// such a name could pass for a header the proxy sets. Even when true,
     /// a name that folds onto one of those is dropped.
     pub underscores_in_headers: bool,
+    /// `trusted_proxies`: the networks whose `real_ip_header` (and PROXY
+    /// protocol header) is believed. Empty (the default): nobody's.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `real_ip_header`: where a trusted peer names the client; the client
+    /// is its rightmost untrusted entry. Default `x-forwarded-for`.
+    pub real_ip_header: RealIpHeader,
 }
 
 /// `[tls]`.

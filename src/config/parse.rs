@@ -47,6 +47,7 @@ mod env;
 mod http;
 mod listen;
 mod log;
+mod real_ip;
 mod route;
 mod server;
 mod stream;

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod body;
+pub mod client_addr;
 pub mod client_cert;
 pub mod headers;
 pub mod path;
@@ -70,6 +71,8 @@ pub struct Shared {
     /// Requests answered before a route was chosen (400, 404, 405).
     unrouted: RouteMetrics,
     pub connections: Arc<ConnRegistry>,
+    /// `trusted_proxies` and `real_ip_header`.
+    pub real_ip: client_addr::RealIp,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -83,6 +86,9 @@ pub struct ConnInfo {
     pub proto: HeaderValue,
     /// The client certificate the handshake verified, if any.
     pub client_cert: Option<client_cert::Verified>,
+    /// The connection's client: the peer, or what its PROXY header named.
+    /// A request's own may differ (see [`client_addr::ClientAddr::of`]).
+    pub client: client_addr::ClientAddr,
 }
 
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -108,6 +114,7 @@ impl ConnInfo {
             peer_ip,
             proto,
             client_cert: None,
+            client: client_addr::ClientAddr::from_socket(peer),
         }
     }
 
@@ -177,6 +184,7 @@ impl Shared {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
             metrics,
             connections,
+            real_ip: client_addr::RealIp::new(&config.server),
         })
     }
 
@@ -211,9 +219,12 @@ async fn route_and_forward(
     mut req: Request<Incoming>,
     routed: &mut Option<Arc<Route<RouteState>>>,
 ) -> Response<ProxyBody> {
+    if let Some(client) = shared.real_ip.resolve(conn.client.ip, req.headers()) {
+        req.extensions_mut().insert(client);
+    }
     let mut log = shared.access_log.then(|| {
         Box::new(AccessRecord {
-            client: conn.peer.ip().to_canonical(),
+            client: client_addr::ClientAddr::of(req.extensions(), conn).ip,
             method: req.method().clone(),
             target: req
                 .uri()
@@ -383,6 +394,7 @@ fn rewrite_for_route<B>(
     *req.uri_mut() = Uri::from(path_and_query);
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
+    let client_ip = client_addr::ClientAddr::of(req.extensions(), conn).value.clone();
     {
         let h = req.headers_mut();
         // hyper sizes the map for the headers it parsed; those this hop
@@ -397,7 +409,7 @@ fn rewrite_for_route<B>(
         if client_version == Version::HTTP_2 {
             headers::join_cookies(h);
         }
-        headers::add_forwarding(h, &conn.peer_ip, &conn.proto, host.as_ref());
+        headers::add_forwarding(h, &client_ip, &conn.proto, host.as_ref());
         client_cert::forward(h, conn.proto == HTTPS, conn.client_cert.as_ref());
         // An HTTP/1.0 client may send no Host; the upstream speaks
         // HTTP/1.1, which requires one, so it gets its own authority.

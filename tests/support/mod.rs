@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod from;
 pub mod https_origin;
 pub mod mtls;
 pub mod nofile;

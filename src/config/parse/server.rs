@@ -39,6 +39,9 @@ const SERVER_SCHEMA: Schema = Schema {
         "max_header_size",
         "threads",
         "underscores_in_headers",
+        // real_ip.rs
+        "trusted_proxies",
+        "real_ip_header",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -56,6 +59,10 @@ const SERVER_SCHEMA: Schema = Schema {
         ("keepalive_timeout", "idle_timeout"),
         ("http2_idle_timeout", "idle_timeout"),
         ("keep_alive_timeout", "idle_timeout"),
+        ("set_real_ip_from", "trusted_proxies"),
+        ("trusted_proxy", "trusted_proxies"),
+        ("real_ip_from", "trusted_proxies"),
+        ("real_ip_recursive", "trusted_proxies"),
     ],
 };
 
@@ -103,6 +110,8 @@ impl Checker<'_> {
             max_header_size,
             threads,
             underscores_in_headers,
+            trusted_proxies: self.trusted_proxies(table),
+            real_ip_header: self.real_ip_header(table),
         };
         (server, labels)
     }
@@ -159,5 +168,7 @@ pub(super) fn default_server() -> ServerConfig {
         max_header_size: DEFAULT_MAX_HEADER_SIZE as usize,
         threads: None,
         underscores_in_headers: false,
+        trusted_proxies: Vec::new(),
+        real_ip_header: crate::config::RealIpHeader::XForwardedFor,
     }
 }

@@ -1,0 +1,77 @@
+//! The configuration keys of the client address, request IDs, the
+//! combined log, the client timeouts and the server-level answers: what is
+//! accepted, and the exact place and hint of what is not.
+
+use std::path::Path;
+
+use portcullis::config::{from_str, ConfigError, RealIpHeader};
+
+const ROUTE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\n";
+
+/// The one error `text` has.
+fn error(text: &str) -> ConfigError {
+    match from_str(text, Path::new("proxy.toml")) {
+        Ok(config) => panic!("expected an error, got {config:#?}"),
+        Err(errors) => {
+            assert_eq!(errors.len(), 1, "expected exactly one error, got:\n{errors}");
+            errors.0[0].clone()
+        }
+    }
+}
+
+#[test]
+fn trusted_proxies_and_real_ip_header_are_read() {
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.168.1.7\"]\nreal_ip_header = \"Forwarded\"\n{ROUTE}"
+    );
+    let config = from_str(&text, Path::new("proxy.toml")).unwrap();
+    assert_eq!(config.server.trusted_proxies.len(), 3);
+    assert!(config.server.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+    assert_eq!(config.server.real_ip_header, RealIpHeader::Forwarded);
+    let default = from_str(ROUTE, Path::new("proxy.toml")).unwrap();
+    assert!(default.server.trusted_proxies.is_empty());
+    assert_eq!(default.server.real_ip_header, RealIpHeader::XForwardedFor);
+}
+
+#[test]
+fn an_invalid_network_names_its_place_and_the_fix() {
+    let e = error(&format!(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "server.trusted_proxies[1]");
+    assert_eq!((e.origin.line, e.origin.column), (2, 34));
+    assert!(e.message.contains("bits set past its /8 prefix"), "{}", e.message);
+    assert!(e.hint.contains("\"10.0.0.0/8\""), "{}", e.hint);
+
+    let e = error(&format!("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n{ROUTE}"));
+    assert_eq!(e.key, "server.trusted_proxies[0]");
+    assert!(e.hint.contains("from 0 to 32"), "{}", e.hint);
+
+    let e = error(&format!("[server]\ntrusted_proxies = [\"lb.internal\"]\n{ROUTE}"));
+    assert!(
+        e.message.contains("not an IP address or network"),
+        "{}",
+        e.message
+    );
+
+    let e = error(&format!("[server]\ntrusted_proxies = \"10.0.0.0/8\"\n{ROUTE}"));
+    assert_eq!(e.key, "server.trusted_proxies");
+    assert!(e.hint.contains("[\"10.0.0.0/8\"]"), "{}", e.hint);
+}
+
+#[test]
+fn nginx_names_point_at_trusted_proxies() {
+    let e = error(&format!("[server]\nset_real_ip_from = [\"10.0.0.0/8\"]\n{ROUTE}"));
+    assert_eq!(e.key, "server.set_real_ip_from");
+    assert!(e.hint.contains("`trusted_proxies`"), "{}", e.hint);
+}
+
+#[test]
+fn an_unknown_real_ip_header_lists_the_valid_ones() {
+    let e = error(&format!("[server]\nreal_ip_header = \"x-client-ip\"\n{ROUTE}"));
+    assert_eq!(e.key, "server.real_ip_header");
+    assert_eq!((e.origin.line, e.origin.column), (2, 18));
+    assert!(e.hint.contains("\"x-forwarded-for\""), "{}", e.hint);
+    let e = error(&format!("[server]\nreal_ip_header = \"proxy_protocol\"\n{ROUTE}"));
+    assert!(e.hint.contains("proxy_protocol = \"required\""), "{}", e.hint);
+}
