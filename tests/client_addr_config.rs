@@ -75,3 +75,35 @@ fn an_unknown_real_ip_header_lists_the_valid_ones() {
     let e = error(&format!("[server]\nreal_ip_header = \"proxy_protocol\"\n{ROUTE}"));
     assert!(e.hint.contains("proxy_protocol = \"required\""), "{}", e.hint);
 }
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies_and_a_mode() {
+    let e = error(&format!("[server]\nproxy_protocol = \"required\"\n{ROUTE}"));
+    assert_eq!(e.key, "server.proxy_protocol");
+    assert_eq!((e.origin.line, e.origin.column), (2, 18));
+    assert!(e.hint.contains("trusted_proxies = ["), "{}", e.hint);
+
+    let e = error(&format!(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol = true\n{ROUTE}"
+    ));
+    assert!(e.hint.contains("proxy_protocol = \"required\""), "{}", e.hint);
+
+    let e = error(&format!(
+        "{ROUTE}[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[http]\nlisten = [\"127.0.0.1:8080\"]\nproxy_protocol = \"v2\"\n"
+    ));
+    assert_eq!(e.key, "http.proxy_protocol");
+    assert!(e.message.contains("both v1 and v2 are read"), "{}", e.message);
+
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol = \"optional\"\n[http]\nlisten = [\"127.0.0.1:8080\"]\nproxy_protocol = \"required\"\n{ROUTE}"
+    );
+    let config = from_str(&text, Path::new("proxy.toml")).unwrap();
+    assert_eq!(
+        config.server.proxy_protocol,
+        portcullis::config::ProxyProtocolIn::Optional
+    );
+    assert_eq!(
+        config.http.unwrap().proxy_protocol,
+        portcullis::config::ProxyProtocolIn::Required
+    );
+}

@@ -88,6 +88,10 @@ pub struct ServerConfig {
     /// `real_ip_header`: where a trusted peer names the client; the client
     /// is its rightmost untrusted entry. Default `x-forwarded-for`.
     pub real_ip_header: RealIpHeader,
+    /// `proxy_protocol`: whether connections to the TLS listeners start
+    /// with a PROXY protocol header (v1 or v2) from `trusted_proxies`.
+    /// Default off.
+    pub proxy_protocol: ProxyProtocolIn,
 }
 
 /// `[tls]`.
@@ -173,6 +177,8 @@ pub struct HttpConfig {
     /// `redirect_to_https`: answer every other request with 308 to https.
     /// Default true; when false, requests are routed like TLS traffic.
     pub redirect_to_https: bool,
+    /// `proxy_protocol`: as `[server]`'s, for the plain listener.
+    pub proxy_protocol: ProxyProtocolIn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

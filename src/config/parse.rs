@@ -338,7 +338,7 @@ impl Checker<'_> {
         }
         let mut plain_listeners = Vec::new();
         let http = self.table(&top, "http", "[http]").map(|table| {
-            let (http, listeners) = self.http(&table, &tls_listeners);
+            let (http, listeners) = self.http(&table, &tls_listeners, &server.trusted_proxies);
             plain_listeners = listeners;
             http
         });

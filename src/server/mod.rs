@@ -58,6 +58,7 @@ pub(crate) mod linger;
 pub mod listener;
 pub(crate) mod plain;
 mod preface;
+mod proxy_protocol;
 mod quiet;
 
 use std::future::Future;
@@ -74,7 +75,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{HttpConfig, ServerConfig};
+use crate::config::{HttpConfig, ProxyProtocolIn, ServerConfig};
 use crate::proxy::Shared;
 use crate::side::Side;
 use conn::ConnContext;
@@ -157,9 +158,14 @@ impl Server {
                 (Kind::Plain, Some(http)) => Some(http.clone()),
                 _ => None,
             };
+            let proxy_protocol = match &plain {
+                Some(http) => http.proxy_protocol,
+                None => self.config.proxy_protocol,
+            };
             accepting.spawn(accept_loop(
                 listener,
                 plain,
+                proxy_protocol,
                 ctx.clone(),
                 connections.clone(),
                 limits.clone(),
@@ -227,6 +233,7 @@ struct Limits {
 async fn accept_loop(
     listener: TcpListener,
     plain: Option<Arc<HttpConfig>>,
+    proxy_protocol: ProxyProtocolIn,
     ctx: Arc<ConnContext>,
     connections: TaskTracker,
     limits: Limits,
@@ -245,7 +252,10 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                // Behind a PROXY header the client is known only once it
+                // is read: its limit is taken then (proxy_protocol.rs).
                 let ip_slot = match &limits.per_ip {
+                    _ if proxy_protocol != ProxyProtocolIn::Off => None,
                     None => None,
                     Some(per_ip) => match per_ip.acquire(peer.ip()) {
                         Some(slot) => Some(slot),
@@ -256,12 +266,22 @@ async fn accept_loop(
                     },
                 };
                 listener::tune_accepted(&tcp);
-                let slot = Slot::new(permit, ip_slot);
                 let ctx = ctx.clone();
                 let hard_stop = ctx.shared.tunnel_cancel.clone();
                 let plain = plain.clone();
+                let per_ip = limits.per_ip.clone();
                 connections.spawn(async move {
                     let serve = async {
+                        let (tcp, peer, ip_slot) = match proxy_protocol {
+                            ProxyProtocolIn::Off => (tcp, peer, ip_slot),
+                            mode => {
+                                match proxy_protocol::arrive(&ctx, tcp, peer, mode, per_ip.as_ref()).await {
+                                    Some(arrived) => arrived,
+                                    None => return,
+                                }
+                            }
+                        };
+                        let slot = Slot::new(permit, ip_slot);
                         match plain {
                             Some(http) => plain::serve(ctx, http, tcp, slot, peer).await,
                             None => conn::serve(ctx, tcp, slot, peer).await,

@@ -4,7 +4,7 @@
 use toml::de::DeValue;
 
 use super::checker::{Checker, Table};
-use crate::config::{IpNet, RealIpHeader};
+use crate::config::{IpNet, ProxyProtocolIn, RealIpHeader};
 
 impl Checker<'_> {
     /// `trusted_proxies`: a list of networks or addresses.
@@ -81,5 +81,68 @@ impl Checker<'_> {
                 RealIpHeader::default()
             }
         }
+    }
+
+    /// `proxy_protocol` of `[server]` or `[http]`: `off` (the default),
+    /// `optional` or `required`; `true` and `false` are answered with what
+    /// to write.
+    /// Any mode but `off` needs `trusted` (the server's `trusted_proxies`)
+    /// to name someone: nobody else is read.
+    pub(super) fn proxy_protocol_in(&mut self, table: &Table<'_, '_>, trusted: &[IpNet]) -> ProxyProtocolIn {
+        const VALID: &str = "valid values: \"off\" (the default), \"optional\" (a trusted peer may send a PROXY header) or \"required\" (every connection starts with one, from trusted_proxies)";
+        let Some(value) = table.get("proxy_protocol") else {
+            return ProxyProtocolIn::Off;
+        };
+        let key = table.key_path("proxy_protocol");
+        let text = match value.get_ref() {
+            DeValue::String(text) => text.trim().to_ascii_lowercase(),
+            DeValue::Boolean(b) => {
+                let write = if *b { "required" } else { "off" };
+                self.type_error(
+                    value,
+                    key,
+                    "a string",
+                    format!("write proxy_protocol = \"{write}\"; {VALID}"),
+                );
+                return ProxyProtocolIn::Off;
+            }
+            _ => {
+                self.type_error(value, key, "a string", VALID.to_string());
+                return ProxyProtocolIn::Off;
+            }
+        };
+        let mode = match text.as_str() {
+            "off" => ProxyProtocolIn::Off,
+            "optional" => ProxyProtocolIn::Optional,
+            "required" | "on" => ProxyProtocolIn::Required,
+            "v1" | "v2" => {
+                self.error(
+                    &value.span(),
+                    key.clone(),
+                    format!("`{text}` is a version: both v1 and v2 are read"),
+                    format!("write proxy_protocol = \"required\" or \"optional\"; {VALID}"),
+                );
+                return ProxyProtocolIn::Off;
+            }
+            _ => {
+                self.error(
+                    &value.span(),
+                    key.clone(),
+                    format!("`{text}` is not a proxy_protocol mode"),
+                    VALID,
+                );
+                return ProxyProtocolIn::Off;
+            }
+        };
+        if mode != ProxyProtocolIn::Off && trusted.is_empty() {
+            self.error(
+                &value.span(),
+                key,
+                "the PROXY protocol is read only from trusted_proxies, and none is set",
+                "add the load balancers' addresses to [server], for example: trusted_proxies = [\"10.0.0.0/8\"] (nginx: set_real_ip_from)",
+            );
+            return ProxyProtocolIn::Off;
+        }
+        mode
     }
 }

@@ -8,7 +8,7 @@ use super::checker::{Checker, Schema, Table};
 use super::listen::TLS_PORTS;
 use crate::config::duration::Zero;
 use crate::config::size;
-use crate::config::ServerConfig;
+use crate::config::{ProxyProtocolIn, ServerConfig};
 
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +42,7 @@ const SERVER_SCHEMA: Schema = Schema {
         // real_ip.rs
         "trusted_proxies",
         "real_ip_header",
+        "proxy_protocol",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -63,6 +64,7 @@ const SERVER_SCHEMA: Schema = Schema {
         ("trusted_proxy", "trusted_proxies"),
         ("real_ip_from", "trusted_proxies"),
         ("real_ip_recursive", "trusted_proxies"),
+        ("accept_proxy_protocol", "proxy_protocol"),
     ],
 };
 
@@ -88,7 +90,8 @@ impl Checker<'_> {
         let max_header_size = self.max_header_size(table);
         let threads = self.count(table, "threads", "2");
         let underscores_in_headers = self.boolean(table, "underscores_in_headers", false);
-        let server = ServerConfig {
+        let trusted_proxies = self.trusted_proxies(table);
+        let mut server = ServerConfig {
             listen,
             handshake_timeout: self.duration(
                 table,
@@ -110,9 +113,11 @@ impl Checker<'_> {
             max_header_size,
             threads,
             underscores_in_headers,
-            trusted_proxies: self.trusted_proxies(table),
             real_ip_header: self.real_ip_header(table),
+            proxy_protocol: ProxyProtocolIn::Off,
+            trusted_proxies,
         };
+        server.proxy_protocol = self.proxy_protocol_in(table, &server.trusted_proxies);
         (server, labels)
     }
 
@@ -170,5 +175,6 @@ pub(super) fn default_server() -> ServerConfig {
         underscores_in_headers: false,
         trusted_proxies: Vec::new(),
         real_ip_header: crate::config::RealIpHeader::XForwardedFor,
+        proxy_protocol: ProxyProtocolIn::Off,
     }
 }
