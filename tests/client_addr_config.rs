@@ -107,3 +107,15 @@ fn proxy_protocol_needs_trusted_proxies_and_a_mode() {
         portcullis::config::ProxyProtocolIn::Required
     );
 }
+
+#[test]
+fn request_id_keys_are_booleans() {
+    let text = format!("[server]\necho_request_id = true\ntrace_context = true\n{ROUTE}");
+    let config = from_str(&text, Path::new("proxy.toml")).unwrap();
+    assert!(config.server.echo_request_id && config.server.trace_context);
+    let e = error(&format!("[server]\necho_request_id = \"yes\"\n{ROUTE}"));
+    assert_eq!(e.key, "server.echo_request_id");
+    assert_eq!((e.origin.line, e.origin.column), (2, 19));
+    let e = error(&format!("[server]\ntraceparent = true\n{ROUTE}"));
+    assert!(e.hint.contains("`trace_context`"), "{}", e.hint);
+}

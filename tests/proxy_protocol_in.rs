@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use support::from::{send, tcp_from};
+use support::from::{send, start, tcp_from};
 use support::{empty, route, tls_config, within, Origin, ProxyHandle, Site};
 
 const V1: &[u8] = b"PROXY TCP4 203.0.113.9 127.0.0.1 51234 443\r\n";
@@ -38,11 +38,6 @@ async fn setup(server_keys: &str) -> (Site, Origin, ProxyHandle) {
     let origin = Origin::hello().await;
     let proxy = start(&site, server_keys, &origin).await;
     (site, origin, proxy)
-}
-
-async fn start(site: &Site, server_keys: &str, origin: &Origin) -> ProxyHandle {
-    let config = tls_config(server_keys, &route("/", &origin.url(), ""));
-    ProxyHandle::start(&config, site.dir.path()).await
 }
 
 /// A TCP connection from `source` that has sent `header`, in `pieces`

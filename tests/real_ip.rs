@@ -6,17 +6,9 @@
 mod support;
 
 use http::Request;
-use support::from::fetch_from;
+use support::from::{fetch_from, start};
 use support::process::ProxyProcess;
 use support::{empty, route, tls_config, Origin, ProxyHandle, Site};
-
-fn request(headers: &[(&str, &str)]) -> Request<support::Body> {
-    let mut req = Request::get("https://localhost/who").header("host", "localhost");
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    req.body(empty()).unwrap()
-}
 
 fn seen(origin: &Origin, name: &str) -> String {
     let parts = origin.last_seen();
@@ -31,12 +23,14 @@ fn seen(origin: &Origin, name: &str) -> String {
 
 /// Sends GET /who with `headers` from `source`; the status.
 async fn ask(source: &str, proxy: &ProxyHandle, site: &Site, headers: &[(&str, &str)]) -> http::StatusCode {
-    fetch_from(source, proxy.addr, &site.ca, request(headers)).await.0
-}
-
-async fn start(site: &Site, server_keys: &str, origin: &Origin) -> ProxyHandle {
-    let config = tls_config(server_keys, &route("/", &origin.url(), ""));
-    ProxyHandle::start(&config, site.dir.path()).await
+    fetch_from(
+        source,
+        proxy.addr,
+        &site.ca,
+        support::from::request("/who", headers),
+    )
+    .await
+    .0
 }
 
 #[tokio::test]

@@ -92,6 +92,12 @@ pub struct ServerConfig {
     /// with a PROXY protocol header (v1 or v2) from `trusted_proxies`.
     /// Default off.
     pub proxy_protocol: ProxyProtocolIn,
+    /// `echo_request_id`: send the request's `X-Request-Id` back to the
+    /// client. Default false.
+    pub echo_request_id: bool,
+    /// `trace_context`: start a W3C `traceparent` for a request that has
+    /// no valid one. Default false (one that comes is always passed).
+    pub trace_context: bool,
 }
 
 /// `[tls]`.

@@ -11,6 +11,7 @@ pub mod headers;
 pub mod path;
 pub(crate) mod refusal;
 pub mod request_body;
+pub mod request_id;
 pub mod respond;
 pub mod routes;
 pub mod tunnel;
@@ -73,6 +74,8 @@ pub struct Shared {
     pub connections: Arc<ConnRegistry>,
     /// `trusted_proxies` and `real_ip_header`.
     pub real_ip: client_addr::RealIp,
+    /// `echo_request_id` and `trace_context`.
+    pub request_ids: request_id::RequestIds,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -185,6 +188,7 @@ impl Shared {
             metrics,
             connections,
             real_ip: client_addr::RealIp::new(&config.server),
+            request_ids: request_id::RequestIds::new(&config.server),
         })
     }
 
@@ -194,10 +198,20 @@ impl Shared {
 }
 
 /// Handles one request from a client. Never fails: every problem is a response.
-pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let start = Instant::now();
+    let request_id = request_id::begin(&shared, &conn, &mut req);
     let mut routed = None;
     let mut response = route_and_forward(&shared, &conn, req, &mut routed).await;
+    if shared.request_ids.echo {
+        response
+            .headers_mut()
+            .insert(request_id::X_REQUEST_ID.clone(), request_id);
+    }
     if let Some(hsts) = &shared.hsts {
         // Only over TLS: a browser ignores the header on plain HTTP anyway.
         if conn.proto == HTTPS && !response.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
@@ -219,9 +233,6 @@ async fn route_and_forward(
     mut req: Request<Incoming>,
     routed: &mut Option<Arc<Route<RouteState>>>,
 ) -> Response<ProxyBody> {
-    if let Some(client) = shared.real_ip.resolve(conn.client.ip, req.headers()) {
-        req.extensions_mut().insert(client);
-    }
     let mut log = shared.access_log.then(|| {
         Box::new(AccessRecord {
             client: client_addr::ClientAddr::of(req.extensions(), conn).ip,
@@ -234,6 +245,10 @@ async fn route_and_forward(
             bytes: 0,
             upstream: None,
             start: Instant::now(),
+            request_id: req
+                .extensions()
+                .get::<request_id::RequestId>()
+                .map(|id| id.0.clone()),
         })
     });
 

@@ -57,3 +57,19 @@ where
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// GET `path` for localhost with `headers`.
+pub fn request(path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut req = Request::get(format!("https://localhost{path}")).header("host", "localhost");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(super::empty()).unwrap()
+}
+
+/// The proxy for `site` with `server_keys` in `[server]` and one route
+/// to `origin`.
+pub async fn start(site: &super::Site, server_keys: &str, origin: &super::Origin) -> super::ProxyHandle {
+    let config = super::tls_config(server_keys, &super::route("/", &origin.url(), ""));
+    super::ProxyHandle::start(&config, site.dir.path()).await
+}

@@ -43,6 +43,9 @@ const SERVER_SCHEMA: Schema = Schema {
         "trusted_proxies",
         "real_ip_header",
         "proxy_protocol",
+        // proxy/request_id.rs
+        "echo_request_id",
+        "trace_context",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -65,6 +68,10 @@ const SERVER_SCHEMA: Schema = Schema {
         ("real_ip_from", "trusted_proxies"),
         ("real_ip_recursive", "trusted_proxies"),
         ("accept_proxy_protocol", "proxy_protocol"),
+        ("request_id", "echo_request_id"),
+        ("add_request_id", "echo_request_id"),
+        ("traceparent", "trace_context"),
+        ("tracing", "trace_context"),
     ],
 };
 
@@ -116,6 +123,8 @@ impl Checker<'_> {
             real_ip_header: self.real_ip_header(table),
             proxy_protocol: ProxyProtocolIn::Off,
             trusted_proxies,
+            echo_request_id: self.boolean(table, "echo_request_id", false),
+            trace_context: self.boolean(table, "trace_context", false),
         };
         server.proxy_protocol = self.proxy_protocol_in(table, &server.trusted_proxies);
         (server, labels)
@@ -176,5 +185,7 @@ pub(super) fn default_server() -> ServerConfig {
         trusted_proxies: Vec::new(),
         real_ip_header: crate::config::RealIpHeader::XForwardedFor,
         proxy_protocol: ProxyProtocolIn::Off,
+        echo_request_id: false,
+        trace_context: false,
     }
 }
