@@ -119,3 +119,35 @@ fn request_id_keys_are_booleans() {
     let e = error(&format!("[server]\ntraceparent = true\n{ROUTE}"));
     assert!(e.hint.contains("`trace_context`"), "{}", e.hint);
 }
+
+#[test]
+fn log_format_and_template_errors() {
+    let text =
+        format!("[log]\nformat = \"combined\"\naccess_template = \"{{client_ip}} {{status}}\"\n{ROUTE}");
+    let config = from_str(&text, Path::new("proxy.toml")).unwrap();
+    assert_eq!(config.log.format, portcullis::config::LogFormat::Combined);
+    assert_eq!(config.log.access_template.unwrap().pieces.len(), 3);
+
+    let e = error(&format!(
+        "[log]\naccess_template = \"{{client_addr}} {{status}}\"\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "log.access_template");
+    assert_eq!((e.origin.line, e.origin.column), (2, 19));
+    assert!(
+        e.message.contains("`{client_addr}` is not a placeholder"),
+        "{}",
+        e.message
+    );
+    assert!(e.hint.contains("client_ip, client_port"), "{}", e.hint);
+
+    let e = error(&format!(
+        "[log]\naccess_template = \"$remote_addr {{status}}\"\n{ROUTE}"
+    ));
+    assert_eq!(e.hint, "write {client_ip}");
+
+    let e = error(&format!("[log]\nlog_format = \"{{status}}\"\n{ROUTE}"));
+    assert!(e.hint.contains("`access_template`"), "{}", e.hint);
+
+    let e = error(&format!("[log]\nformat = \"Combined\"\n{ROUTE}"));
+    assert_eq!(e.hint, "write format = \"combined\"");
+}

@@ -3,6 +3,7 @@
 //! defined here; a value that reaches the rest of the proxy is already known
 //! to be well formed.
 
+mod access_template;
 mod client_addr;
 mod duration;
 mod error;
@@ -10,6 +11,7 @@ mod parse;
 mod size;
 mod stream;
 
+pub use access_template::{AccessTemplate, LogField, Piece, LOG_FIELDS};
 pub use client_addr::{IpNet, ProxyProtocolIn, RealIpHeader};
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
@@ -337,10 +339,16 @@ pub struct LogConfig {
     /// `format`: "text" (default, nginx combined-like) or "json", one
     /// object per line.
     pub format: LogFormat,
+    /// `access_template`: access lines written from this template, with
+    /// `{placeholders}`, like nginx's `log_format`. `None`: `format`'s.
+    pub access_template: Option<AccessTemplate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
+    /// `"combined"`: access lines in nginx's `combined` format, bare; the
+    /// other lines as text.
+    Combined,
 }

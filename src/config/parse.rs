@@ -369,6 +369,7 @@ impl Checker<'_> {
                 access_log: true,
                 level: DEFAULT_LOG_LEVEL.to_string(),
                 format: LogFormat::Text,
+                access_template: None,
             },
         };
         Config {

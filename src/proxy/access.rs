@@ -58,12 +58,24 @@ pub struct AccessRecord {
     pub start: Instant,
     /// The request's `X-Request-Id`.
     pub request_id: Option<http::HeaderValue>,
+    /// For nginx-shaped lines (`super::access_line`), when they are on.
+    pub details: Option<Box<super::access_line::Details>>,
 }
 
 impl Drop for AccessRecord {
     fn drop(&mut self) {
         let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        if JSON.load(Ordering::Relaxed) {
+        if let Some(details) = &self.details {
+            tracing::info!(
+                target: TARGET,
+                "{}",
+                super::access_line::Line {
+                    record: self,
+                    details,
+                    duration_secs: duration_ms / 1000.0,
+                }
+            );
+        } else if JSON.load(Ordering::Relaxed) {
             tracing::info!(
                 target: TARGET,
                 "{}",
@@ -147,6 +159,7 @@ mod tests {
             upstream: None,
             start: Instant::now(),
             request_id: None,
+            details: None,
         };
         let line = JsonLine {
             record: &record,

@@ -4,6 +4,7 @@
 //! can make this code panic.
 
 pub mod access;
+pub(crate) mod access_line;
 pub mod body;
 pub mod client_addr;
 pub mod client_cert;
@@ -249,6 +250,10 @@ async fn route_and_forward(
                 .extensions()
                 .get::<request_id::RequestId>()
                 .map(|id| id.0.clone()),
+            details: access_line::active().then(|| {
+                let client = client_addr::ClientAddr::of(req.extensions(), conn);
+                access_line::Details::new(&req, client.port, conn.proto == HTTPS)
+            }),
         })
     });
 
