@@ -151,3 +151,31 @@ fn log_format_and_template_errors() {
     let e = error(&format!("[log]\nformat = \"Combined\"\n{ROUTE}"));
     assert_eq!(e.hint, "write format = \"combined\"");
 }
+
+#[test]
+fn client_timeouts_are_off_unless_written_and_never_zero() {
+    let config = from_str(ROUTE, Path::new("proxy.toml")).unwrap();
+    assert_eq!(config.server.client_body_timeout, None);
+    assert_eq!(config.server.send_timeout, None);
+    assert!(config.server.keepalive);
+    let text =
+        format!("[server]\nclient_body_timeout = \"30s\"\nsend_timeout = \"1m\"\nkeepalive = false\n{ROUTE}");
+    let config = from_str(&text, Path::new("proxy.toml")).unwrap();
+    assert_eq!(
+        config.server.client_body_timeout,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(
+        config.server.send_timeout,
+        Some(std::time::Duration::from_secs(60))
+    );
+    assert!(!config.server.keepalive);
+
+    let e = error(&format!("[server]\nsend_timeout = \"0s\"\n{ROUTE}"));
+    assert_eq!(e.key, "server.send_timeout");
+    assert_eq!((e.origin.line, e.origin.column), (2, 16));
+    let e = error(&format!("[server]\nclient_body_timeout = 60\n{ROUTE}"));
+    assert!(e.hint.contains("client_body_timeout = \"60s\""), "{}", e.hint);
+    let e = error(&format!("[server]\nkeep_alive = false\n{ROUTE}"));
+    assert!(e.hint.contains("`keepalive`"), "{}", e.hint);
+}

@@ -100,6 +100,15 @@ pub struct ServerConfig {
     /// `trace_context`: start a W3C `traceparent` for a request that has
     /// no valid one. Default false (one that comes is always passed).
     pub trace_context: bool,
+    /// `client_body_timeout`: the longest wait between two reads of a
+    /// request body. `None` (the default): no limit.
+    pub client_body_timeout: Option<Duration>,
+    /// `send_timeout`: the longest a write to the client may wait for the
+    /// client to take something. `None` (the default): no limit.
+    pub send_timeout: Option<Duration>,
+    /// `keepalive`: serve more than one HTTP/1.1 request per connection.
+    /// Default true.
+    pub keepalive: bool,
 }
 
 /// `[tls]`.

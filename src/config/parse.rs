@@ -43,6 +43,7 @@
 mod admin;
 mod checker;
 mod client_auth;
+mod client_timeouts;
 mod env;
 mod http;
 mod listen;

@@ -15,6 +15,7 @@ pub mod request_body;
 pub mod request_id;
 pub mod respond;
 pub mod routes;
+pub(crate) mod stall;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
@@ -77,6 +78,8 @@ pub struct Shared {
     pub real_ip: client_addr::RealIp,
     /// `echo_request_id` and `trace_context`.
     pub request_ids: request_id::RequestIds,
+    /// `client_body_timeout`.
+    client_body_timeout: Option<std::time::Duration>,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -190,6 +193,7 @@ impl Shared {
             connections,
             real_ip: client_addr::RealIp::new(&config.server),
             request_ids: request_id::RequestIds::new(&config.server),
+            client_body_timeout: config.server.client_body_timeout,
         })
     }
 
@@ -465,9 +469,10 @@ async fn forward(
             return Err(Refusal::TooLargeDeclared { max_body, length });
         }
     }
-    let prepared = request_body::RequestBody::prepare(body, rc.read_timeout, rc.max_body).await;
+    let wait = shared.client_body_timeout.unwrap_or(rc.read_timeout);
+    let prepared = request_body::RequestBody::prepare(body, wait, rc.max_body).await;
     let (body, tracking) = match prepared {
-        Ok(prepared) => prepared,
+        Ok((body, tracking)) => (body.stall_after(shared.client_body_timeout), tracking),
         Err(ReadAheadError::Malformed(e)) => return Err(Refusal::MalformedBody(e)),
         Err(ReadAheadError::Timeout) => return Err(Refusal::BodyTimeout),
         Err(ReadAheadError::TooLarge { limit }) => return Err(Refusal::TooLargeAhead { max_body: limit }),
@@ -488,6 +493,7 @@ async fn forward(
     let mut response = match outcome {
         Ok(Ok(exchanged)) => exchanged,
         // The client broke its own body mid-way: its fault, not the upstream's.
+        Ok(Err(err)) if request_body::stalled(&err) => return Err(Refusal::BodyTimeout),
         Ok(Err(_)) if client_failed.load(Ordering::Relaxed) => return Err(Refusal::ClientBodyFailed),
         Ok(Err(err)) if request_body::cut_off(&err).is_some() => {
             return Err(Refusal::TooLargeSent {

@@ -53,6 +53,8 @@ pub struct ConnContext {
     pub drain: CancellationToken,
     /// The port plain-HTTP redirects point to: the first TLS listener's.
     pub https_port: u16,
+    /// `send_timeout`, for every client stream.
+    pub send_timeout: Option<Duration>,
 }
 
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: SocketAddr) {
@@ -165,6 +167,7 @@ pub async fn serve_http<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let io = super::send_timeout::SendTimeout::new(io, ctx.send_timeout);
     let first = tokio::select! {
         r = tokio::time::timeout(ctx.header_read_timeout, super::preface::read(io)) => r,
         () = ctx.drain.cancelled() => return,

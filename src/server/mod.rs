@@ -60,6 +60,7 @@ pub(crate) mod plain;
 mod preface;
 mod proxy_protocol;
 mod quiet;
+mod send_timeout;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -143,6 +144,7 @@ impl Server {
             idle_timeout: self.config.idle_timeout,
             drain: drain.clone(),
             https_port,
+            send_timeout: self.config.send_timeout,
         });
         let connections = TaskTracker::new();
         let limits = Limits {
@@ -211,7 +213,7 @@ pub(crate) fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(config.max_header_size)
-        .keep_alive(true);
+        .keep_alive(config.keepalive);
     builder
         .http2()
         .timer(TokioTimer::new())

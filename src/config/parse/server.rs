@@ -46,6 +46,10 @@ const SERVER_SCHEMA: Schema = Schema {
         // proxy/request_id.rs
         "echo_request_id",
         "trace_context",
+        // client_timeouts.rs
+        "client_body_timeout",
+        "send_timeout",
+        "keepalive",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -72,6 +76,11 @@ const SERVER_SCHEMA: Schema = Schema {
         ("add_request_id", "echo_request_id"),
         ("traceparent", "trace_context"),
         ("tracing", "trace_context"),
+        ("keep_alive", "keepalive"),
+        ("keepalive_requests", "keepalive"),
+        ("body_timeout", "client_body_timeout"),
+        ("client_send_timeout", "send_timeout"),
+        ("write_timeout", "send_timeout"),
     ],
 };
 
@@ -125,6 +134,9 @@ impl Checker<'_> {
             trusted_proxies,
             echo_request_id: self.boolean(table, "echo_request_id", false),
             trace_context: self.boolean(table, "trace_context", false),
+            client_body_timeout: self.optional_timeout(table, "client_body_timeout"),
+            send_timeout: self.optional_timeout(table, "send_timeout"),
+            keepalive: self.boolean(table, "keepalive", true),
         };
         server.proxy_protocol = self.proxy_protocol_in(table, &server.trusted_proxies);
         (server, labels)
@@ -187,5 +199,8 @@ pub(super) fn default_server() -> ServerConfig {
         proxy_protocol: ProxyProtocolIn::Off,
         echo_request_id: false,
         trace_context: false,
+        client_body_timeout: None,
+        send_timeout: None,
+        keepalive: true,
     }
 }
