@@ -179,3 +179,28 @@ fn client_timeouts_are_off_unless_written_and_never_zero() {
     let e = error(&format!("[server]\nkeep_alive = false\n{ROUTE}"));
     assert!(e.hint.contains("`keepalive`"), "{}", e.hint);
 }
+
+#[test]
+fn server_answer_keys() {
+    let text = format!(
+        "[tls]\nunknown_sni = \"reject\"\n[http]\nlisten = [\"127.0.0.1:8080\"]\nunknown_host = \"close\"\n{ROUTE}"
+    );
+    let config = from_str(&text, Path::new("proxy.toml")).unwrap();
+    assert_eq!(config.tls.unknown_sni, portcullis::config::UnknownSni::Reject);
+    assert_eq!(
+        config.http.unwrap().unknown_host,
+        portcullis::config::UnknownHost::Close
+    );
+
+    let e = error(&format!("[tls]\nunknown_sni = \"on\"\n{ROUTE}"));
+    assert_eq!(e.key, "tls.unknown_sni");
+    assert_eq!((e.origin.line, e.origin.column), (2, 15));
+    assert!(e.hint.starts_with("write unknown_sni = \"reject\""), "{}", e.hint);
+    let e = error(&format!("[tls]\nssl_reject_handshake = true\n{ROUTE}"));
+    assert!(e.hint.contains("`unknown_sni`"), "{}", e.hint);
+    let e = error(&format!(
+        "[http]\nlisten = [\"127.0.0.1:8080\"]\nunknown_host = \"444\"\n{ROUTE}"
+    ));
+    assert_eq!(e.key, "http.unknown_host");
+    assert!(e.hint.starts_with("write unknown_host = \"close\""), "{}", e.hint);
+}

@@ -12,7 +12,6 @@ use http::Request;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
 use support::from::{send, start, tcp_from};
 use support::{empty, route, tls_config, within, Origin, ProxyHandle, Site};
@@ -200,13 +199,7 @@ async fn the_plain_listener_reads_it_too() {
         "{}\n[http]\nlisten = [\"127.0.0.1:0\"]\nredirect_to_https = false\nproxy_protocol = \"required\"\n",
         tls_config("trusted_proxies = [\"127.0.0.2\"]", &route("/", &origin.url(), ""))
     );
-    let config = portcullis::config::from_str(&toml, &site.path("proxy.toml")).unwrap();
-    let proxy = portcullis::Proxy::bind(config).unwrap();
-    let plain = proxy.plain_addrs()[0];
-    let (_stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(proxy.run(async move {
-        let _ = stopped.await;
-    }));
+    let (plain, _stop) = support::from::start_plain(&toml, &site).await;
     let tcp = with_header("127.0.0.2", plain, V1, 3).await;
     let req = Request::get("/who")
         .header("host", "localhost")

@@ -8,6 +8,7 @@ mod client_addr;
 mod duration;
 mod error;
 mod parse;
+mod server_answers;
 mod size;
 mod stream;
 
@@ -15,6 +16,7 @@ pub use access_template::{AccessTemplate, LogField, Piece, LOG_FIELDS};
 pub use client_addr::{IpNet, ProxyProtocolIn, RealIpHeader};
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
+pub use server_answers::{UnknownHost, UnknownSni};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
@@ -145,6 +147,9 @@ pub struct TlsConfig {
     /// `[tls.client_auth]`: client certificates (mutual TLS). `None`: no
     /// client certificate is asked for.
     pub client_auth: Option<ClientAuthConfig>,
+    /// `unknown_sni`: what a handshake naming no certificate's name gets.
+    /// Default: the first certificate.
+    pub unknown_sni: UnknownSni,
 }
 
 /// `[tls.client_auth]`.
@@ -196,6 +201,9 @@ pub struct HttpConfig {
     pub redirect_to_https: bool,
     /// `proxy_protocol`: as `[server]`'s, for the plain listener.
     pub proxy_protocol: ProxyProtocolIn,
+    /// `unknown_host`: what a request for a host no route or certificate
+    /// names gets. Default: the usual answer.
+    pub unknown_host: UnknownHost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

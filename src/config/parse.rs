@@ -51,6 +51,7 @@ mod log;
 mod real_ip;
 mod route;
 mod server;
+mod server_answers;
 mod stream;
 mod stream_values;
 mod tcp_upstream;
@@ -328,6 +329,7 @@ impl Checker<'_> {
                 groups: tls_policy::default_groups(),
                 session_resumption: true,
                 client_auth: None,
+                unknown_sni: crate::config::UnknownSni::Default,
             },
         };
         if let Some(pair) = self.env_pair.clone() {

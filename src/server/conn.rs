@@ -55,6 +55,8 @@ pub struct ConnContext {
     pub https_port: u16,
     /// `send_timeout`, for every client stream.
     pub send_timeout: Option<Duration>,
+    /// Set with `[http] unknown_host = "close"`.
+    pub known_hosts: Option<Arc<super::unknown_host::KnownHosts>>,
 }
 
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: SocketAddr) {
@@ -162,9 +164,8 @@ pub async fn serve_http<I, S>(
     peer: SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-        + Send
-        + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>> + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
 {
     let io = super::send_timeout::SendTimeout::new(io, ctx.send_timeout);

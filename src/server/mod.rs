@@ -61,6 +61,7 @@ mod preface;
 mod proxy_protocol;
 mod quiet;
 mod send_timeout;
+pub mod unknown_host;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,6 +95,8 @@ pub struct Server {
     listeners: Vec<(std::net::TcpListener, Kind)>,
     config: ServerConfig,
     http: Option<Arc<HttpConfig>>,
+    /// For `[http] unknown_host = "close"`.
+    known_hosts: Option<Arc<unknown_host::KnownHosts>>,
 }
 
 impl Server {
@@ -106,7 +109,14 @@ impl Server {
             listeners,
             config,
             http: http.map(Arc::new),
+            known_hosts: None,
         }
+    }
+
+    /// The hosts the plain listener serves, for `unknown_host = "close"`.
+    pub fn with_known_hosts(mut self, known: unknown_host::KnownHosts) -> Self {
+        self.known_hosts = Some(Arc::new(known));
+        self
     }
 
     /// The bound addresses of the listeners of `kind`, in configuration order.
@@ -145,6 +155,7 @@ impl Server {
             drain: drain.clone(),
             https_port,
             send_timeout: self.config.send_timeout,
+            known_hosts: self.known_hosts.clone(),
         });
         let connections = TaskTracker::new();
         let limits = Limits {

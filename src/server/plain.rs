@@ -2,7 +2,6 @@
 //! webroot, and for everything else a 308 redirect to https, or, with the
 //! redirect turned off, the same routing as TLS traffic.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -35,7 +34,14 @@ pub async fn serve(
         let ctx = ctx2.clone();
         let http = http.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, http, info, req).await) }
+        async move {
+            if let Some(known) = &ctx.known_hosts {
+                if !known.knows(&req) {
+                    return Err(super::unknown_host::Close);
+                }
+            }
+            Ok(handle(ctx, http, info, req).await)
+        }
     });
     // No TLS, so no ALPN: the first bytes decide, as for a TLS client that
     // offered none.

@@ -73,3 +73,17 @@ pub async fn start(site: &super::Site, server_keys: &str, origin: &super::Origin
     let config = super::tls_config(server_keys, &super::route("/", &origin.url(), ""));
     super::ProxyHandle::start(&config, site.dir.path()).await
 }
+
+/// Starts the proxy from `toml` for `site`, and returns its first plain
+/// listener's address; it runs until the returned sender is dropped.
+pub async fn start_plain(toml: &str, site: &super::Site) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let config =
+        portcullis::config::from_str(toml, &site.path("proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let proxy = portcullis::Proxy::bind(config).unwrap_or_else(|e| panic!("{e}"));
+    let plain = proxy.plain_addrs()[0];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(proxy.run(async move {
+        let _ = stopped.await;
+    }));
+    (plain, stop)
+}

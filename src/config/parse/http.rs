@@ -11,7 +11,13 @@ use super::listen::{clash, HTTP_PORTS};
 use crate::config::{HttpConfig, IpNet};
 
 const HTTP_SCHEMA: Schema = Schema {
-    keys: &["listen", "acme_webroot", "redirect_to_https", "proxy_protocol"],
+    keys: &[
+        "listen",
+        "acme_webroot",
+        "redirect_to_https",
+        "proxy_protocol",
+        "unknown_host",
+    ],
     aliases: &[
         ("root", "acme_webroot"),
         ("webroot", "acme_webroot"),
@@ -22,6 +28,8 @@ const HTTP_SCHEMA: Schema = Schema {
         ("https_redirect", "redirect_to_https"),
         ("force_https", "redirect_to_https"),
         ("accept_proxy_protocol", "proxy_protocol"),
+        ("return_444", "unknown_host"),
+        ("default_server", "unknown_host"),
     ],
 };
 
@@ -76,6 +84,7 @@ impl Checker<'_> {
             acme_webroot,
             redirect_to_https,
             proxy_protocol: self.proxy_protocol_in(table, trusted),
+            unknown_host: self.unknown_host(table),
         };
         (http, labels)
     }
