@@ -204,3 +204,26 @@ fn server_answer_keys() {
     assert_eq!(e.key, "http.unknown_host");
     assert!(e.hint.starts_with("write unknown_host = \"close\""), "{}", e.hint);
 }
+
+#[test]
+fn route_proxy_protocol_and_forwarded() {
+    let text = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\nsend_proxy_protocol = \"v2\"\nforwarded = true\n";
+    let config = from_str(text, Path::new("proxy.toml")).unwrap();
+    assert_eq!(
+        config.routes[0].send_proxy_protocol,
+        Some(portcullis::config::ProxyProtocol::V2)
+    );
+    assert!(config.routes[0].forwarded);
+    let e = error(
+        "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\nsend_proxy_protocol = \"on\"\n",
+    );
+    assert_eq!(e.key, "route[0].send_proxy_protocol");
+    assert_eq!((e.origin.line, e.origin.column), (4, 23));
+    assert!(
+        e.hint.contains("write send_proxy_protocol = \"v1\""),
+        "{}",
+        e.hint
+    );
+    let e = error("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"\nproxy_protocol = \"v1\"\n");
+    assert!(e.hint.contains("`send_proxy_protocol`"), "{}", e.hint);
+}

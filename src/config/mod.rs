@@ -274,6 +274,12 @@ pub struct RouteConfig {
     pub path_normalization: bool,
     /// Where this route was configured.
     pub origin: Origin,
+    /// `send_proxy_protocol`: each upstream connection starts with a PROXY
+    /// header of this version naming the client; such a route keeps no
+    /// idle connections. `None` (the default): no header.
+    pub send_proxy_protocol: Option<ProxyProtocol>,
+    /// `forwarded`: append an RFC 7239 `Forwarded` element. Default false.
+    pub forwarded: bool,
 }
 
 /// TLS to an `https://` upstream: whom to trust, and which name to check.

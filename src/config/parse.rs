@@ -50,6 +50,7 @@ mod listen;
 mod log;
 mod real_ip;
 mod route;
+mod route_client;
 mod server;
 mod server_answers;
 mod stream;

@@ -8,8 +8,10 @@ pub(crate) mod access_line;
 pub mod body;
 pub mod client_addr;
 pub mod client_cert;
+pub(crate) mod forwarded;
 pub mod headers;
 pub mod path;
+pub(crate) mod proxy_out;
 pub(crate) mod refusal;
 pub mod request_body;
 pub mod request_id;
@@ -96,6 +98,9 @@ pub struct ConnInfo {
     /// The connection's client: the peer, or what its PROXY header named.
     /// A request's own may differ (see [`client_addr::ClientAddr::of`]).
     pub client: client_addr::ClientAddr,
+    /// The listening address the client reached, for a PROXY header sent
+    /// upstream.
+    pub local: Option<SocketAddr>,
 }
 
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -122,7 +127,14 @@ impl ConnInfo {
             proto,
             client_cert: None,
             client: client_addr::ClientAddr::from_socket(peer),
+            local: None,
         }
+    }
+
+    /// With the listening address the client reached.
+    pub fn with_local(mut self, local: Option<SocketAddr>) -> Self {
+        self.local = local;
+        self
     }
 
     /// With the client certificate the TLS handshake verified.
@@ -418,7 +430,8 @@ fn rewrite_for_route<B>(
     *req.uri_mut() = Uri::from(path_and_query);
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
-    let client_ip = client_addr::ClientAddr::of(req.extensions(), conn).value.clone();
+    let client_addr = client_addr::ClientAddr::of(req.extensions(), conn).clone();
+    let client_ip = client_addr.value.clone();
     {
         let h = req.headers_mut();
         // hyper sizes the map for the headers it parsed; those this hop
@@ -434,6 +447,9 @@ fn rewrite_for_route<B>(
             headers::join_cookies(h);
         }
         headers::add_forwarding(h, &client_ip, &conn.proto, host.as_ref());
+        if route.config.forwarded {
+            forwarded::add(h, client_addr.ip, host.as_ref(), &conn.proto);
+        }
         client_cert::forward(h, conn.proto == HTTPS, conn.client_cert.as_ref());
         // An HTTP/1.0 client may send no Host; the upstream speaks
         // HTTP/1.1, which requires one, so it gets its own authority.
@@ -459,6 +475,12 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, Refusal> {
     let client_upgrade = upgrade.map(|accept| (accept, hyper::upgrade::on(&mut req)));
     let rc = &route.config;
+    if let (Some(_), Some(local)) = (rc.send_proxy_protocol, conn.local) {
+        let client = client_addr::ClientAddr::of(req.extensions(), conn);
+        let client = SocketAddr::new(client.ip, client.port);
+        req.extensions_mut()
+            .insert(proxy_out::SendProxy { client, local });
+    }
 
     let (parts, body) = req.into_parts();
     // A declared length over max_body is refused before anything is read

@@ -61,6 +61,7 @@ pub struct ConnContext {
 
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: SocketAddr) {
     let metrics = &ctx.shared.metrics;
+    let local = tcp.local_addr().ok();
     let registration = ctx.shared.connections.open(peer);
     let tcp = Counting::new(tcp, registration, metrics.clone(), slot);
 
@@ -105,7 +106,11 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     tls.get_mut().0.list(Some(facts));
     let tls = Quiet::new(Pieces::new(tls));
 
-    let info = Arc::new(ConnInfo::new(conn.clone(), true).with_client_cert(client_cert.as_ref()));
+    let info = Arc::new(
+        ConnInfo::new(conn.clone(), true)
+            .with_client_cert(client_cert.as_ref())
+            .with_local(local),
+    );
     let shared = ctx.shared.clone();
     let handle = move |req| {
         let shared = shared.clone();

@@ -24,11 +24,12 @@ pub async fn serve(
     slot: Slot,
     peer: SocketAddr,
 ) {
+    let local = tcp.local_addr().ok();
     let registration = ctx.shared.connections.open(peer);
     let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone(), slot);
     tcp.list(None);
     let conn = tcp.conn().clone();
-    let info = Arc::new(ConnInfo::new(conn.clone(), false));
+    let info = Arc::new(ConnInfo::new(conn.clone(), false).with_local(local));
     let ctx2 = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = ctx2.clone();

@@ -54,9 +54,15 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "require_client_cert",
         "websocket",
         "path_normalization",
+        // route_client.rs
+        "send_proxy_protocol",
+        "forwarded",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
+        ("proxy_protocol", "send_proxy_protocol"),
+        ("send_proxy", "send_proxy_protocol"),
+        ("forwarded_header", "forwarded"),
         ("websockets", "websocket"),
         ("allow_websocket", "websocket"),
         ("upgrade", "websocket"),
@@ -232,6 +238,7 @@ impl Checker<'_> {
             }),
             _ => None,
         };
+        let (send_proxy_protocol, forwarded) = self.route_client(table);
         let route = match (host, path, upstream) {
             (Some(host), Some((path, _)), Some(upstream)) => Some(RouteConfig {
                 host,
@@ -248,6 +255,8 @@ impl Checker<'_> {
                 websocket,
                 path_normalization,
                 origin: self.origin(&table.span),
+                send_proxy_protocol,
+                forwarded,
             }),
             _ => None,
         };

@@ -77,11 +77,18 @@ pub fn client(route: &RouteConfig, tls: Option<&RouteTls>, idle_gauge: Gauge) ->
         target,
         pool: Pool::new(
             Limits {
-                keepalive: route.keepalive,
+                // A connection that began with one client's PROXY header
+                // is that client's alone.
+                keepalive: if route.send_proxy_protocol.is_some() {
+                    0
+                } else {
+                    route.keepalive
+                },
                 idle_timeout: route.keepalive_timeout,
             },
             idle_gauge,
         ),
+        proxy_protocol: route.send_proxy_protocol,
     }
 }
 
@@ -116,6 +123,8 @@ pub struct Client {
     /// What the connector is asked for: `http://host:port`.
     target: Uri,
     pool: Pool,
+    /// `send_proxy_protocol`.
+    proxy_protocol: Option<crate::config::ProxyProtocol>,
 }
 
 impl std::fmt::Debug for Client {
@@ -137,17 +146,29 @@ impl Client {
             Some(conn) => conn,
             // Boxed: a new connection is the rare case, and its handshake
             // state would otherwise make every request's future larger.
-            None => Box::pin(self.connect()).await?,
+            None => Box::pin(self.connect(super::proxy_out::preamble(self.proxy_protocol, &req))).await?,
         };
         let exchanged = h1::exchange(conn, req).await.map_err(Error::Exchange)?;
         Ok(exchanged.into_response(self.pool.home()))
     }
 
-    async fn connect(&self) -> Result<Conn, Error> {
+    /// A new connection; `preamble` (a PROXY header) is its first bytes.
+    async fn connect(&self, preamble: Option<Vec<u8>>) -> Result<Conn, Error> {
         let target = self.target.clone();
         match &self.connector {
-            Connector::Plain(connector) => Ok(Conn::new(open(connector.clone(), target).await?.into_inner())),
-            Connector::Tls(connector) => Ok(Conn::new(open(connector.clone(), target).await?.into_inner())),
+            Connector::Plain(connector) => {
+                let mut tcp = open(connector.clone(), target).await?.into_inner();
+                if let Some(preamble) = preamble {
+                    tokio::io::AsyncWriteExt::write_all(&mut tcp, &preamble)
+                        .await
+                        .map_err(|e| Error::Connect(e.into()))?;
+                }
+                Ok(Conn::new(tcp))
+            }
+            Connector::Tls(connector) => {
+                let connector = connector.clone().with_preamble(preamble);
+                Ok(Conn::new(open(connector, target).await?.into_inner()))
+            }
         }
     }
 }
