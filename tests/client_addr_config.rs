@@ -145,7 +145,7 @@ fn log_format_and_template_errors() {
     ));
     assert_eq!(e.hint, "write {client_ip}");
 
-    let e = error(&format!("[log]\nlog_format = \"{{status}}\"\n{ROUTE}"));
+    let e = error(&format!("[log]\naccess_log_format = \"{{status}}\"\n{ROUTE}"));
     assert!(e.hint.contains("`access_template`"), "{}", e.hint);
 
     let e = error(&format!("[log]\nformat = \"Combined\"\n{ROUTE}"));

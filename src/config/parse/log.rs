@@ -14,7 +14,7 @@ const LOG_SCHEMA: Schema = Schema {
     aliases: &[
         ("error_log", "level"),
         ("log_level", "level"),
-        ("log_format", "access_template"),
+        ("log_format", "format"),
         ("access_log_format", "access_template"),
         ("template", "access_template"),
     ],
