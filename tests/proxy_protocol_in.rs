@@ -211,3 +211,27 @@ async fn the_plain_listener_reads_it_too() {
     let tcp = tcp_from("127.0.0.2", plain).await;
     assert!(closed(tcp, b"GET /who HTTP/1.1\r\nhost: localhost\r\n\r\n").await);
 }
+
+#[tokio::test]
+async fn connections_lists_the_proxied_client() {
+    let site = Site::new();
+    let origin = Origin::hello().await;
+    let config = tls_config(REQUIRED, &route("/", &origin.url(), ""));
+    let proxy = support::admin::AdminProxy::start(&config, site.dir.path()).await;
+    let connector = tokio_rustls::TlsConnector::from(site.ca.client_config(&[b"http/1.1"]));
+    let tcp = with_header("127.0.0.2", proxy.tls, V1, 1).await;
+    let _held = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = proxy.get("/connections").await.1;
+        if page.contains("203.0.113.9:51234") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(page.contains("203.0.113.9:51234"), "{page}");
+    assert!(!page.contains("127.0.0.2"), "{page}");
+}
