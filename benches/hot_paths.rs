@@ -147,7 +147,7 @@ request.set = { "X-Scheme" = "{scheme}", "Accept-Encoding" = "gzip", "X-Frame" =
                     &config.headers,
                     route,
                     &upstream,
-                    &conn,
+                    (&conn, conn.peer),
                     ("/index.html", None),
                 )
             },

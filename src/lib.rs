@@ -112,7 +112,15 @@ impl Proxy {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Proxy {
-            server: Server::new(listeners, config.server.clone(), config.http.clone()),
+            server: {
+                let server = Server::new(listeners, config.server.clone(), config.http.clone());
+                match &config.http {
+                    Some(http) if http.unknown_host == config::UnknownHost::Close => server.with_known_hosts(
+                        server::unknown_host::KnownHosts::new(&config.routes, store.clone()),
+                    ),
+                    _ => server,
+                }
+            },
             acceptor: TlsAcceptor::from(server_config),
             shared,
             store,

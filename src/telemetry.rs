@@ -34,6 +34,17 @@ use crate::proxy::access;
 /// the access-line format to match. Safe to call more than once: the first
 /// call that installs a subscriber wins, later calls do nothing.
 pub fn init_with(log: &LogConfig) {
+    // nginx-shaped access lines are written bare, the rest as text.
+    let bare = log.format == LogFormat::Combined || log.access_template.is_some();
+    if bare && log.format != LogFormat::Json {
+        if install_bare(&log.level) {
+            crate::proxy::access_line::configure(log);
+        }
+        return;
+    }
+    if log.access_template.is_some() {
+        crate::proxy::access_line::configure(log);
+    }
     install(&log.level, log.format);
 }
 
@@ -51,7 +62,7 @@ fn install(level: &str, format: LogFormat) {
         .with_writer(std::io::stderr);
     let limit = WarnLimit::new(log_limit::INTERVAL);
     let installed = match format {
-        LogFormat::Text => builder
+        LogFormat::Text | LogFormat::Combined => builder
             // Colour codes only for a person at a terminal, never in log files.
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
@@ -70,6 +81,32 @@ fn install(level: &str, format: LogFormat) {
         // The access lines follow the subscriber that writes them.
         access::set_format(format);
     }
+}
+
+/// Installs the text subscriber with access lines written bare (see
+/// `proxy::access_line`); whether it was installed.
+fn install_bare(level: &str) -> bool {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let limit = WarnLimit::new(log_limit::INTERVAL);
+    let text = tracing_subscriber::fmt::format()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(crate::proxy::access_line::BareAccess(text))
+        .finish()
+        .with(limit.clone())
+        .try_init()
+        .is_ok();
+    if installed {
+        limit.start_summaries();
+        access::set_format(LogFormat::Text);
+    }
+    installed
 }
 
 /// Writes each event as one JSON object per line.
@@ -116,9 +153,9 @@ where
 }
 
 /// Writes the `message` field as it is.
-struct MessageOnly<'a, 'w> {
-    out: &'a mut Writer<'w>,
-    result: fmt::Result,
+pub(crate) struct MessageOnly<'a, 'w> {
+    pub(crate) out: &'a mut Writer<'w>,
+    pub(crate) result: fmt::Result,
 }
 
 impl Visit for MessageOnly<'_, '_> {

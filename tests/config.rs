@@ -75,7 +75,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_keys() {
     assert_eq!(e.message, "unknown key `banana` in [[route]]");
     assert_eq!(
         e.hint,
-        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, keepalive, keepalive_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert, websocket, path_normalization, path_exact, path_regex, rewrite, prefix_wins, ports, strip_prefix, rewrite_prefix, redirect, status, respond, methods, request, response, upstream_host, forwarded_for, redirect_rewrite, cookie_path, cookie_flags"
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, keepalive, keepalive_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert, websocket, path_normalization, path_exact, path_regex, rewrite, prefix_wins, ports, strip_prefix, rewrite_prefix, redirect, status, respond, methods, request, response, upstream_host, forwarded_for, redirect_rewrite, cookie_path, cookie_flags, send_proxy_protocol, forwarded"
     );
 
     let e = error(&format!("{ROUTE}[servers]\n"));
@@ -1128,7 +1128,7 @@ fn http_unknown_keys_name_the_portcullis_key() {
     let e = error(&format!("[http]\nlisten = \"0.0.0.0:80\"\nbanana = 1\n{ROUTE}"));
     assert_eq!(
         e.hint,
-        "valid keys in [http]: listen, acme_webroot, redirect_to_https"
+        "valid keys in [http]: listen, acme_webroot, redirect_to_https, proxy_protocol, unknown_host"
     );
 
     let e = error(&format!("[htp]\nlisten = \"0.0.0.0:80\"\n{ROUTE}"));
@@ -1283,7 +1283,7 @@ fn tls_unknown_keys_name_the_portcullis_key() {
     assert_eq!(
         e.hint,
         "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval, hsts, \
-         cipher_suites, groups, session_resumption, client_auth"
+         cipher_suites, groups, session_resumption, client_auth, unknown_sni"
     );
 }
 
@@ -1457,7 +1457,7 @@ fn log_format_errors_list_the_valid_values() {
     let e = error(&format!("[log]\nformat = \"xml\"\n{ROUTE}"));
     assert_eq!(
         e.to_string(),
-        "proxy.toml:2:10: log.format: `xml` is not a log format\n  help: valid values: \"text\" (one line per request, like nginx's combined format) or \"json\" (one JSON object per line)"
+        "proxy.toml:2:10: log.format: `xml` is not a log format\n  help: valid values: \"text\" (the default), \"combined\" (nginx's combined access lines) or \"json\" (one JSON object per line)"
     );
     let e = error(&format!("[log]\nformat = \"JSON\"\n{ROUTE}"));
     assert_eq!(e.message, "`JSON` is not how the format is written");
@@ -1468,7 +1468,10 @@ fn log_format_errors_list_the_valid_values() {
     let e = error(&format!("[log]\nlog_format = \"json\"\n{ROUTE}"));
     assert_eq!(e.hint, "portcullis calls this setting `format`");
     let e = error(&format!("[log]\nbanana = 1\n{ROUTE}"));
-    assert_eq!(e.hint, "valid keys in [log]: access_log, level, format");
+    assert_eq!(
+        e.hint,
+        "valid keys in [log]: access_log, level, format, access_template"
+    );
 }
 
 // ---------------------------------------------------------------- limits

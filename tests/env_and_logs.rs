@@ -552,6 +552,7 @@ async fn json_access_line_through_the_binary() {
             "client",
             "duration_ms",
             "method",
+            "request_id",
             "status",
             "target",
             "time",
@@ -601,6 +602,9 @@ async fn text_access_line_is_the_default() {
     let line = line_with(&proxy, "\"GET /text-probe\"").await;
     let expected = format!("127.0.0.1 \"GET /text-probe\" 200 {} ", body.len());
     assert!(line.contains(&expected), "{line}");
-    assert!(line.ends_with(&format!("ms upstream={}", origin.url())), "{line}");
+    assert!(
+        line.contains(&format!("ms upstream={} request_id=", origin.url())),
+        "{line}"
+    );
     assert!(!line.contains('{'), "{line}");
 }

@@ -3,20 +3,26 @@
 //! defined here; a value that reaches the rest of the proxy is already known
 //! to be well formed.
 
+mod access_template;
+mod client_addr;
 mod duration;
 mod error;
 mod header_rules;
 mod parse;
 mod pool;
 mod route_shaping;
+mod server_answers;
 mod size;
 mod stream;
 
+pub use access_template::{AccessTemplate, LogField, Piece, LOG_FIELDS};
+pub use client_addr::{IpNet, ProxyProtocolIn, RealIpHeader};
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use header_rules::{ForwardedFor, HeaderRule, HeaderRules, RouteHeaders, RuleSet, UpstreamHost, When};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 pub use pool::{ActiveHealth, Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
 pub use route_shaping::{PathKind, PathRewrite, RouteAction, RouteShaping, UpstreamUrls};
+pub use server_answers::{UnknownHost, UnknownSni};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
@@ -90,6 +96,31 @@ pub struct ServerConfig {
     /// such a name could pass for a header the proxy sets. Even when true,
     /// a name that folds onto one of those is dropped.
     pub underscores_in_headers: bool,
+    /// `trusted_proxies`: the networks whose `real_ip_header` (and PROXY
+    /// protocol header) is believed. Empty (the default): nobody's.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `real_ip_header`: where a trusted peer names the client; the client
+    /// is its rightmost untrusted entry. Default `x-forwarded-for`.
+    pub real_ip_header: RealIpHeader,
+    /// `proxy_protocol`: whether connections to the TLS listeners start
+    /// with a PROXY protocol header (v1 or v2) from `trusted_proxies`.
+    /// Default off.
+    pub proxy_protocol: ProxyProtocolIn,
+    /// `echo_request_id`: send the request's `X-Request-Id` back to the
+    /// client. Default false.
+    pub echo_request_id: bool,
+    /// `trace_context`: start a W3C `traceparent` for a request that has
+    /// no valid one. Default false (one that comes is always passed).
+    pub trace_context: bool,
+    /// `client_body_timeout`: the longest wait between two reads of a
+    /// request body. `None` (the default): no limit.
+    pub client_body_timeout: Option<Duration>,
+    /// `send_timeout`: the longest a write to the client may wait for the
+    /// client to take something. `None` (the default): no limit.
+    pub send_timeout: Option<Duration>,
+    /// `keepalive`: serve more than one HTTP/1.1 request per connection.
+    /// Default true.
+    pub keepalive: bool,
 }
 
 /// `[tls]`.
@@ -126,6 +157,9 @@ pub struct TlsConfig {
     /// `[tls.client_auth]`: client certificates (mutual TLS). `None`: no
     /// client certificate is asked for.
     pub client_auth: Option<ClientAuthConfig>,
+    /// `unknown_sni`: what a handshake naming no certificate's name gets.
+    /// Default: the first certificate.
+    pub unknown_sni: UnknownSni,
 }
 
 /// `[tls.client_auth]`.
@@ -175,6 +209,11 @@ pub struct HttpConfig {
     /// `redirect_to_https`: answer every other request with 308 to https.
     /// Default true; when false, requests are routed like TLS traffic.
     pub redirect_to_https: bool,
+    /// `proxy_protocol`: as `[server]`'s, for the plain listener.
+    pub proxy_protocol: ProxyProtocolIn,
+    /// `unknown_host`: what a request for a host no route or certificate
+    /// names gets. Default: the usual answer.
+    pub unknown_host: UnknownHost,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +292,12 @@ pub struct RouteConfig {
     /// (`upstream`, `redirect`, `respond`), its header rules and how the
     /// upstream's URLs in responses are made the client's.
     pub shaping: RouteShaping,
+    /// `send_proxy_protocol`: each upstream connection starts with a PROXY
+    /// header of this version naming the client; such a route keeps no
+    /// idle connections. `None` (the default): no header.
+    pub send_proxy_protocol: Option<ProxyProtocol>,
+    /// `forwarded`: append an RFC 7239 `Forwarded` element. Default false.
+    pub forwarded: bool,
 }
 
 impl RouteConfig {
@@ -346,10 +391,16 @@ pub struct LogConfig {
     /// `format`: "text" (default, nginx combined-like) or "json", one
     /// object per line.
     pub format: LogFormat,
+    /// `access_template`: access lines written from this template, with
+    /// `{placeholders}`, like nginx's `log_format`. `None`: `format`'s.
+    pub access_template: Option<AccessTemplate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
+    /// `"combined"`: access lines in nginx's `combined` format, bare; the
+    /// other lines as text.
+    Combined,
 }

@@ -43,6 +43,7 @@
 mod admin;
 mod checker;
 mod client_auth;
+mod client_timeouts;
 mod env;
 mod headers;
 mod http;
@@ -50,10 +51,13 @@ mod listen;
 mod log;
 mod pool;
 mod pool_health;
+mod real_ip;
 mod route;
 mod route_action;
+mod route_client;
 mod route_shaping;
 mod server;
+mod server_answers;
 mod stream;
 mod stream_values;
 mod tcp_upstream;
@@ -337,6 +341,7 @@ impl Checker<'_> {
                 groups: tls_policy::default_groups(),
                 session_resumption: true,
                 client_auth: None,
+                unknown_sni: crate::config::UnknownSni::Default,
             },
         };
         if let Some(pair) = self.env_pair.clone() {
@@ -348,7 +353,7 @@ impl Checker<'_> {
         }
         let mut plain_listeners = Vec::new();
         let http = self.table(&top, "http", "[http]").map(|table| {
-            let (http, listeners) = self.http(&table, &tls_listeners);
+            let (http, listeners) = self.http(&table, &tls_listeners, &server.trusted_proxies);
             plain_listeners = listeners;
             http
         });
@@ -381,6 +386,7 @@ impl Checker<'_> {
                 access_log: true,
                 level: DEFAULT_LOG_LEVEL.to_string(),
                 format: LogFormat::Text,
+                access_template: None,
             },
         };
         let headers = self.header_defaults(&top);

@@ -449,5 +449,7 @@ async fn send_body(route: &Route<RouteState>, req: Request<Incoming>) -> Respons
             respond::bad_request_close(None)
         }
         Err(BodyError::TooLarge { .. }) => respond::payload_too_large(None),
+        // No stall timer is set here.
+        Err(BodyError::Stalled) => respond::local(StatusCode::REQUEST_TIMEOUT, "408 stalled\n", None),
     }
 }

@@ -4,9 +4,9 @@
 //! Two formats, chosen once for the process by [`set_format`] (which
 //! `telemetry::init_with` calls from `[log] format`):
 //! - text (the default), like nginx's combined format:
-//!   `127.0.0.1 "GET /api?x=1" 200 512 1.234ms upstream=http://127.0.0.1:8080`;
+//!   `127.0.0.1 "GET /api?x=1" 200 512 1.234ms upstream=http://127.0.0.1:8080 request_id=5f0c...`;
 //! - JSON, one object per line:
-//!   `{"time":"2025-01-01T12:00:00.000Z","client":"127.0.0.1","method":"GET","target":"/api?x=1","status":200,"bytes":512,"duration_ms":1.234,"upstream":"http://127.0.0.1:8080"}`,
+//!   `{"time":"2025-01-01T12:00:00.000Z","client":"127.0.0.1","method":"GET","target":"/api?x=1","status":200,"bytes":512,"duration_ms":1.234,"upstream":"http://127.0.0.1:8080","request_id":"5f0c..."}`,
 //!   with `upstream` null when the request reached none.
 //!
 //! Both go to the `portcullis::access` tracing target. Neither allocates:
@@ -56,12 +56,26 @@ pub struct AccessRecord {
     pub bytes: u64,
     pub upstream: Option<Arc<str>>,
     pub start: Instant,
+    /// The request's `X-Request-Id`.
+    pub request_id: Option<http::HeaderValue>,
+    /// For nginx-shaped lines (`super::access_line`), when they are on.
+    pub details: Option<Box<super::access_line::Details>>,
 }
 
 impl Drop for AccessRecord {
     fn drop(&mut self) {
         let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        if JSON.load(Ordering::Relaxed) {
+        if let Some(details) = &self.details {
+            tracing::info!(
+                target: TARGET,
+                "{}",
+                super::access_line::Line {
+                    record: self,
+                    details,
+                    duration_secs: duration_ms / 1000.0,
+                }
+            );
+        } else if JSON.load(Ordering::Relaxed) {
             tracing::info!(
                 target: TARGET,
                 "{}",
@@ -73,7 +87,7 @@ impl Drop for AccessRecord {
         } else {
             tracing::info!(
                 target: TARGET,
-                "{} \"{} {}\" {} {} {:.3}ms upstream={}",
+                "{} \"{} {}\" {} {} {:.3}ms upstream={} request_id={}",
                 self.client,
                 self.method,
                 self.target,
@@ -81,9 +95,19 @@ impl Drop for AccessRecord {
                 self.bytes,
                 duration_ms,
                 self.upstream.as_deref().unwrap_or("-"),
+                request_id(self),
             );
         }
     }
+}
+
+/// The record's request ID as text; kept IDs are visible ASCII.
+fn request_id(record: &AccessRecord) -> &str {
+    record
+        .request_id
+        .as_ref()
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or("-")
 }
 
 /// A record as one JSON object, formatted when (and only if) the event is
@@ -114,6 +138,8 @@ impl fmt::Display for JsonLine<'_> {
             Some(upstream) => write_json_string(f, upstream)?,
             None => f.write_str("null")?,
         }
+        f.write_str(",\"request_id\":")?;
+        write_json_string(f, request_id(r))?;
         f.write_str("}")
     }
 }
@@ -132,6 +158,8 @@ mod tests {
             bytes: 7,
             upstream: None,
             start: Instant::now(),
+            request_id: None,
+            details: None,
         };
         let line = JsonLine {
             record: &record,
@@ -141,7 +169,7 @@ mod tests {
         let rest = line.split_once("\",\"client\"").unwrap().1;
         assert_eq!(
             rest,
-            r#":"::1","method":"PURGE","target":"/a\"b\\c\u0001","status":404,"bytes":7,"duration_ms":1.500,"upstream":null}"#
+            r#":"::1","method":"PURGE","target":"/a\"b\\c\u0001","status":404,"bytes":7,"duration_ms":1.500,"upstream":null,"request_id":"-"}"#
         );
         assert!(line.starts_with("{\"time\":\""), "{line}");
     }

@@ -70,6 +70,7 @@ pub(crate) fn decide<B>(
     }
     let values = Values {
         conn,
+        client: super::placeholder::client_addr(req.extensions(), conn),
         host: host.and_then(|h| h.to_str().ok()).map(strip_port),
         path,
         query: req.uri().query(),

@@ -4,18 +4,24 @@
 //! can make this code panic.
 
 pub mod access;
+pub(crate) mod access_line;
 pub(crate) mod action;
 pub mod body;
+pub mod client_addr;
 pub mod client_cert;
+pub(crate) mod forwarded;
 pub mod headers;
 pub mod path;
 pub mod placeholder;
+pub(crate) mod proxy_out;
 pub(crate) mod refusal;
 pub mod request_body;
+pub mod request_id;
 pub mod respond;
 pub(crate) mod rewrite;
 pub mod routes;
 pub mod rules;
+pub(crate) mod stall;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
@@ -83,6 +89,12 @@ pub struct Shared {
     /// Some response rule names a placeholder: each request's facts are
     /// kept for it.
     keep_request_facts: bool,
+    /// `trusted_proxies` and `real_ip_header`.
+    pub real_ip: client_addr::RealIp,
+    /// `echo_request_id` and `trace_context`.
+    pub request_ids: request_id::RequestIds,
+    /// `client_body_timeout`.
+    client_body_timeout: Option<std::time::Duration>,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -98,6 +110,12 @@ pub struct ConnInfo {
     pub client_cert: Option<client_cert::Verified>,
     /// The listening port the connection arrived on (0 when unknown).
     pub server_port: u16,
+    /// The connection's client: the peer, or what its PROXY header named.
+    /// A request's own may differ (see [`client_addr::ClientAddr::of`]).
+    pub client: client_addr::ClientAddr,
+    /// The listening address the client reached, for a PROXY header sent
+    /// upstream.
+    pub local: Option<SocketAddr>,
 }
 
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -124,12 +142,20 @@ impl ConnInfo {
             proto,
             client_cert: None,
             server_port: 0,
+            client: client_addr::ClientAddr::from_socket(peer),
+            local: None,
         }
     }
 
     /// With the listening port the connection arrived on.
     pub fn with_server_port(mut self, port: u16) -> Self {
         self.server_port = port;
+        self
+    }
+
+    /// With the listening address the client reached.
+    pub fn with_local(mut self, local: Option<SocketAddr>) -> Self {
+        self.local = local;
         self
     }
 
@@ -210,6 +236,9 @@ impl Shared {
                 &config.headers,
                 config.routes.iter().map(|r| &r.shaping.headers),
             ),
+            real_ip: client_addr::RealIp::new(&config.server),
+            request_ids: request_id::RequestIds::new(&config.server),
+            client_body_timeout: config.server.client_body_timeout,
         })
     }
 
@@ -232,14 +261,24 @@ impl Shared {
 }
 
 /// Handles one request from a client. Never fails: every problem is a response.
-pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let start = Instant::now();
+    let request_id = request_id::begin(&shared, &conn, &mut req);
     let facts = shared
         .keep_request_facts
-        .then(|| rules::RequestFacts::capture(&req));
+        .then(|| rules::RequestFacts::capture(&req, &conn));
     let mut routed = None;
     let mut answered_by = None;
     let mut response = route_and_forward(&shared, &conn, req, &mut routed, &mut answered_by).await;
+    if shared.request_ids.echo {
+        response
+            .headers_mut()
+            .insert(request_id::X_REQUEST_ID.clone(), request_id);
+    }
     if let Some(hsts) = &shared.hsts {
         // Only over TLS: a browser ignores the header on plain HTTP anyway.
         if conn.proto == HTTPS && !response.headers().contains_key(header::STRICT_TRANSPORT_SECURITY) {
@@ -266,7 +305,7 @@ async fn route_and_forward<'s>(
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| {
         Box::new(AccessRecord {
-            client: conn.peer.ip().to_canonical(),
+            client: client_addr::ClientAddr::of(req.extensions(), conn).ip,
             method: req.method().clone(),
             target: req
                 .uri()
@@ -276,6 +315,14 @@ async fn route_and_forward<'s>(
             bytes: 0,
             upstream: None,
             start: Instant::now(),
+            request_id: req
+                .extensions()
+                .get::<request_id::RequestId>()
+                .map(|id| id.0.clone()),
+            details: access_line::active().then(|| {
+                let client = client_addr::ClientAddr::of(req.extensions(), conn);
+                access_line::Details::new(&req, client.port, conn.proto == HTTPS)
+            }),
         })
     });
 
@@ -440,6 +487,8 @@ fn rewrite_for_route<B>(
     let sent = std::mem::replace(req.uri_mut(), Uri::from(path_and_query));
     let client_version = req.version();
     *req.version_mut() = Version::HTTP_11;
+    let client_addr = client_addr::ClientAddr::of(req.extensions(), conn).clone();
+    let client_ip = client_addr.value.clone();
     {
         let h = req.headers_mut();
         // hyper sizes the map for the headers it parsed; those this hop
@@ -454,7 +503,10 @@ fn rewrite_for_route<B>(
         if client_version == Version::HTTP_2 {
             headers::join_cookies(h);
         }
-        headers::add_forwarding(h, &conn.peer_ip, &conn.proto, host.as_ref());
+        headers::add_forwarding(h, &client_ip, &conn.proto, host.as_ref());
+        if route.config.forwarded {
+            forwarded::add(h, client_addr.ip, host.as_ref(), &conn.proto);
+        }
         client_cert::forward(h, conn.proto == HTTPS, conn.client_cert.as_ref());
         // An HTTP/1.0 client may send no Host; the upstream speaks
         // HTTP/1.1, which requires one, so it gets its own authority.
@@ -468,7 +520,7 @@ fn rewrite_for_route<B>(
             &shared.headers,
             &route.config.shaping.headers,
             &route.state.host_header,
-            conn,
+            (conn, SocketAddr::new(client_addr.ip, client_addr.port)),
             (normalized.as_deref().unwrap_or(sent.path()), sent.query()),
         );
     }
@@ -488,6 +540,12 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, Refusal> {
     let client_upgrade = upgrade.map(|accept| (accept, hyper::upgrade::on(&mut req)));
     let rc = &route.config;
+    if let (Some(_), Some(local)) = (rc.send_proxy_protocol, conn.local) {
+        let client = client_addr::ClientAddr::of(req.extensions(), conn);
+        let client = SocketAddr::new(client.ip, client.port);
+        req.extensions_mut()
+            .insert(proxy_out::SendProxy { client, local });
+    }
 
     let (parts, body) = req.into_parts();
     // The host the client named, for the upstream's URLs in the response.
@@ -502,16 +560,17 @@ async fn forward(
             return Err(Refusal::TooLargeDeclared { max_body, length });
         }
     }
-    let prepared = request_body::RequestBody::prepare(body, rc.read_timeout, rc.max_body).await;
+    let wait = shared.client_body_timeout.unwrap_or(rc.read_timeout);
+    let prepared = request_body::RequestBody::prepare(body, wait, rc.max_body).await;
     let (body, tracking) = match prepared {
-        Ok(prepared) => prepared,
+        Ok((body, tracking)) => (body.stall_after(shared.client_body_timeout), tracking),
         Err(ReadAheadError::Malformed(e)) => return Err(Refusal::MalformedBody(e)),
         Err(ReadAheadError::Timeout) => return Err(Refusal::BodyTimeout),
         Err(ReadAheadError::TooLarge { limit }) => return Err(Refusal::TooLargeAhead { max_body: limit }),
     };
     let client_failed = tracking.client_failed;
     let group = &route.state.group;
-    let key = group.hash_of(&parts, conn.peer.ip());
+    let key = group.hash_of(&parts, client_addr::ClientAddr::of(&parts.extensions, conn).ip);
     let exchange = group.request(Request::from_parts(parts, body), key);
     // The wait for response headers starts once the request body is sent.
     let deadline = async {
@@ -528,6 +587,7 @@ async fn forward(
         Ok(Ok(exchanged)) => exchanged,
         Ok(Err(upstream::Error::AllDown(pool))) => return Err(Refusal::PoolDown { pool }),
         // The client broke its own body mid-way: its fault, not the upstream's.
+        Ok(Err(err)) if request_body::stalled(&err) => return Err(Refusal::BodyTimeout),
         Ok(Err(_)) if client_failed.load(Ordering::Relaxed) => return Err(Refusal::ClientBodyFailed),
         Ok(Err(err)) if request_body::cut_off(&err).is_some() => {
             return Err(Refusal::TooLargeSent {

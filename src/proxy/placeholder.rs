@@ -176,6 +176,8 @@ impl Template {
 #[derive(Debug)]
 pub struct Values<'a> {
     pub conn: &'a ConnInfo,
+    /// The request's client (see [`client_addr`]).
+    pub client: SocketAddr,
     /// The host the request named, without its port.
     pub host: Option<&'a str>,
     /// The normalised path.
@@ -191,10 +193,10 @@ impl Values<'_> {
         let tls = self.conn.conn.tls.get();
         match placeholder {
             Placeholder::ClientIp => {
-                let _ = write!(out, "{}", client_addr(self.conn).ip().to_canonical());
+                let _ = write!(out, "{}", self.client.ip().to_canonical());
             }
             Placeholder::ClientPort => {
-                let _ = write!(out, "{}", client_addr(self.conn).port());
+                let _ = write!(out, "{}", self.client.port());
             }
             Placeholder::Scheme => out.push_str(self.conn.proto.to_str().unwrap_or("https")),
             Placeholder::Host => out.push_str(self.host.unwrap_or("")),
@@ -228,10 +230,12 @@ impl Values<'_> {
     }
 }
 
-/// The client's address as every placeholder, header and log sees it:
-/// the one place that decides it.
-pub fn client_addr(conn: &ConnInfo) -> SocketAddr {
-    conn.peer
+/// The client's address as every placeholder, header and log sees it: the
+/// address a trusted proxy named for the request whose extensions are
+/// `ext`, else the connection's (its PROXY header's, or the peer).
+pub fn client_addr(ext: &http::Extensions, conn: &ConnInfo) -> SocketAddr {
+    let client = super::client_addr::ClientAddr::of(ext, conn);
+    SocketAddr::new(client.ip, client.port)
 }
 
 #[cfg(test)]

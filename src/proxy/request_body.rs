@@ -47,6 +47,8 @@ pub enum BodyError {
     Client(hyper::Error),
     /// The body grew past the route's `max_body`.
     TooLarge { limit: u64 },
+    /// The client sent nothing for `client_body_timeout`.
+    Stalled,
 }
 
 impl std::fmt::Display for BodyError {
@@ -56,6 +58,7 @@ impl std::fmt::Display for BodyError {
             BodyError::TooLarge { limit } => {
                 write!(f, "the request body is larger than max_body ({limit} bytes)")
             }
+            BodyError::Stalled => f.write_str("the client sent no request body for client_body_timeout"),
         }
     }
 }
@@ -64,7 +67,7 @@ impl std::error::Error for BodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BodyError::Client(e) => Some(e),
-            BodyError::TooLarge { .. } => None,
+            BodyError::TooLarge { .. } | BodyError::Stalled => None,
         }
     }
 }
@@ -82,6 +85,18 @@ pub fn cut_off(err: &(dyn std::error::Error + 'static)) -> Option<u64> {
     None
 }
 
+/// Whether the body of a failed exchange stalled past `client_body_timeout`.
+pub fn stalled(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(BodyError::Stalled) = e.downcast_ref::<BodyError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 pub struct RequestBody {
     ahead: VecDeque<Frame<Bytes>>,
     rest: Option<Incoming>,
@@ -94,6 +109,8 @@ pub struct RequestBody {
     allowance: u64,
     /// `max_body`, or `u64::MAX`, for the error.
     limit: u64,
+    /// `client_body_timeout`, once set.
+    stall: Option<super::stall::Stall>,
 }
 
 /// What the request path keeps of a body it hands to the upstream client.
@@ -114,6 +131,7 @@ impl RequestBody {
             client_failed: Arc::new(AtomicBool::new(false)),
             allowance: u64::MAX,
             limit: u64::MAX,
+            stall: None,
         }
     }
 
@@ -136,6 +154,15 @@ impl RequestBody {
             ahead,
             ..RequestBody::empty()
         })
+    }
+
+    /// Ends the body with [`BodyError::Stalled`] when the client sends
+    /// nothing of it for `after`.
+    pub(crate) fn stall_after(mut self, after: Option<Duration>) -> Self {
+        if self.rest.is_some() {
+            self.stall = after.map(super::stall::Stall::new);
+        }
+        self
     }
 
     /// Wraps `inner`, reading a chunked body ahead first; the body may
@@ -186,6 +213,7 @@ impl RequestBody {
             client_failed: client_failed.clone(),
             allowance: limit - read as u64,
             limit,
+            stall: None,
         };
         Ok((body, Tracking { sent, client_failed }))
     }
@@ -221,7 +249,13 @@ impl Body for RequestBody {
                 },
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
                 Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    if this.stall.as_mut().is_some_and(|stall| stall.stuck(cx)) {
+                        Poll::Ready(Some(Err(BodyError::Stalled)))
+                    } else {
+                        Poll::Pending
+                    }
+                }
             },
             None => Poll::Ready(None),
         };
@@ -230,7 +264,7 @@ impl Body for RequestBody {
                 this.client_failed.store(true, Ordering::Relaxed);
                 this.done.take();
             }
-            Poll::Ready(Some(Err(BodyError::TooLarge { .. }))) => {
+            Poll::Ready(Some(Err(BodyError::TooLarge { .. } | BodyError::Stalled))) => {
                 this.done.take();
             }
             Poll::Ready(None) => {
@@ -238,7 +272,12 @@ impl Body for RequestBody {
                     let _ = done.send(());
                 }
             }
-            _ => {}
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(stall) = this.stall.as_mut() {
+                    stall.moved();
+                }
+            }
+            Poll::Pending => {}
         }
         polled
     }

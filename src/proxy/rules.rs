@@ -3,6 +3,8 @@
 //! forwarding headers, with `upstream_host` and `forwarded_for`) and to
 //! every response on its way out, the proxy's own answers included.
 
+use std::net::SocketAddr;
+
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 
 use super::placeholder::{client_addr, Values};
@@ -15,8 +17,9 @@ static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-req
 /// What the response rules' placeholders read of the request, kept from
 /// before it was forwarded; taken only when some response rule names a
 /// placeholder.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RequestFacts {
+    client: SocketAddr,
     host: Option<String>,
     path: String,
     query: Option<String>,
@@ -24,7 +27,7 @@ pub(crate) struct RequestFacts {
 }
 
 impl RequestFacts {
-    pub(crate) fn capture<B>(req: &Request<B>) -> Self {
+    pub(crate) fn capture<B>(req: &Request<B>, conn: &ConnInfo) -> Self {
         let host = req
             .uri()
             .authority()
@@ -32,6 +35,7 @@ impl RequestFacts {
             .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
         let path = req.uri().path();
         RequestFacts {
+            client: client_addr(req.extensions(), conn),
             host: host.map(|h| strip_port(h).to_string()),
             path: super::path::normalize(path).map_or_else(|_| path.to_string(), |p| p.into_owned()),
             query: req.uri().query().map(str::to_string),
@@ -54,11 +58,11 @@ pub fn apply_request(
     defaults: &HeaderRules,
     route: &RouteHeaders,
     upstream_authority: &HeaderValue,
-    conn: &ConnInfo,
+    (conn, client): (&ConnInfo, SocketAddr),
     (path, query): (&str, Option<&str>),
 ) {
     if route.forwarded_for == ForwardedFor::Replace {
-        let client = client_addr(conn).ip().to_canonical().to_string();
+        let client = client.ip().to_canonical().to_string();
         if let Ok(client) = HeaderValue::from_str(&client) {
             headers.insert(super::headers::X_FORWARDED_FOR.clone(), client);
         }
@@ -82,6 +86,7 @@ pub fn apply_request(
         .map(|h| strip_port(h).to_string());
     let values = Values {
         conn,
+        client,
         host: host.as_deref(),
         path,
         query,
@@ -109,9 +114,18 @@ pub(crate) fn apply_response<B>(
         return;
     }
     let facts = facts.map_or_else(
-        || (None, "", None, None),
+        || {
+            (
+                SocketAddr::new(conn.client.ip, conn.client.port),
+                None,
+                "",
+                None,
+                None,
+            )
+        },
         |f| {
             (
+                f.client,
                 f.host.as_deref(),
                 f.path.as_str(),
                 f.query.as_deref(),
@@ -121,10 +135,11 @@ pub(crate) fn apply_response<B>(
     );
     let values = Values {
         conn,
-        host: facts.0,
-        path: facts.1,
-        query: facts.2,
-        request_id: facts.3,
+        client: facts.0,
+        host: facts.1,
+        path: facts.2,
+        query: facts.3,
+        request_id: facts.4,
     };
     if global {
         apply(response.headers_mut(), &defaults.response, &values);

@@ -53,12 +53,17 @@ pub struct ConnContext {
     pub drain: CancellationToken,
     /// The port plain-HTTP redirects point to: the first TLS listener's.
     pub https_port: u16,
+    /// `send_timeout`, for every client stream.
+    pub send_timeout: Option<Duration>,
+    /// Set with `[http] unknown_host = "close"`.
+    pub known_hosts: Option<Arc<super::unknown_host::KnownHosts>>,
 }
 
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: SocketAddr) {
     let metrics = &ctx.shared.metrics;
+    let local = tcp.local_addr().ok();
     let registration = ctx.shared.connections.open(peer);
-    let server_port = tcp.local_addr().map_or(0, |a| a.port());
+    let server_port = local.map_or(0, |a| a.port());
     let tcp = Counting::new(tcp, registration, metrics.clone(), slot);
 
     let accept = ctx.acceptor.accept(tcp).into_fallible();
@@ -105,7 +110,8 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
     let info = Arc::new(
         ConnInfo::new(conn.clone(), true)
             .with_client_cert(client_cert.as_ref())
-            .with_server_port(server_port),
+            .with_server_port(server_port)
+            .with_local(local),
     );
     let shared = ctx.shared.clone();
     let handle = move |req| {
@@ -165,11 +171,11 @@ pub async fn serve_http<I, S>(
     peer: SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-        + Send
-        + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<ProxyBody>> + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
 {
+    let io = super::send_timeout::SendTimeout::new(io, ctx.send_timeout);
     let first = tokio::select! {
         r = tokio::time::timeout(ctx.header_read_timeout, super::preface::read(io)) => r,
         () = ctx.drain.cancelled() => return,

@@ -58,7 +58,10 @@ pub(crate) mod linger;
 pub mod listener;
 pub(crate) mod plain;
 mod preface;
+mod proxy_protocol;
 mod quiet;
+mod send_timeout;
+pub mod unknown_host;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,7 +77,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{HttpConfig, ServerConfig};
+use crate::config::{HttpConfig, ProxyProtocolIn, ServerConfig};
 use crate::proxy::Shared;
 use crate::side::Side;
 use conn::ConnContext;
@@ -92,6 +95,8 @@ pub struct Server {
     listeners: Vec<(std::net::TcpListener, Kind)>,
     config: ServerConfig,
     http: Option<Arc<HttpConfig>>,
+    /// For `[http] unknown_host = "close"`.
+    known_hosts: Option<Arc<unknown_host::KnownHosts>>,
 }
 
 impl Server {
@@ -104,7 +109,14 @@ impl Server {
             listeners,
             config,
             http: http.map(Arc::new),
+            known_hosts: None,
         }
+    }
+
+    /// The hosts the plain listener serves, for `unknown_host = "close"`.
+    pub fn with_known_hosts(mut self, known: unknown_host::KnownHosts) -> Self {
+        self.known_hosts = Some(Arc::new(known));
+        self
     }
 
     /// The bound addresses of the listeners of `kind`, in configuration order.
@@ -142,6 +154,8 @@ impl Server {
             idle_timeout: self.config.idle_timeout,
             drain: drain.clone(),
             https_port,
+            send_timeout: self.config.send_timeout,
+            known_hosts: self.known_hosts.clone(),
         });
         let connections = TaskTracker::new();
         let limits = Limits {
@@ -157,9 +171,14 @@ impl Server {
                 (Kind::Plain, Some(http)) => Some(http.clone()),
                 _ => None,
             };
+            let proxy_protocol = match &plain {
+                Some(http) => http.proxy_protocol,
+                None => self.config.proxy_protocol,
+            };
             accepting.spawn(accept_loop(
                 listener,
                 plain,
+                proxy_protocol,
                 ctx.clone(),
                 connections.clone(),
                 limits.clone(),
@@ -205,7 +224,7 @@ pub(crate) fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(config.max_header_size)
-        .keep_alive(true);
+        .keep_alive(config.keepalive);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -227,6 +246,7 @@ struct Limits {
 async fn accept_loop(
     listener: TcpListener,
     plain: Option<Arc<HttpConfig>>,
+    proxy_protocol: ProxyProtocolIn,
     ctx: Arc<ConnContext>,
     connections: TaskTracker,
     limits: Limits,
@@ -245,7 +265,10 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                // Behind a PROXY header the client is known only once it
+                // is read: its limit is taken then (proxy_protocol.rs).
                 let ip_slot = match &limits.per_ip {
+                    _ if proxy_protocol != ProxyProtocolIn::Off => None,
                     None => None,
                     Some(per_ip) => match per_ip.acquire(peer.ip()) {
                         Some(slot) => Some(slot),
@@ -256,12 +279,22 @@ async fn accept_loop(
                     },
                 };
                 listener::tune_accepted(&tcp);
-                let slot = Slot::new(permit, ip_slot);
                 let ctx = ctx.clone();
                 let hard_stop = ctx.shared.tunnel_cancel.clone();
                 let plain = plain.clone();
+                let per_ip = limits.per_ip.clone();
                 connections.spawn(async move {
                     let serve = async {
+                        let (tcp, peer, ip_slot) = match proxy_protocol {
+                            ProxyProtocolIn::Off => (tcp, peer, ip_slot),
+                            mode => {
+                                match proxy_protocol::arrive(&ctx, tcp, peer, mode, per_ip.as_ref()).await {
+                                    Some(arrived) => arrived,
+                                    None => return,
+                                }
+                            }
+                        };
+                        let slot = Slot::new(permit, ip_slot);
                         match plain {
                             Some(http) => plain::serve(ctx, http, tcp, slot, peer).await,
                             None => conn::serve(ctx, tcp, slot, peer).await,

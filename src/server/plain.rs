@@ -2,7 +2,6 @@
 //! webroot, and for everything else a 308 redirect to https, or, with the
 //! redirect turned off, the same routing as TLS traffic.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -25,18 +24,30 @@ pub async fn serve(
     slot: Slot,
     peer: SocketAddr,
 ) {
+    let local = tcp.local_addr().ok();
     let registration = ctx.shared.connections.open(peer);
-    let server_port = tcp.local_addr().map_or(0, |a| a.port());
+    let server_port = local.map_or(0, |a| a.port());
     let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone(), slot);
     tcp.list(None);
     let conn = tcp.conn().clone();
-    let info = Arc::new(ConnInfo::new(conn.clone(), false).with_server_port(server_port));
+    let info = Arc::new(
+        ConnInfo::new(conn.clone(), false)
+            .with_server_port(server_port)
+            .with_local(local),
+    );
     let ctx2 = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = ctx2.clone();
         let http = http.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, http, info, req).await) }
+        async move {
+            if let Some(known) = &ctx.known_hosts {
+                if !known.knows(&req) {
+                    return Err(super::unknown_host::Close);
+                }
+            }
+            Ok(handle(ctx, http, info, req).await)
+        }
     });
     // No TLS, so no ALPN: the first bytes decide, as for a TLS client that
     // offered none.

@@ -29,7 +29,7 @@ mod hello;
 mod join;
 mod metrics;
 mod protocol;
-mod proxy_header;
+pub(crate) mod proxy_header;
 mod sni;
 mod terminate;
 mod upstream;

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod reload;
 pub mod selfsigned;
 pub mod store;
+mod unknown_sni;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::version::{TLS12, TLS13};
 use rustls::{ServerConfig, SupportedProtocolVersion};
 
-use crate::config::{Bootstrap, ConfigError, ConfigErrors, TlsConfig, TlsVersion};
+use crate::config::{Bootstrap, ConfigError, ConfigErrors, TlsConfig, TlsVersion, UnknownSni};
 use certs::{CertError, LoadedCert};
 use reload::Slot;
 use store::CertStore;
@@ -45,7 +46,10 @@ pub fn server_config(
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(store);
+    let mut config = match tls.unknown_sni {
+        UnknownSni::Default => builder.with_cert_resolver(store),
+        UnknownSni::Reject => builder.with_cert_resolver(Arc::new(unknown_sni::RejectUnknown(store))),
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // The server's order of cipher suites wins (strongest first), as
     // testssl.sh and most audit checklists expect of an edge proxy.

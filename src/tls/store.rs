@@ -136,6 +136,12 @@ impl CertStore {
         self.current.load_full()
     }
 
+    /// Whether a certificate names `sni` (exactly or by a wildcard), as
+    /// opposed to `sni` getting the first certificate by default.
+    pub fn covers(&self, sni: &str) -> bool {
+        self.current.load().index_for(sni).is_some()
+    }
+
     /// The certificate a handshake with this SNI would get.
     pub fn resolve_name(&self, sni: Option<&str>) -> Option<Arc<LoadedCert>> {
         self.current.load().lookup(sni).cloned()

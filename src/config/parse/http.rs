@@ -8,10 +8,16 @@ use toml::de::DeValue;
 
 use super::checker::{Checker, Schema, Table};
 use super::listen::{clash, HTTP_PORTS};
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, IpNet};
 
 const HTTP_SCHEMA: Schema = Schema {
-    keys: &["listen", "acme_webroot", "redirect_to_https"],
+    keys: &[
+        "listen",
+        "acme_webroot",
+        "redirect_to_https",
+        "proxy_protocol",
+        "unknown_host",
+    ],
     aliases: &[
         ("root", "acme_webroot"),
         ("webroot", "acme_webroot"),
@@ -21,6 +27,9 @@ const HTTP_SCHEMA: Schema = Schema {
         ("redirect", "redirect_to_https"),
         ("https_redirect", "redirect_to_https"),
         ("force_https", "redirect_to_https"),
+        ("accept_proxy_protocol", "proxy_protocol"),
+        ("return_444", "unknown_host"),
+        ("default_server", "unknown_host"),
     ],
 };
 
@@ -32,6 +41,7 @@ impl Checker<'_> {
         &mut self,
         table: &Table<'_, '_>,
         tls_listeners: &[(SocketAddr, String)],
+        trusted: &[IpNet],
     ) -> (HttpConfig, Vec<(SocketAddr, String)>) {
         self.check_keys(table, &HTTP_SCHEMA);
         let mut labels = Vec::new();
@@ -73,6 +83,8 @@ impl Checker<'_> {
             listen,
             acme_webroot,
             redirect_to_https,
+            proxy_protocol: self.proxy_protocol_in(table, trusted),
+            unknown_host: self.unknown_host(table),
         };
         (http, labels)
     }

@@ -5,17 +5,18 @@ use toml::de::DeValue;
 
 use super::checker::{edit_distance, Checker, Schema, Table};
 use crate::config::error::Invalid;
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{AccessTemplate, LogConfig, LogFormat};
 
 pub(super) const DEFAULT_LOG_LEVEL: &str = "info";
 
 const LOG_SCHEMA: Schema = Schema {
-    keys: &["access_log", "level", "format"],
+    keys: &["access_log", "level", "format", "access_template"],
     aliases: &[
         ("error_log", "level"),
         ("log_level", "level"),
         ("log_format", "format"),
-        ("access_log_format", "format"),
+        ("access_log_format", "access_template"),
+        ("template", "access_template"),
     ],
 };
 
@@ -38,12 +39,13 @@ impl Checker<'_> {
             access_log,
             level,
             format,
+            access_template: self.access_template(table),
         }
     }
 
     /// `format`: `"text"` (the default) or `"json"`.
     fn log_format(&mut self, table: &Table<'_, '_>) -> LogFormat {
-        const VALID: &str = "valid values: \"text\" (one line per request, like nginx's combined format) or \"json\" (one JSON object per line)";
+        const VALID: &str = "valid values: \"text\" (the default), \"combined\" (nginx's combined access lines) or \"json\" (one JSON object per line)";
         let Some(value) = table.get("format") else {
             return LogFormat::Text;
         };
@@ -56,9 +58,10 @@ impl Checker<'_> {
         match text {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
+            "combined" => LogFormat::Combined,
             _ => {
                 let lower = text.to_ascii_lowercase();
-                if matches!(lower.as_str(), "text" | "json") {
+                if matches!(lower.as_str(), "text" | "json" | "combined") {
                     self.error(
                         &value.span(),
                         key,
@@ -69,6 +72,30 @@ impl Checker<'_> {
                     self.error(&value.span(), key, format!("`{text}` is not a log format"), VALID);
                 }
                 LogFormat::Text
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// `access_template`: compiled here, so a bad placeholder is a
+    /// configuration error and a request pays no parsing.
+    fn access_template(&mut self, table: &Table<'_, '_>) -> Option<AccessTemplate> {
+        let (text, span) = self.string(
+            table,
+            "access_template",
+            "\"{client_ip} - [{time_local}] \\\"{request}\\\" {status} {bytes_sent} {request_id}\"",
+        )?;
+        match AccessTemplate::parse(text) {
+            Ok(template) => Some(template),
+            Err(invalid) => {
+                self.error(
+                    &span,
+                    table.key_path("access_template"),
+                    invalid.message,
+                    invalid.hint,
+                );
+                None
             }
         }
     }

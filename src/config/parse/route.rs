@@ -73,9 +73,15 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "redirect_rewrite",
         "cookie_path",
         "cookie_flags",
+        // route_client.rs
+        "send_proxy_protocol",
+        "forwarded",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
+        ("proxy_protocol", "send_proxy_protocol"),
+        ("send_proxy", "send_proxy_protocol"),
+        ("forwarded_header", "forwarded"),
         ("websockets", "websocket"),
         ("allow_websocket", "websocket"),
         ("upgrade", "websocket"),
@@ -272,6 +278,7 @@ impl Checker<'_> {
             }),
             _ => None,
         };
+        let (send_proxy_protocol, forwarded) = self.route_client(table);
         let route = match (host, path, upstream) {
             (Some(host), Some((path, _, _)), Some(upstream)) => Some(RouteConfig {
                 host,
@@ -290,6 +297,8 @@ impl Checker<'_> {
                 origin: self.origin(&table.span),
                 pool,
                 shaping,
+                send_proxy_protocol,
+                forwarded,
             }),
             _ => None,
         };

@@ -8,7 +8,7 @@ use super::checker::{Checker, Schema, Table};
 use super::listen::TLS_PORTS;
 use crate::config::duration::Zero;
 use crate::config::size;
-use crate::config::ServerConfig;
+use crate::config::{ProxyProtocolIn, ServerConfig};
 
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,6 +39,17 @@ const SERVER_SCHEMA: Schema = Schema {
         "max_header_size",
         "threads",
         "underscores_in_headers",
+        // real_ip.rs
+        "trusted_proxies",
+        "real_ip_header",
+        "proxy_protocol",
+        // proxy/request_id.rs
+        "echo_request_id",
+        "trace_context",
+        // client_timeouts.rs
+        "client_body_timeout",
+        "send_timeout",
+        "keepalive",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -56,6 +67,20 @@ const SERVER_SCHEMA: Schema = Schema {
         ("keepalive_timeout", "idle_timeout"),
         ("http2_idle_timeout", "idle_timeout"),
         ("keep_alive_timeout", "idle_timeout"),
+        ("set_real_ip_from", "trusted_proxies"),
+        ("trusted_proxy", "trusted_proxies"),
+        ("real_ip_from", "trusted_proxies"),
+        ("real_ip_recursive", "trusted_proxies"),
+        ("accept_proxy_protocol", "proxy_protocol"),
+        ("request_id", "echo_request_id"),
+        ("add_request_id", "echo_request_id"),
+        ("traceparent", "trace_context"),
+        ("tracing", "trace_context"),
+        ("keep_alive", "keepalive"),
+        ("keepalive_requests", "keepalive"),
+        ("body_timeout", "client_body_timeout"),
+        ("client_send_timeout", "send_timeout"),
+        ("write_timeout", "send_timeout"),
     ],
 };
 
@@ -81,7 +106,8 @@ impl Checker<'_> {
         let max_header_size = self.max_header_size(table);
         let threads = self.count(table, "threads", "2");
         let underscores_in_headers = self.boolean(table, "underscores_in_headers", false);
-        let server = ServerConfig {
+        let trusted_proxies = self.trusted_proxies(table);
+        let mut server = ServerConfig {
             listen,
             handshake_timeout: self.duration(
                 table,
@@ -103,7 +129,16 @@ impl Checker<'_> {
             max_header_size,
             threads,
             underscores_in_headers,
+            real_ip_header: self.real_ip_header(table),
+            proxy_protocol: ProxyProtocolIn::Off,
+            trusted_proxies,
+            echo_request_id: self.boolean(table, "echo_request_id", false),
+            trace_context: self.boolean(table, "trace_context", false),
+            client_body_timeout: self.optional_timeout(table, "client_body_timeout"),
+            send_timeout: self.optional_timeout(table, "send_timeout"),
+            keepalive: self.boolean(table, "keepalive", true),
         };
+        server.proxy_protocol = self.proxy_protocol_in(table, &server.trusted_proxies);
         (server, labels)
     }
 
@@ -159,5 +194,13 @@ pub(super) fn default_server() -> ServerConfig {
         max_header_size: DEFAULT_MAX_HEADER_SIZE as usize,
         threads: None,
         underscores_in_headers: false,
+        trusted_proxies: Vec::new(),
+        real_ip_header: crate::config::RealIpHeader::XForwardedFor,
+        proxy_protocol: ProxyProtocolIn::Off,
+        echo_request_id: false,
+        trace_context: false,
+        client_body_timeout: None,
+        send_timeout: None,
+        keepalive: true,
     }
 }

@@ -87,23 +87,33 @@ impl Checker<'_> {
 
     /// `proxy_protocol`: "v1" or "v2"; absent is none.
     pub(super) fn proxy_protocol(&mut self, table: &Table<'_, '_>) -> Option<ProxyProtocol> {
-        const HINT: &str = "write proxy_protocol = \"v2\" (the binary header) or \"v1\" (the text one nginx's `proxy_protocol on` sends); leave it out to send none";
-        let value = table.get("proxy_protocol")?;
-        let key = table.key_path("proxy_protocol");
+        self.proxy_protocol_version(table, "proxy_protocol")
+    }
+
+    /// A PROXY protocol version to send at `name`: "v1" or "v2"; absent is
+    /// none.
+    pub(super) fn proxy_protocol_version(
+        &mut self,
+        table: &Table<'_, '_>,
+        name: &str,
+    ) -> Option<ProxyProtocol> {
+        let value = table.get(name)?;
+        let key = table.key_path(name);
+        let general = format!("write {name} = \"v2\" (the binary header) or \"v1\" (the text one nginx's `proxy_protocol on` sends); leave it out to send none");
         let text = match value.get_ref() {
             DeValue::String(text) => text.trim(),
             DeValue::Integer(number) if matches!(number.as_str(), "1" | "2") => {
-                let hint = format!("write proxy_protocol = \"v{}\"", number.as_str());
+                let hint = format!("write {name} = \"v{}\"", number.as_str());
                 self.type_error(value, key, "a string", hint);
                 return None;
             }
             DeValue::Boolean(false) => {
-                let hint = "leave proxy_protocol out to send no header".to_string();
+                let hint = format!("leave {name} out to send no header");
                 self.type_error(value, key, "\"v1\" or \"v2\"", hint);
                 return None;
             }
             _ => {
-                self.type_error(value, key, "\"v1\" or \"v2\"", HINT.to_string());
+                self.type_error(value, key, "\"v1\" or \"v2\"", general);
                 return None;
             }
         };
@@ -113,10 +123,10 @@ impl Checker<'_> {
             _ => {}
         }
         let hint = match text.to_ascii_lowercase().as_str() {
-            "v1" | "1" => "write proxy_protocol = \"v1\"".to_string(),
-            "v2" | "2" => "write proxy_protocol = \"v2\"".to_string(),
-            "on" => "nginx's `proxy_protocol on` sends version 1: write proxy_protocol = \"v1\", or \"v2\" if the upstream takes it".to_string(),
-            _ => HINT.to_string(),
+            "v1" | "1" => format!("write {name} = \"v1\""),
+            "v2" | "2" => format!("write {name} = \"v2\""),
+            "on" => format!("nginx's `proxy_protocol on` sends version 1: write {name} = \"v1\", or \"v2\" if the upstream takes it"),
+            _ => general,
         };
         let message = format!("`{text}` is not a PROXY protocol version");
         self.error(&value.span(), key, message, hint);

@@ -32,6 +32,8 @@ const TLS_SCHEMA: Schema = Schema {
         "groups",
         "session_resumption",
         "client_auth",
+        // server_answers.rs
+        "unknown_sni",
     ],
     aliases: &[
         ("ssl_certificate", "cert"),
@@ -56,6 +58,8 @@ const TLS_SCHEMA: Schema = Schema {
         ("ssl_client_certificate", "client_auth"),
         ("ssl_verify_client", "client_auth"),
         ("mtls", "client_auth"),
+        ("ssl_reject_handshake", "unknown_sni"),
+        ("reject_unknown_sni", "unknown_sni"),
     ],
 };
 
@@ -107,6 +111,7 @@ impl Checker<'_> {
             groups,
             session_resumption,
             client_auth,
+            unknown_sni: self.unknown_sni(table),
         }
     }
 

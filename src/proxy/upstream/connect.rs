@@ -43,6 +43,8 @@ pub struct TlsConnector {
     /// so it is worked out once rather than from each connection's URI.
     server_name: ServerName<'static>,
     handshake_timeout: Duration,
+    /// Written before the handshake: a PROXY header (`send_proxy_protocol`).
+    preamble: Option<Arc<[u8]>>,
 }
 
 impl TlsConnector {
@@ -58,7 +60,14 @@ impl TlsConnector {
             tls: tokio_rustls::TlsConnector::from(config),
             server_name,
             handshake_timeout,
+            preamble: None,
         }
+    }
+
+    /// The connector whose connections start with `preamble`.
+    pub(crate) fn with_preamble(mut self, preamble: Option<Vec<u8>>) -> Self {
+        self.preamble = preamble.map(Into::into);
+        self
     }
 }
 
@@ -84,8 +93,12 @@ impl Service<Uri> for TlsConnector {
         let tls = self.tls.clone();
         let name = self.server_name.clone();
         let limit = self.handshake_timeout;
+        let preamble = self.preamble.clone();
         Box::pin(async move {
-            let tcp = tcp.await?.into_inner();
+            let mut tcp = tcp.await?.into_inner();
+            if let Some(preamble) = preamble {
+                tokio::io::AsyncWriteExt::write_all(&mut tcp, &preamble).await?;
+            }
             match tokio::time::timeout(limit, tls.connect(name, tcp)).await {
                 Ok(Ok(stream)) => Ok(TokioIo::new(Pieces::new(stream))),
                 Ok(Err(e)) => Err(HandshakeError::Failed(e).into()),

@@ -172,7 +172,7 @@ impl Group {
             if !self.single {
                 server.counts.requests.fetch_add(1, Ordering::Relaxed);
             }
-            match server.client.connection().await {
+            match server.client.connection(&req).await {
                 Ok((conn, reused)) => {
                     // A kept connection the server closed meanwhile fails
                     // before any response byte; an idempotent request whose

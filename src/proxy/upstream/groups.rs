@@ -62,6 +62,7 @@ impl<'c> Groups<'c> {
             tls: tls.cloned(),
             server_name: route.upstream_tls.as_ref().and_then(|t| t.server_name.clone()),
             interval: pool.resolve_interval,
+            proxy_protocol: route.send_proxy_protocol,
             metrics: self.metrics.clone(),
         };
         let servers = resolver.initial();

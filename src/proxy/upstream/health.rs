@@ -41,11 +41,6 @@ pub(crate) async fn run(group: Arc<Group>, stop: CancellationToken) {
 /// One check of `server`, within `timeout` for the whole exchange.
 async fn check(server: &Server, health: &ActiveHealth) -> CheckResult {
     let exchange = async {
-        let (conn, _) = server
-            .client
-            .connection()
-            .await
-            .map_err(|e| super::describe(&e).into_owned())?;
         let mut req = Request::new(RequestBody::empty());
         *req.method_mut() = Method::GET;
         *req.uri_mut() = health
@@ -59,6 +54,11 @@ async fn check(server: &Server, health: &ActiveHealth) -> CheckResult {
             header::USER_AGENT,
             HeaderValue::from_static("portcullis-health-check"),
         );
+        let (conn, _) = server
+            .client
+            .connection(&req)
+            .await
+            .map_err(|e| super::describe(&e).into_owned())?;
         let response = server
             .client
             .send(conn, req)

@@ -44,7 +44,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use prometheus_client::metrics::gauge::Gauge;
 use tower_service::Service;
 
-use crate::config::{RouteConfig, Scheme, ServerAddress};
+use crate::config::{ProxyProtocol, RouteConfig, Scheme, ServerAddress};
 use crate::proxy::body::BoxError;
 use crate::proxy::request_body::RequestBody;
 use connect::TlsConnector;
@@ -72,17 +72,32 @@ pub fn client(route: &RouteConfig, tls: Option<&RouteTls>, idle_gauge: Gauge) ->
         idle_timeout: route.keepalive_timeout,
     };
     let address = ServerAddress::Url(route.upstream.clone());
-    server_client(&address, route.connect_timeout, limits, tls, idle_gauge)
+    server_client(
+        &address,
+        route.connect_timeout,
+        limits,
+        tls,
+        idle_gauge,
+        route.send_proxy_protocol,
+    )
 }
 
-/// The client of one server at `address`; `tls` is used when it is `https://`.
+/// The client of one server at `address`; `tls` is used when it is
+/// `https://`, and `proxy_protocol` starts each connection with a PROXY
+/// header (`send_proxy_protocol`).
 pub(crate) fn server_client(
     address: &ServerAddress,
     connect_timeout: Duration,
-    limits: Limits,
+    mut limits: Limits,
     tls: Option<&RouteTls>,
     idle_gauge: Gauge,
+    proxy_protocol: Option<ProxyProtocol>,
 ) -> Client {
+    if proxy_protocol.is_some() {
+        // A connection that began with one client's PROXY header is that
+        // client's alone.
+        limits.keepalive = 0;
+    }
     let pool = Pool::new(limits, idle_gauge);
     let url = match address {
         ServerAddress::Unix(path) => {
@@ -90,6 +105,7 @@ pub(crate) fn server_client(
                 connector: Connector::Unix(path.clone(), connect_timeout),
                 target: Uri::default(),
                 pool,
+                proxy_protocol,
             }
         }
         ServerAddress::Url(url) => url,
@@ -119,6 +135,7 @@ pub(crate) fn server_client(
         connector,
         target,
         pool,
+        proxy_protocol,
     }
 }
 
@@ -157,6 +174,8 @@ pub struct Client {
     /// What the connector is asked for: `http://host:port`.
     target: Uri,
     pool: Pool,
+    /// `send_proxy_protocol`.
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl std::fmt::Debug for Client {
@@ -174,18 +193,22 @@ impl Client {
     /// meanwhile (its idle timeout racing this request); a request that was
     /// sent is never sent twice.
     pub async fn request(&self, req: Request<RequestBody>) -> Result<Response<UpstreamBody>, Error> {
-        let (conn, _) = self.connection().await?;
+        let (conn, _) = self.connection(&req).await?;
         self.send(conn, req).await
     }
 
-    /// A connection for one exchange: a pooled one (`true`) or a new one.
-    /// Nothing is sent yet, so a failure here may be tried elsewhere.
-    pub(crate) async fn connection(&self) -> Result<(Conn, bool), Error> {
+    /// A connection for one exchange of `req`: a pooled one (`true`) or a
+    /// new one. Nothing is sent yet, so a failure here may be tried
+    /// elsewhere.
+    pub(crate) async fn connection<B>(&self, req: &Request<B>) -> Result<(Conn, bool), Error> {
         match self.pool.checkout() {
             Some(conn) => Ok((conn, true)),
             // Boxed: a new connection is the rare case, and its handshake
             // state would otherwise make every request's future larger.
-            None => Box::pin(self.connect()).await.map(|conn| (conn, false)),
+            None => {
+                let preamble = super::proxy_out::preamble(self.proxy_protocol, req);
+                Box::pin(self.connect(preamble)).await.map(|conn| (conn, false))
+            }
         }
     }
 
@@ -199,14 +222,33 @@ impl Client {
         Ok(exchanged.into_response(self.pool.home()))
     }
 
-    async fn connect(&self) -> Result<Conn, Error> {
+    /// A new connection; `preamble` (a PROXY header) is its first bytes.
+    async fn connect(&self, preamble: Option<Vec<u8>>) -> Result<Conn, Error> {
         let target = self.target.clone();
         match &self.connector {
-            Connector::Plain(connector) => Ok(Conn::new(open(connector.clone(), target).await?.into_inner())),
-            Connector::Tls(connector) => Ok(Conn::new(open(connector.clone(), target).await?.into_inner())),
+            Connector::Plain(connector) => {
+                let mut tcp = open(connector.clone(), target).await?.into_inner();
+                if let Some(preamble) = preamble {
+                    tokio::io::AsyncWriteExt::write_all(&mut tcp, &preamble)
+                        .await
+                        .map_err(|e| Error::Connect(e.into()))?;
+                }
+                Ok(Conn::new(tcp))
+            }
+            Connector::Tls(connector) => {
+                let connector = connector.clone().with_preamble(preamble);
+                Ok(Conn::new(open(connector, target).await?.into_inner()))
+            }
             Connector::Unix(path, limit) => {
                 match tokio::time::timeout(*limit, tokio::net::UnixStream::connect(path)).await {
-                    Ok(Ok(stream)) => Ok(Conn::new(stream)),
+                    Ok(Ok(mut stream)) => {
+                        if let Some(preamble) = preamble {
+                            tokio::io::AsyncWriteExt::write_all(&mut stream, &preamble)
+                                .await
+                                .map_err(|e| Error::Connect(e.into()))?;
+                        }
+                        Ok(Conn::new(stream))
+                    }
                     Ok(Err(e)) => Err(Error::Connect(e.into())),
                     Err(_) => Err(Error::Connect(
                         format!("connect timeout after {}", humantime::format_duration(*limit)).into(),

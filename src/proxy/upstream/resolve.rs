@@ -22,7 +22,7 @@ use super::group::Group;
 use super::server::Server;
 use super::tls::RouteTls;
 use super::{server_client, Limits};
-use crate::config::{PoolServer, ServerAddress, Upstream};
+use crate::config::{PoolServer, ProxyProtocol, ServerAddress, Upstream};
 use crate::metrics::Metrics;
 
 /// What it takes to make the servers of a pool from its entries.
@@ -38,6 +38,8 @@ pub(crate) struct Resolver {
     pub(crate) server_name: Option<String>,
     /// `None`: names are never expanded; each stays one server.
     pub(crate) interval: Option<Duration>,
+    /// The route's `send_proxy_protocol`.
+    pub(crate) proxy_protocol: Option<ProxyProtocol>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -101,7 +103,14 @@ impl Resolver {
             .as_ref()
             .and_then(|tls| server_tls(tls, self.server_name.as_deref(), &entry.address));
         let idle = self.metrics.upstream_idle(&format!("{}@{}", self.pool, label));
-        let client = server_client(&address, self.connect_timeout, self.limits, tls.as_ref(), idle);
+        let client = server_client(
+            &address,
+            self.connect_timeout,
+            self.limits,
+            tls.as_ref(),
+            idle,
+            self.proxy_protocol,
+        );
         let server = Server::new(label, client, entry.weight, entry.backup, entry.max_conns, host);
         Arc::new(server.with_entry(index, resolved))
     }
