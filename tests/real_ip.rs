@@ -151,3 +151,26 @@ async fn the_access_log_names_the_real_client() {
     let line = proxy.line_with("\"GET /logged-untrusted\"").await;
     assert!(line.contains("127.0.0.3 \"GET /logged-untrusted\""), "{line}");
 }
+
+#[tokio::test]
+async fn header_rules_and_forwarded_for_replace_see_the_real_client() {
+    let site = Site::new();
+    let origin = Origin::hello().await;
+    let config = tls_config(
+        "trusted_proxies = [\"127.0.0.2\"]",
+        &route(
+            "/",
+            &origin.url(),
+            "forwarded_for = \"replace\"\nrequest.set = { \"X-Client\" = \"{client_ip}\" }",
+        ),
+    );
+    let proxy = ProxyHandle::start(&config, site.dir.path()).await;
+    let xff = [("x-forwarded-for", "6.6.6.6, 203.0.113.9")];
+    assert_eq!(ask("127.0.0.2", &proxy, &site, &xff).await, 200);
+    assert_eq!(seen(&origin, "x-client"), "203.0.113.9");
+    assert_eq!(seen(&origin, "x-forwarded-for"), "203.0.113.9");
+    // The same headers from an untrusted peer name the peer.
+    assert_eq!(ask("127.0.0.3", &proxy, &site, &xff).await, 200);
+    assert_eq!(seen(&origin, "x-client"), "127.0.0.3");
+    assert_eq!(seen(&origin, "x-forwarded-for"), "127.0.0.3");
+}

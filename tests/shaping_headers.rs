@@ -61,7 +61,11 @@ request.remove = ["Proxy"]"#,
     assert_eq!(seen["x-target"], "/app/x%2Fy?q=1");
     assert_eq!(seen["x-host"], "LocalHost");
     assert_eq!(seen["x-tls"], "TLSv1_3 localhost");
-    assert_eq!(seen["x-id"], "[abc]");
+    // An untrusted client's X-Request-Id is replaced; the rule sees the
+    // one the request is forwarded with.
+    let id = seen["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "abc");
+    assert_eq!(seen["x-id"], format!("[{id}]").as_str());
     assert_eq!(seen["x-literal"], "{path}");
     let encodings: Vec<_> = seen.get_all("accept-encoding").iter().collect();
     assert_eq!(encodings, ["gzip"], "set replaces");
@@ -71,14 +75,16 @@ request.remove = ["Proxy"]"#,
     // The Host is still the client's.
     assert_eq!(seen["host"], "LocalHost:8443");
 
-    // Over HTTP/2: the same values, no request ID sent, so an empty one.
+    // Over HTTP/2: the same values, and the ID the proxy generated.
     let mut h2 = h2(proxy.addr, &site.ca).await;
     let resp = h2.send_request(get("/app/h2")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let seen = origin.last_seen().headers;
     assert_eq!(seen["x-target"], "/app/h2");
     assert_eq!(seen["x-host"], "localhost");
-    assert_eq!(seen["x-id"], "[]");
+    let id = seen["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(seen["x-id"], format!("[{id}]").as_str());
     assert_eq!(seen["x-forwarded-port"], port.as_str());
 
     // Another route gets [headers] but not the route's rules.
