@@ -2,13 +2,13 @@
 //! configuration, and maps outcomes to exit codes (0 ok, 1 runtime failure,
 //! 2 configuration error). All proxy logic lives in the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-use clap::{Args, Parser, Subcommand};
 
 use portcullis::config::{self, Config};
 use portcullis::Proxy;
+
+mod cli;
+use cli::{Cli, GenCertArgs};
 
 // Many small, short-lived allocations per request (header maps, futures,
 // buffers): mimalloc serves them from thread-local pages, which profiles
@@ -31,59 +31,28 @@ const LONG_VERSION: &str = concat!(
     ")",
 );
 
-#[derive(Parser)]
-#[command(
-    name = "portcullis",
-    version,
-    long_version = LONG_VERSION,
-    about = "A TLS-terminating reverse proxy"
-)]
-struct Cli {
-    /// The configuration file. Without it, an embedded default serves
-    /// https://127.0.0.1:8443 with / -> 127.0.0.1:8080 and /ws -> 127.0.0.1:9222.
-    #[arg(short, long, global = true, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve (the default).
-    Run,
-    /// Validate the configuration and the certificates it names, then exit:
-    /// 0 when valid, 2 with every error otherwise.
-    Check,
-    /// Write a development CA, a server certificate and a client
-    /// certificate (for mTLS) it signed, and print how to trust the CA.
-    GenCert(GenCertArgs),
-}
-
-#[derive(Args)]
-struct GenCertArgs {
-    /// Directory to write ca/, server/ and client/ into (created as needed).
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
-    /// Extra names for the server certificate, comma-separated DNS names or
-    /// IP addresses; localhost, 127.0.0.1 and ::1 are always included.
-    #[arg(long, value_name = "NAMES")]
-    names: Vec<String>,
-    /// Validity in days, from 1 to 3650.
-    #[arg(long, value_name = "N", default_value_t = portcullis::gencert::DEFAULT_DAYS)]
-    days: u32,
-    /// Overwrite existing files.
-    #[arg(long)]
-    force: bool,
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // gen-cert reads no configuration.
-    if let Some(Command::GenCert(args)) = &cli.command {
-        return gen_cert(args);
-    }
-    let config = match &cli.config {
+    let cli = cli::parse(
+        std::env::args_os().skip(1),
+        std::env::var_os("PORTCULLIS_CONFIG").filter(|v| !v.is_empty()),
+        env!("CARGO_PKG_VERSION"),
+        LONG_VERSION,
+    );
+    let (config, check_only) = match cli {
+        Err(usage) => {
+            eprintln!("{}", cli::usage_error(&usage));
+            return ExitCode::from(2);
+        }
+        Ok(Cli::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        // gen-cert reads no configuration.
+        Ok(Cli::GenCert(args)) => return gen_cert(&args),
+        Ok(Cli::Run { config }) => (config, false),
+        Ok(Cli::Check { config }) => (config, true),
+    };
+    let config = match &config {
         Some(path) => config::load(path),
         None => Config::embedded_default_with_env(&|name| std::env::var(name).ok()),
     };
@@ -94,10 +63,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Check => check(&config),
-        Command::Run => run(config),
-        Command::GenCert(args) => gen_cert(&args),
+    if check_only {
+        check(&config)
+    } else {
+        run(config)
     }
 }
 

@@ -19,12 +19,12 @@ use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 use crate::log_limit::{self, WarnLimit};
@@ -54,12 +54,8 @@ pub fn init(level: &str) {
 }
 
 fn install(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = filter(level);
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     let limit = WarnLimit::new(log_limit::INTERVAL);
     let installed = match format {
         LogFormat::Text | LogFormat::Combined => builder
@@ -67,12 +63,14 @@ fn install(level: &str, format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .finish()
+            .with(filter)
             .with(limit.clone())
             .try_init(),
         LogFormat::Json => builder
             .with_ansi(false)
             .event_format(JsonLines)
             .finish()
+            .with(filter)
             .with(limit.clone())
             .try_init(),
     };
@@ -83,22 +81,31 @@ fn install(level: &str, format: LogFormat) {
     }
 }
 
+/// What is logged: `RUST_LOG` when it is set and reads as a filter, else
+/// the configured `level` (which the configuration checked), else info.
+/// Directives are `level` or `target=level`, comma-separated.
+fn filter(level: &str) -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .or_else(|| level.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
 /// Installs the text subscriber with access lines written bare (see
 /// `proxy::access_line`); whether it was installed.
 fn install_bare(level: &str) -> bool {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(level);
     let limit = WarnLimit::new(log_limit::INTERVAL);
     let text = tracing_subscriber::fmt::format()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .event_format(crate::proxy::access_line::BareAccess(text))
         .finish()
+        .with(filter)
         .with(limit.clone())
         .try_init()
         .is_ok();

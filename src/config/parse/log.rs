@@ -113,10 +113,11 @@ fn check_level(raw: &str) -> Result<(), Invalid> {
         return Err(Invalid::new("the level is empty", HINT));
     }
     for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        // Span and field filters (`target[span{field=1}]=debug`) are passed
-        // through for tracing to judge.
         if directive.contains('[') {
-            continue;
+            return Err(Invalid::new(
+                format!("`{directive}`: span and field filters are not supported"),
+                "filter by target and level only, such as \"info,portcullis=debug\"",
+            ));
         }
         let level = match directive.rsplit_once('=') {
             Some((_, level)) => level.trim(),
@@ -145,7 +146,18 @@ mod tests {
     fn levels() {
         assert!(check_level("info").is_ok());
         assert!(check_level("WARN,portcullis=debug").is_ok());
-        assert!(check_level("portcullis[conn{id=1}]=trace").is_ok());
+        let e = check_level("portcullis[conn{id=1}]=trace").unwrap_err();
+        assert!(e.message.contains("span and field filters"), "{}", e.message);
+        // What the check accepts is what the runtime filter reads.
+        for ok in [
+            "info",
+            "WARN,portcullis=debug",
+            "off",
+            "error, portcullis::access=off",
+        ] {
+            assert!(check_level(ok).is_ok(), "{ok}");
+            assert!(ok.parse::<tracing_subscriber::filter::Targets>().is_ok(), "{ok}");
+        }
         let e = check_level("infoo").unwrap_err();
         assert!(e.hint.contains("did you mean `info`?"), "{}", e.hint);
         assert!(check_level("portcullis").is_err());
