@@ -273,7 +273,8 @@ pub async fn handle(
         .then(|| rules::RequestFacts::capture(&req, &conn));
     let mut routed = None;
     let mut answered_by = None;
-    let mut response = route_and_forward(&shared, &conn, req, &mut routed, &mut answered_by).await;
+    let mut response =
+        route_and_forward(&shared, &conn, req, (&request_id, &mut routed), &mut answered_by).await;
     if shared.request_ids.echo {
         response
             .headers_mut()
@@ -293,14 +294,15 @@ pub async fn handle(
     response
 }
 
-/// Routes `req` and forwards it; `routed` receives the route that
-/// forwarded or answered it by itself, if any, for the metrics, and
-/// `answered_by` the header rules of the route met, refusals included.
+/// Routes `req`, whose ID is `request_id`, and forwards it; `routed`
+/// receives the route that forwarded or answered it by itself, if any, for
+/// the metrics, and `answered_by` the header rules of the route met,
+/// refusals included.
 async fn route_and_forward<'s>(
     shared: &'s Arc<Shared>,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
-    routed: &mut Option<&'s Route<RouteState>>,
+    (request_id, routed): (&HeaderValue, &mut Option<&'s Route<RouteState>>),
     answered_by: &mut Option<&'s crate::config::RouteHeaders>,
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| {
@@ -315,10 +317,7 @@ async fn route_and_forward<'s>(
             bytes: 0,
             upstream: None,
             start: Instant::now(),
-            request_id: req
-                .extensions()
-                .get::<request_id::RequestId>()
-                .map(|id| id.0.clone()),
+            request_id: Some(request_id.clone()),
             details: access_line::active().then(|| {
                 let client = client_addr::ClientAddr::of(req.extensions(), conn);
                 access_line::Details::new(&req, client.port, conn.proto == HTTPS)

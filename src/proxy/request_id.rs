@@ -18,10 +18,6 @@ use crate::config::ServerConfig;
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// The ID of one request, in its extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub HeaderValue);
-
 /// `[server] echo_request_id` and `trace_context`.
 #[derive(Debug, Default)]
 pub struct RequestIds {
@@ -78,33 +74,87 @@ fn usable(value: &HeaderValue) -> bool {
 }
 
 /// 16 random bytes as 32 lowercase hex digits.
+///
+/// An ID must be unique, not secret: it is sent upstream, logged and may
+/// be echoed to the client. So the bytes come from a per-thread
+/// xoshiro256** generator seeded from the system's generator once, not
+/// from a cryptographic generator at every request.
 fn generate() -> HeaderValue {
+    let (a, b) = IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        (ids.next(), ids.next())
+    });
     let mut bytes = [0u8; 16];
-    // The system generator failing is no reason to fail a request; the
-    // clock then keeps the IDs apart.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = now.to_be_bytes();
-    }
+    bytes[..8].copy_from_slice(&a.to_be_bytes());
+    bytes[8..].copy_from_slice(&b.to_be_bytes());
     hex_value(&bytes)
 }
 
-fn hex_value(bytes: &[u8]) -> HeaderValue {
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        text.push(char::from(HEX[usize::from(b >> 4)]));
-        text.push(char::from(HEX[usize::from(b & 0xf)]));
+thread_local! {
+    static IDS: std::cell::RefCell<Xoshiro> = std::cell::RefCell::new(Xoshiro::seeded());
+}
+
+/// xoshiro256** (Blackman and Vigna): fast, with a period of 2^256 - 1.
+struct Xoshiro([u64; 4]);
+
+impl Xoshiro {
+    fn seeded() -> Self {
+        let mut seed = [0u8; 32];
+        // The system generator failing is no reason to fail a request;
+        // the clock and the thread then keep the IDs apart.
+        if aws_lc_rs::rand::fill(&mut seed).is_err() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            seed[..16].copy_from_slice(&now.to_be_bytes());
+            let thread = format!("{:?}", std::thread::current().id());
+            for (i, b) in thread.bytes().enumerate() {
+                seed[16 + i % 16] ^= b;
+            }
+        }
+        let mut state = [0u64; 4];
+        for (word, chunk) in state.iter_mut().zip(seed.chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            *word = u64::from_le_bytes(bytes);
+        }
+        // An all-zero state would stay zero.
+        if state == [0; 4] {
+            state[0] = 0x9e37_79b9_7f4a_7c15;
+        }
+        Xoshiro(state)
     }
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+
+    fn next(&mut self) -> u64 {
+        let s = &mut self.0;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+}
+
+fn hex_value(bytes: &[u8]) -> HeaderValue {
+    let mut text = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(HEX[usize::from(b >> 4)]);
+        text.push(HEX[usize::from(b & 0xf)]);
+    }
+    // Taken as it is: no copy into a second buffer.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// What is fixed at a request's start, before anything reads it: its
-/// client (a trusted proxy's header believed) and its ID, both left in
-/// the request's extensions. Returns the ID.
+/// client (a trusted proxy's header believed), left in the request's
+/// extensions when a header named it, and its ID, in its headers.
+/// Returns the ID.
 pub(crate) fn begin<B>(shared: &Shared, conn: &ConnInfo, req: &mut http::Request<B>) -> HeaderValue {
     let trusted = shared.real_ip.trusts(conn.client.ip);
     if trusted {
@@ -112,9 +162,7 @@ pub(crate) fn begin<B>(shared: &Shared, conn: &ConnInfo, req: &mut http::Request
             req.extensions_mut().insert::<ClientAddr>(client);
         }
     }
-    let id = shared.request_ids.assign(trusted, req.headers_mut());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    id
+    shared.request_ids.assign(trusted, req.headers_mut())
 }
 
 /// `00-<trace-id>-<parent-id>-01`: the trace-id is the request ID when
@@ -181,6 +229,21 @@ mod tests {
         let (a, b) = (generate(), generate());
         assert!(is_lower_hex(a.as_bytes(), 32), "{a:?}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_from_several_threads_never_repeat() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..2000).map(|_| generate()).collect::<Vec<_>>()))
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert!(is_lower_hex(id.as_bytes(), 32), "{id:?}");
+                assert!(all.insert(id), "an ID repeated");
+            }
+        }
+        assert_eq!(all.len(), 8000);
     }
 
     #[test]

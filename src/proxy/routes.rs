@@ -19,6 +19,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use fnv::FnvHashMap;
+
 use regex::RegexSet;
 
 use crate::config::{PathKind, RouteConfig};
@@ -57,9 +59,13 @@ pub struct Matched<'a, T> {
 pub struct RouteTable<T> {
     /// In file order; the matchers hold indexes into it.
     routes: Vec<Arc<Route<T>>>,
-    hosts: HashMap<String, PortMatchers>,
+    // The maps of the table hash with FNV, not SipHash: their keys come from
+    // the configuration and never change, so a request cannot add colliding
+    // keys (what a keyed hash protects against), and a request looks up to
+    // two keys per path segment, where SipHash was most of the lookup's cost.
+    hosts: FnvHashMap<String, PortMatchers>,
     /// `*.example.com` under `example.com`.
-    wildcards: HashMap<String, PortMatchers>,
+    wildcards: FnvHashMap<String, PortMatchers>,
     any_host: PortMatchers,
 }
 
@@ -67,7 +73,7 @@ pub struct RouteTable<T> {
 /// for every other port.
 #[derive(Debug, Default)]
 struct PortMatchers {
-    by_port: HashMap<u16, Matcher>,
+    by_port: FnvHashMap<u16, Matcher>,
     other: Matcher,
 }
 
@@ -77,14 +83,14 @@ type PrefixEntry = (usize, bool);
 /// The routes of one host and port.
 #[derive(Debug, Default)]
 struct Matcher {
-    exact: HashMap<String, usize>,
+    exact: FnvHashMap<String, usize>,
     /// The set and, for each of its patterns, the route's index: in file
     /// order, so the lowest match is the first route written.
     regexes: Option<(RegexSet, Vec<usize>)>,
-    prefixes: HashMap<String, PrefixEntry>,
+    prefixes: FnvHashMap<String, PrefixEntry>,
     /// Prefixes that end in `/` (other than `/`), keyed without it: the
     /// paths answered with a redirect to the slash.
-    slashless: HashMap<String, PrefixEntry>,
+    slashless: FnvHashMap<String, PrefixEntry>,
 }
 
 impl<T> RouteTable<T> {
@@ -98,8 +104,8 @@ impl<T> RouteTable<T> {
                 .push(index);
         }
         let mut table = RouteTable {
-            hosts: HashMap::new(),
-            wildcards: HashMap::new(),
+            hosts: FnvHashMap::default(),
+            wildcards: FnvHashMap::default(),
             any_host: PortMatchers::default(),
             routes: Vec::new(),
         };
@@ -135,8 +141,15 @@ impl<T> RouteTable<T> {
             } else {
                 host
             };
-            let exact = self.hosts.get(host).and_then(|m| m.get(port).find(path));
+            let exact = if self.hosts.is_empty() {
+                None
+            } else {
+                self.hosts.get(host).and_then(|m| m.get(port).find(path))
+            };
             exact.or_else(|| {
+                if self.wildcards.is_empty() {
+                    return None;
+                }
                 let (_, parent) = host.split_once('.')?;
                 self.wildcards.get(parent)?.get(port).find(path)
             })
@@ -171,6 +184,9 @@ impl PortMatchers {
     }
 
     fn get(&self, port: u16) -> &Matcher {
+        if self.by_port.is_empty() {
+            return &self.other;
+        }
         self.by_port.get(&port).unwrap_or(&self.other)
     }
 }
@@ -241,8 +257,10 @@ impl Matcher {
 
     /// The route for `path`, and how it matched.
     fn find(&self, path: &str) -> Option<(usize, How)> {
-        if let Some(&i) = self.exact.get(path) {
-            return Some((i, How::Exact));
+        if !self.exact.is_empty() {
+            if let Some(&i) = self.exact.get(path) {
+                return Some((i, How::Exact));
+            }
         }
         let prefix = self.longest_prefix(path);
         if let Some((_, true, _)) = prefix {
@@ -264,8 +282,10 @@ impl Matcher {
         if let Some(&(i, wins)) = self.prefixes.get(path) {
             return Some((i, wins, How::Prefix));
         }
-        if let Some(&(i, wins)) = self.slashless.get(path) {
-            return Some((i, wins, How::AddSlash));
+        if !self.slashless.is_empty() {
+            if let Some(&(i, wins)) = self.slashless.get(path) {
+                return Some((i, wins, How::AddSlash));
+            }
         }
         let bytes = path.as_bytes();
         for at in (0..bytes.len()).rev().filter(|&at| bytes[at] == b'/') {
