@@ -274,7 +274,7 @@ pub async fn handle(
     let mut routed = None;
     let mut answered_by = None;
     let mut response =
-        route_and_forward(&shared, &conn, req, (&request_id, &mut routed), &mut answered_by).await;
+        route_and_forward(&shared, &conn, req, &request_id, &mut routed, &mut answered_by).await;
     if shared.request_ids.echo {
         response
             .headers_mut()
@@ -302,7 +302,8 @@ async fn route_and_forward<'s>(
     shared: &'s Arc<Shared>,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
-    (request_id, routed): (&HeaderValue, &mut Option<&'s Route<RouteState>>),
+    request_id: &HeaderValue,
+    routed: &mut Option<&'s Route<RouteState>>,
     answered_by: &mut Option<&'s crate::config::RouteHeaders>,
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| {

@@ -199,6 +199,32 @@ impl Checker<'_> {
         Some(tables)
     }
 
+    /// The items of the list at `key`; `None` when it is absent or not a
+    /// list, which is reported as `what` with `example`. A lone string, the
+    /// usual slip, is shown back in brackets.
+    pub(super) fn list<'a, 'i>(
+        &mut self,
+        table: &Table<'a, 'i>,
+        key: &str,
+        what: &str,
+        example: &str,
+    ) -> Option<&'a [Spanned<DeValue<'i>>]> {
+        let value = table.get(key)?;
+        match value.get_ref() {
+            DeValue::Array(items) => Some(items),
+            DeValue::String(text) => {
+                let hint = format!("put it in brackets: {key} = [\"{text}\"]");
+                self.type_error(value, table.key_path(key), what, hint);
+                None
+            }
+            _ => {
+                let hint = format!("for example: {example}");
+                self.type_error(value, table.key_path(key), what, hint);
+                None
+            }
+        }
+    }
+
     pub(super) fn type_error(
         &mut self,
         value: &Spanned<DeValue<'_>>,

@@ -10,31 +10,10 @@ impl Checker<'_> {
     /// `trusted_proxies`: a list of networks or addresses.
     pub(super) fn trusted_proxies(&mut self, table: &Table<'_, '_>) -> Vec<IpNet> {
         const EXAMPLE: &str = "trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]";
-        let Some(value) = table.get("trusted_proxies") else {
+        let Some(items) = self.list(table, "trusted_proxies", "a list of networks", EXAMPLE) else {
             return Vec::new();
         };
         let key = table.key_path("trusted_proxies");
-        let items = match value.get_ref() {
-            DeValue::Array(items) => items,
-            DeValue::String(text) => {
-                self.type_error(
-                    value,
-                    key,
-                    "a list of networks",
-                    format!("put it in brackets: trusted_proxies = [\"{text}\"]"),
-                );
-                return Vec::new();
-            }
-            _ => {
-                self.type_error(
-                    value,
-                    key,
-                    "a list of networks",
-                    format!("for example: {EXAMPLE}"),
-                );
-                return Vec::new();
-            }
-        };
         let mut nets = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let path = format!("{key}[{index}]");

@@ -135,31 +135,10 @@ impl Checker<'_> {
 
     /// `alpn`: the protocol names offered, each once, 1 to 255 bytes.
     pub(super) fn alpn(&mut self, table: &Table<'_, '_>) -> Vec<Vec<u8>> {
-        let Some(value) = table.get("alpn") else {
+        let Some(items) = self.list(table, "alpn", "a list of protocol names", "alpn = [\"mqtt\"]") else {
             return Vec::new();
         };
         let key = table.key_path("alpn");
-        let items = match value.get_ref() {
-            DeValue::Array(items) => items,
-            DeValue::String(text) => {
-                self.type_error(
-                    value,
-                    key,
-                    "a list of protocol names",
-                    format!("write alpn = [\"{text}\"]"),
-                );
-                return Vec::new();
-            }
-            _ => {
-                self.type_error(
-                    value,
-                    key,
-                    "a list of protocol names",
-                    "for example: alpn = [\"mqtt\"]".to_string(),
-                );
-                return Vec::new();
-            }
-        };
         let mut protocols: Vec<Vec<u8>> = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let path = format!("{key}[{index}]");
