@@ -448,7 +448,11 @@ def check_systemd():
     expect(caps == ["CAP_NET_BIND_SERVICE"] * 2, "CAP_NET_BIND_SERVICE is the only capability")
     grace = duration_s(cfg.get("server", {}).get("shutdown_grace", "30s"))
     expect(duration_s(unit["TimeoutStopSec"][0]) > grace, "TimeoutStopSec outlasts shutdown_grace")
-    expect(unit.get("ExecReload") == ["/bin/kill -HUP $MAINPID"], "reload is SIGHUP")
+    expect(
+        unit.get("ExecReload")
+        == ["/usr/local/bin/portcullis check --config /etc/portcullis/proxy.toml", "/bin/kill -HUP $MAINPID"],
+        "reload checks the file, then is SIGHUP",
+    )
 
 
 def cmd_static(_args):

@@ -2,8 +2,13 @@
 //! default): `/healthz` (the process is alive), `/readyz` (the listeners
 //! accept and every configured certificate is loaded), `/metrics`
 //! (Prometheus text) and `/connections` (JSON, one entry per live client
-//! connection) and `/upstreams` (JSON, one entry per `[[upstream]]` pool
-//! with its servers' state). It never proxies anything.
+//! connection), `/upstreams` (JSON, one entry per `[[upstream]]` pool
+//! with its servers' state), `/config` (JSON: the configuration in
+//! service, its generation and digest; see `reload::view`), and
+//! `POST /reload` (reload the configuration file; 200 with what changed,
+//! or 422 with the errors that refused it) and `POST /upgrade` (start the
+//! binary again with the listening sockets; 200 once the new process
+//! serves, 422 with why not). It never proxies anything.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +38,10 @@ pub struct AdminState {
     pub serving: AtomicBool,
     /// The `[[upstream]]` pools, for `/upstreams`.
     pub(crate) pools: crate::proxy::upstream::metrics::Pools,
+    /// Asks for a reload, for `POST /reload`.
+    pub(crate) reload: crate::reload::Handle,
+    /// The configuration in service, for `/config`.
+    pub(crate) status: Arc<arc_swap::ArcSwap<crate::reload::view::Status>>,
 }
 
 /// Serves the admin pages on `listener` until `stop` fires.
@@ -55,7 +64,16 @@ pub async fn serve(listener: std::net::TcpListener, state: Arc<AdminState>, stop
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, &req)) }
+                async move {
+                    if req.method() == Method::POST {
+                        match req.uri().path() {
+                            "/reload" => return Ok::<_, Infallible>(reload(&state, false).await),
+                            "/upgrade" => return Ok::<_, Infallible>(reload(&state, true).await),
+                            _ => {}
+                        }
+                    }
+                    Ok::<_, Infallible>(answer(&state, &req))
+                }
             });
             let conn =
                 hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
@@ -84,8 +102,20 @@ fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             r
         }
         "/connections" => connections(state),
+        "/config" => {
+            let mut r = text(StatusCode::OK, state.status.load().to_json());
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        "/reload" | "/upgrade" => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n".to_owned());
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
+        }
         "/upstreams" => {
-            let groups = state.pools.get().map(Vec::as_slice).unwrap_or_default();
+            let groups = state.pools.load();
             let views: Vec<_> = groups.iter().map(|g| g.view()).collect();
             let mut body = serde_json::to_string_pretty(&views).unwrap_or_else(|_| "[]".to_owned());
             body.push('\n');
@@ -96,7 +126,36 @@ fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /metrics, /connections or /upstreams\n".to_owned(),
+            "not found: try /healthz, /readyz, /metrics, /connections, /upstreams, /config or POST /reload\n"
+                .to_owned(),
+        ),
+    }
+}
+
+/// `POST /reload` (or `/upgrade`): the outcome as text, 200 when applied
+/// and 422 (with the errors, at file:line:key) when refused.
+async fn reload(state: &AdminState, upgrade: bool) -> Response<Full<Bytes>> {
+    let outcome = if upgrade {
+        state.reload.upgrade("POST /upgrade").await
+    } else {
+        state.reload.reload("POST /reload").await
+    };
+    match outcome {
+        crate::reload::Outcome::Upgraded { pid } => text(
+            StatusCode::OK,
+            format!("upgraded: process {pid} serves now; this one finishes its requests and tunnels\n"),
+        ),
+        crate::reload::Outcome::Applied { generation, changes } => text(
+            StatusCode::OK,
+            format!("reloaded: generation {generation}: {changes}\n"),
+        ),
+        crate::reload::Outcome::Refused { errors } if upgrade => text(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("upgrade failed; this process goes on serving:\n{errors}\n"),
+        ),
+        crate::reload::Outcome::Refused { errors } => text(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload refused; the running configuration stays:\n{errors}\n"),
         ),
     }
 }

@@ -1,5 +1,5 @@
-//! The command line: `portcullis [--config FILE] [run | check | gen-cert
-//! ...]`, `--help` and `--version`. Hand-written: four commands and five
+//! The command line: `portcullis [--config FILE] [run | check | reload |
+//! upgrade | gen-cert ...]`, `--help` and `--version`. Hand-written: six commands and five
 //! options do not pay for an argument-parsing library's share of the
 //! image.
 
@@ -12,6 +12,14 @@ pub(crate) enum Cli {
         config: Option<PathBuf>,
     },
     Check {
+        config: Option<PathBuf>,
+    },
+    /// Check the file, then have the running proxy reload it.
+    Reload {
+        config: Option<PathBuf>,
+    },
+    /// Have the running proxy start the binary again with its sockets.
+    Upgrade {
         config: Option<PathBuf>,
     },
     GenCert(GenCertArgs),
@@ -38,6 +46,12 @@ Commands:
   run       Serve (the default)
   check     Validate the configuration and the certificates it names, then exit:
             0 when valid, 2 with every error otherwise
+  reload    Check the configuration, then have the running proxy reload it (through
+            [admin] POST /reload, or SIGHUP to the process in server.pid_file):
+            0 when reloaded, 2 with every error when refused
+  upgrade   Check the configuration, then have the running proxy start the binary
+            again and hand it the listening sockets (through [admin] POST /upgrade,
+            or SIGUSR2 to the process in server.pid_file)
   gen-cert  Write a development CA, a server certificate and a client certificate
             (for mTLS) it signed, and print how to trust the CA
 
@@ -120,7 +134,7 @@ pub(crate) fn parse(
                     .map_err(|_| Usage(format!("invalid value '{v}' for '--days <N>': not a number")))?;
             }
             "--force" if gen_cert => force = true,
-            "run" | "check" | "gen-cert" if command.is_none() => command = Some(name),
+            "run" | "check" | "reload" | "upgrade" | "gen-cert" if command.is_none() => command = Some(name),
             "help" if command.is_none() => return Ok(Cli::Print(HELP.to_string())),
             other if other.starts_with('-') => {
                 return Err(Usage(format!("unexpected argument '{other}'")));
@@ -132,6 +146,8 @@ pub(crate) fn parse(
     match command.as_deref() {
         None | Some("run") => Ok(Cli::Run { config }),
         Some("check") => Ok(Cli::Check { config }),
+        Some("reload") => Ok(Cli::Reload { config }),
+        Some("upgrade") => Ok(Cli::Upgrade { config }),
         _ => {
             let dir = dir.ok_or_else(|| Usage("gen-cert needs --dir <DIR>".to_string()))?;
             Ok(Cli::GenCert(GenCertArgs {

@@ -53,6 +53,8 @@ pub struct Conn {
     pub tunnels: AtomicU32,
     /// Requests between their head and their response head.
     pub requests_in_flight: AtomicU32,
+    /// Requests begun on this connection so far.
+    pub requests_begun: AtomicU32,
 }
 
 /// Every live connection, and the bytes of those already closed.
@@ -86,6 +88,7 @@ impl ConnRegistry {
             bytes_out: AtomicU64::new(0),
             tunnels: AtomicU32::new(0),
             requests_in_flight: AtomicU32::new(0),
+            requests_begun: AtomicU32::new(0),
         });
         Registration {
             registry: self.clone(),

@@ -26,6 +26,10 @@ pub enum Error {
 
     #[error("the listeners failed: {0}")]
     Serve(#[source] std::io::Error),
+
+    /// A configuration reload that could not be carried out.
+    #[error("{0}")]
+    Reload(String),
 }
 
 impl Error {

@@ -13,9 +13,11 @@ mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gencert;
+pub mod handover;
 mod log_limit;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod side;
 pub mod stream;
@@ -47,6 +49,12 @@ pub struct Proxy {
     reloader: Reloader,
     admin: Option<(std::net::TcpListener, Arc<admin::AdminState>)>,
     streams: stream::Streams,
+    /// The configuration in service, for reloads to compare against.
+    config: Arc<Config>,
+    pools: proxy::upstream::metrics::Pools,
+    reloads: (reload::Handle, tokio::sync::mpsc::UnboundedReceiver<reload::Ask>),
+    reload_metrics: reload::ReloadMetrics,
+    status: Arc<arc_swap::ArcSwap<reload::view::Status>>,
 }
 
 impl Proxy {
@@ -75,17 +83,29 @@ impl Proxy {
         metrics
             .registry_mut()
             .register_collector(Box::new(proxy::upstream::metrics::PoolCollector(pools.clone())));
+        let reload_metrics = reload::ReloadMetrics::register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
+        let reloads = reload::Handle::new();
+        let config = Arc::new(config);
+        // The bound addresses are known once the listeners are bound, below.
+        let status = Arc::new(arc_swap::ArcSwap::from_pointee(reload::view::Status::new(
+            config.clone(),
+            1,
+            Vec::new(),
+        )));
         let admin = match &config.admin {
             Some(admin) => {
                 let addr = admin.listen;
-                let listener = server::listener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+                let listener =
+                    server::listener::bind("admin", addr).map_err(|source| Error::Bind { addr, source })?;
                 let state = Arc::new(admin::AdminState {
                     metrics: metrics.clone(),
                     connections: connections.clone(),
                     reloads: reloader.handle().stats.clone(),
                     serving: std::sync::atomic::AtomicBool::new(false),
                     pools: pools.clone(),
+                    reload: reloads.0.clone(),
+                    status: status.clone(),
                 });
                 Some((listener, state))
             }
@@ -94,33 +114,20 @@ impl Proxy {
         let upstream_tls = proxy::upstream::tls::load(&config.routes)?;
         let shared =
             Arc::new(Shared::new(&config, &upstream_tls, metrics, connections).map_err(Error::Route)?);
-        let _ = pools.set(shared.groups.clone());
-        let plain_addrs = config
-            .http
-            .iter()
-            .flat_map(|h| h.listen.iter().map(|&a| (a, Kind::Plain)));
-        let listeners = config
-            .server
-            .listen
-            .iter()
-            .map(|&a| (a, Kind::Tls))
-            .chain(plain_addrs)
-            .map(|(addr, kind)| {
-                server::listener::bind(addr)
-                    .map(|l| (l, kind))
-                    .map_err(|source| Error::Bind { addr, source })
-            })
+        pools.store(Arc::new(shared.groups.clone()));
+        let listeners = reload::engine::addresses(&config)
+            .into_iter()
+            .map(|(addr, kind)| server::Bound::bind(addr, kind))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut server = Server::new(listeners, config.server.clone(), config.http.clone());
+        let mut bound = server.local_addrs(Kind::Tls);
+        bound.extend(server.local_addrs(Kind::Plain));
+        status.store(Arc::new(reload::view::Status::new(config.clone(), 1, bound)));
+        if let Some(known) = reload::engine::known_hosts(&config, &store) {
+            server = server.with_known_hosts(known);
+        }
         Ok(Proxy {
-            server: {
-                let server = Server::new(listeners, config.server.clone(), config.http.clone());
-                match &config.http {
-                    Some(http) if http.unknown_host == config::UnknownHost::Close => server.with_known_hosts(
-                        server::unknown_host::KnownHosts::new(&config.routes, store.clone()),
-                    ),
-                    _ => server,
-                }
-            },
+            server,
             acceptor: TlsAcceptor::from(server_config),
             shared,
             store,
@@ -129,6 +136,11 @@ impl Proxy {
             reloader,
             admin,
             streams,
+            config,
+            pools,
+            reloads,
+            reload_metrics,
+            status,
         })
     }
 
@@ -164,9 +176,15 @@ impl Proxy {
         self.bootstrapped
     }
 
-    /// Asks for a certificate reload (what SIGHUP does) and reads reload counters.
+    /// Reads the certificate reload counters, and asks for a re-read of
+    /// the certificates alone.
     pub fn reload_handle(&self) -> ReloadHandle {
         self.reloader.handle()
+    }
+
+    /// Asks for a reload of the whole configuration (what SIGHUP does).
+    pub fn config_reloader(&self) -> reload::Handle {
+        self.reloads.0.clone()
     }
 
     /// The certificates in service.
@@ -191,6 +209,7 @@ impl Proxy {
     /// and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let stop_background = tokio_util::sync::CancellationToken::new();
+        let certs = self.reloader.handle();
         let reloader = tokio::spawn(self.reloader.run(stop_background.clone()));
         self.shared.start_pool_tasks(&stop_background);
         let admin = self.admin.map(|(listener, state)| {
@@ -200,19 +219,69 @@ impl Proxy {
         });
         // The streams drain beside the HTTP listeners, with the same grace.
         let drain = tokio_util::sync::CancellationToken::new();
-        let streams = tokio::spawn(self.streams.run(drain.clone()));
-        let shutdown = async {
-            shutdown.await;
-            drain.cancel();
+        let after_upgrade = Arc::new(std::sync::OnceLock::new());
+        let streams = tokio::spawn(self.streams.run(drain.clone(), after_upgrade.clone()));
+        let live = Arc::new(proxy::Live::new(self.shared));
+        let running = self
+            .server
+            .start(self.acceptor, live.clone())
+            .map_err(Error::Serve)?;
+        let (handle, mut asks) = self.reloads;
+        let _watch = match (&self.config.source, self.config.server.watch_config) {
+            (Some(path), true) => reload::watch::start(path, handle.clone(), stop_background.clone()),
+            _ => None,
         };
-        let result = self.server.run(self.acceptor, self.shared, shutdown).await;
+        let mut engine = reload::engine::Engine {
+            config: self.config,
+            live,
+            running,
+            store: self.store,
+            certs,
+            self_signed: self.self_signed,
+            background: stop_background.clone(),
+            pools: self.pools,
+            status: self.status,
+            metrics: self.reload_metrics,
+        };
+        crate::handover::sockets::close_unclaimed();
+        if crate::handover::sockets::ready() {
+            handover::notify::send(&format!("MAINPID={}\nREADY=1", std::process::id()));
+        } else {
+            handover::notify::send("READY=1");
+        }
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut tunnel_grace = std::time::Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(ask) = asks.recv() => {
+                    let outcome = match ask.what {
+                        reload::What::Reload => engine.reload(ask.why).await,
+                        reload::What::Upgrade => engine.upgrade(ask.why).await,
+                    };
+                    let upgraded = matches!(outcome, reload::Outcome::Upgraded { .. });
+                    if let Some(reply) = ask.reply {
+                        let _ = reply.send(outcome);
+                    }
+                    if upgraded {
+                        tunnel_grace = engine.config.server.upgrade_tunnel_grace;
+                        let _ = after_upgrade.set(tunnel_grace);
+                        break;
+                    }
+                }
+            }
+        }
+        // No socket is kept for another process any more: once the
+        // listeners close, a connection attempt here is refused.
+        crate::handover::sockets::forget_all();
         drain.cancel();
+        engine.running.finish(tunnel_grace).await;
         let _ = streams.await;
         stop_background.cancel();
         let _ = reloader.await;
         if let Some(admin) = admin {
             let _ = admin.await;
         }
-        result.map_err(Error::Serve)
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use portcullis::config::{self, Config};
 use portcullis::Proxy;
 
 mod cli;
+mod running;
 use cli::{Cli, GenCertArgs};
 
 // Many small, short-lived allocations per request (header maps, futures,
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         LONG_VERSION,
     );
-    let (config, check_only) = match cli {
+    let (config, command) = match cli {
         Err(usage) => {
             eprintln!("{}", cli::usage_error(&usage));
             return ExitCode::from(2);
@@ -49,8 +50,10 @@ fn main() -> ExitCode {
         }
         // gen-cert reads no configuration.
         Ok(Cli::GenCert(args)) => return gen_cert(&args),
-        Ok(Cli::Run { config }) => (config, false),
-        Ok(Cli::Check { config }) => (config, true),
+        Ok(Cli::Run { config }) => (config, "run"),
+        Ok(Cli::Check { config }) => (config, "check"),
+        Ok(Cli::Reload { config }) => (config, "reload"),
+        Ok(Cli::Upgrade { config }) => (config, "upgrade"),
     };
     let config = match &config {
         Some(path) => config::load(path),
@@ -63,10 +66,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if check_only {
-        check(&config)
-    } else {
-        run(config)
+    match command {
+        "check" => check(&config),
+        "reload" => running::reload(&config),
+        "upgrade" => running::upgrade(&config),
+        _ => run(config),
     }
 }
 
@@ -91,24 +95,12 @@ fn gen_cert(args: &GenCertArgs) -> ExitCode {
 
 fn check(config: &Config) -> ExitCode {
     let name = source_name(config);
-    let mut upstream_tls = portcullis::proxy::upstream::tls::load(&config.routes);
-    if let Err(streams) = portcullis::stream::client_auth(config) {
-        match &mut upstream_tls {
-            Ok(_) => upstream_tls = Err(streams),
-            Err(errors) => errors.0.extend(streams.0),
-        }
-    }
-    match (portcullis::tls::client_auth::load_all(&config.tls), upstream_tls) {
-        (Err(mut errors), upstream_tls) => {
-            errors.0.extend(upstream_tls.err().into_iter().flat_map(|e| e.0));
+    match portcullis::reload::check_files(config) {
+        Err(errors) => {
             eprintln!("{errors}");
             ExitCode::from(2)
         }
-        (Ok(_), Err(errors)) => {
-            eprintln!("{errors}");
-            ExitCode::from(2)
-        }
-        (Ok((initial, _)), Ok(_)) => {
+        Ok(portcullis::reload::Checked { initial, .. }) => {
             println!("{name}: configuration is valid");
             for addr in &config.server.listen {
                 println!("  listen  https://{addr}");
@@ -276,6 +268,10 @@ fn upstream_trust(tls: &config::UpstreamTls) -> String {
 }
 
 fn run(config: Config) -> ExitCode {
+    // Before any thread exists: sockets an upgrading process handed over,
+    // and how this process was started, for the next upgrade.
+    portcullis::handover::sockets::adopt_from_env();
+    portcullis::handover::start::remember_command();
     portcullis::telemetry::init_with(&config.log);
     let mut runtime = match config.server.threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
@@ -294,6 +290,7 @@ fn run(config: Config) -> ExitCode {
         }
     };
     let source = source_name(&config);
+    let pid_file = config.server.pid_file.clone();
     let result = runtime.block_on(async move {
         // Handlers first: a signal that arrives once the proxy says it
         // listens must drain it, not kill it by the default disposition.
@@ -315,18 +312,36 @@ fn run(config: Config) -> ExitCode {
                 proxy.bootstrapped()
             );
         }
-        let reload = proxy.reload_handle();
+        let reload = proxy.config_reloader();
         let Signals {
             mut term,
             mut int,
             mut hup,
+            mut usr2,
         } = signals;
+        let upgrade = reload.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading certificates");
-                reload.reload_now();
+                tracing::info!("SIGHUP: reloading the configuration");
+                reload.request("SIGHUP");
             }
         });
+        tokio::spawn(async move {
+            while usr2.recv().await.is_some() {
+                tracing::info!("SIGUSR2: upgrading the binary");
+                upgrade.request_upgrade("SIGUSR2");
+            }
+        });
+        let _pid_file = match &pid_file {
+            Some(path) => match running::PidFile::write(path) {
+                Ok(written) => Some(written),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot write the pid file: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         for addr in proxy.local_addrs() {
             tracing::info!("listening on https://{addr} ({source})");
         }
@@ -337,7 +352,7 @@ fn run(config: Config) -> ExitCode {
             tracing::info!("stream {name} listening on tcp://{addr}");
         }
         if let Some(addr) = proxy.admin_addr() {
-            tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections, /upstreams)");
+            tracing::info!("admin on http://{addr} (/healthz, /readyz, /metrics, /connections, /upstreams, /config, POST /reload, POST /upgrade)");
         }
         for (prefix, upstream) in proxy.routes() {
             tracing::info!("route {prefix} -> {upstream}");
@@ -387,11 +402,13 @@ fn warn_self_signed() {
 }
 
 /// The signals the proxy answers: SIGTERM and SIGINT drain and exit,
-/// SIGHUP re-reads the certificates.
+/// SIGHUP reloads the configuration (certificates included), SIGUSR2
+/// starts the binary again and hands it the listening sockets.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -401,6 +418,7 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 }

@@ -34,6 +34,8 @@ use std::time::Duration;
 pub struct Config {
     /// The file this came from, for messages; `None` for the embedded default.
     pub source: Option<PathBuf>,
+    /// The text it was read from, for the admin listener's `/config`.
+    pub text: std::sync::Arc<str>,
     pub server: ServerConfig,
     pub tls: TlsConfig,
     pub routes: Vec<RouteConfig>,
@@ -121,6 +123,19 @@ pub struct ServerConfig {
     /// `keepalive`: serve more than one HTTP/1.1 request per connection.
     /// Default true.
     pub keepalive: bool,
+    /// `pid_file`: the process ID is written there while the proxy runs,
+    /// for `portcullis reload` and init systems. Default none.
+    pub pid_file: Option<PathBuf>,
+    /// `watch_config`: reload when the configuration file changes.
+    /// Default false.
+    pub watch_config: bool,
+    /// `upgrade_tunnel_grace`: after a binary upgrade, how long the old
+    /// process keeps its tunnels open. Default 24 h.
+    pub upgrade_tunnel_grace: Duration,
+    /// `tunnel_drain_after_reload`: close a tunnel this long after a
+    /// reload removed its route or its server; `None` (the default)
+    /// keeps it until it closes.
+    pub tunnel_drain_after_reload: Option<Duration>,
 }
 
 /// `[tls]`.

@@ -219,6 +219,7 @@ fn check(text: &str, file: &Path, overrides: EnvOverrides) -> Result<Config, Con
     }
     Ok(Config {
         source: Some(file.to_path_buf()),
+        text: text.into(),
         ..parsed
     })
 }
@@ -392,6 +393,7 @@ impl Checker<'_> {
         let headers = self.header_defaults(&top);
         Config {
             source: None,
+            text: "".into(),
             server,
             tls,
             routes,

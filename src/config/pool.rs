@@ -50,7 +50,7 @@ impl PoolConfig {
 }
 
 /// One entry of `servers`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolServer {
     pub address: ServerAddress,
     /// `weight`: a share of the requests relative to the others. Default 1.

@@ -63,9 +63,17 @@ pub struct RouteState {
     /// `http://host:port` or `https://host:port`, for logs.
     label: Arc<str>,
     metrics: RouteMetrics,
+    /// Fired when a reload has removed or changed the route and
+    /// `tunnel_drain_after_reload` has passed: its tunnels close.
+    pub(crate) retired: CancellationToken,
 }
 
-/// State shared by every connection.
+/// The routing state in service: what a reload replaces whole. Each
+/// request takes the one in service when it arrives and keeps it until it
+/// is answered.
+pub type Live = arc_swap::ArcSwap<Shared>;
+
+/// State shared by every connection: one generation of the configuration.
 #[derive(Debug)]
 pub struct Shared {
     routes: RouteTable<RouteState>,
@@ -84,6 +92,8 @@ pub struct Shared {
     pub connections: Arc<ConnRegistry>,
     /// Every pool of servers once, for health checks and `/upstreams`.
     pub(crate) groups: Vec<Arc<upstream::group::Group>>,
+    /// Every pool by its definition, for the next configuration to keep.
+    registry: upstream::groups::Registry,
     /// `[headers]`.
     headers: crate::config::HeaderRules,
     /// Some response rule names a placeholder: each request's facts are
@@ -95,6 +105,14 @@ pub struct Shared {
     pub request_ids: request_id::RequestIds,
     /// `client_body_timeout`.
     client_body_timeout: Option<std::time::Duration>,
+}
+
+/// What every generation of the configuration shares.
+struct Lasting {
+    tunnels: TaskTracker,
+    tunnel_cancel: CancellationToken,
+    metrics: Arc<Metrics>,
+    connections: Arc<ConnRegistry>,
 }
 
 /// Facts about one client connection, computed once per connection.
@@ -181,7 +199,45 @@ impl Shared {
         metrics: Arc<Metrics>,
         connections: Arc<ConnRegistry>,
     ) -> Result<Self, RouteError> {
-        let mut groups = upstream::groups::Groups::new(config, metrics.clone());
+        let lasting = Lasting {
+            tunnels: TaskTracker::new(),
+            tunnel_cancel: CancellationToken::new(),
+            metrics,
+            connections,
+        };
+        Self::build(config, upstream_tls, lasting, None)
+    }
+
+    /// The state of `config`, replacing this one: what lasts the process's
+    /// life is shared, and the pools that did not change are kept (see
+    /// [`upstream::groups`]).
+    pub fn next(
+        &self,
+        config: &Config,
+        upstream_tls: &[Option<upstream::tls::RouteTls>],
+    ) -> Result<Self, RouteError> {
+        let lasting = Lasting {
+            tunnels: self.tunnels.clone(),
+            tunnel_cancel: self.tunnel_cancel.clone(),
+            metrics: self.metrics.clone(),
+            connections: self.connections.clone(),
+        };
+        Self::build(config, upstream_tls, lasting, Some(&self.registry))
+    }
+
+    fn build(
+        config: &Config,
+        upstream_tls: &[Option<upstream::tls::RouteTls>],
+        lasting: Lasting,
+        before: Option<&upstream::groups::Registry>,
+    ) -> Result<Self, RouteError> {
+        let Lasting {
+            tunnels,
+            tunnel_cancel,
+            metrics,
+            connections,
+        } = lasting;
+        let mut groups = upstream::groups::Groups::new(config, metrics.clone(), before);
         let routes = config
             .routes
             .iter()
@@ -209,17 +265,18 @@ impl Shared {
                             None => rc.upstream.to_string().into(),
                         },
                         metrics: metrics.route(&metrics_label),
+                        retired: CancellationToken::new(),
                     },
                 })
             })
             .collect::<Result<Vec<_>, RouteError>>()?;
-        let groups = groups.into_all();
+        let (groups, registry) = groups.finish();
         Ok(Shared {
             routes: RouteTable::new(routes),
             access_log: config.log.access_log,
             underscores_in_headers: config.server.underscores_in_headers,
-            tunnels: TaskTracker::new(),
-            tunnel_cancel: CancellationToken::new(),
+            tunnels,
+            tunnel_cancel,
             unrouted: metrics.route("-"),
             // The configuration checked the value; a failure here only
             // means no header, never a panic.
@@ -231,6 +288,7 @@ impl Shared {
             metrics,
             connections,
             groups,
+            registry,
             headers: config.headers.clone(),
             keep_request_facts: rules::responses_need_request(
                 &config.headers,
@@ -245,12 +303,40 @@ impl Shared {
     /// Starts the pools' tasks: active health checks, and the resolution
     /// of their names every `resolve_interval`; they stop when `stop` fires.
     pub fn start_pool_tasks(&self, stop: &CancellationToken) {
-        for group in &self.groups {
+        self.start_new_pool_tasks(stop, None);
+    }
+
+    /// Starts the tasks of the pools that `before` did not have; each
+    /// stops when `stop` fires or a reload leaves its pool out.
+    pub fn start_new_pool_tasks(&self, stop: &CancellationToken, before: Option<&Shared>) {
+        let new = self
+            .groups
+            .iter()
+            .filter(|g| !before.is_some_and(|b| b.groups.iter().any(|old| Arc::ptr_eq(old, g))));
+        for group in new {
+            let stop = stop.child_token();
+            let retired = group.retired.clone();
+            let stop_on_retire = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = retired.cancelled() => stop_on_retire.cancel(),
+                    () = stop_on_retire.cancelled() => {}
+                }
+            });
             if group.health.is_some() {
                 tokio::spawn(upstream::health::run(group.clone(), stop.clone()));
             }
             if group.resolver.as_ref().is_some_and(|r| r.interval.is_some()) {
                 tokio::spawn(upstream::resolve::run(group.clone(), stop.clone()));
+            }
+        }
+    }
+
+    /// Stops the tasks of the pools that `next` does not keep.
+    pub fn retire_pools_left_out_of(&self, next: &Shared) {
+        for group in &self.groups {
+            if !next.groups.iter().any(|g| Arc::ptr_eq(g, group)) {
+                group.retired.cancel();
             }
         }
     }
@@ -621,7 +707,8 @@ async fn forward(
         let (mut parts, body) = response.into_parts();
         let upstream_upgrade = body.into_upgraded().ok_or(Refusal::NotUpgraded)?;
         headers::remove_hop_by_hop(&mut parts.headers, true);
-        tunnel::start(shared, conn, rc, client_upgrade, upstream_upgrade, lease);
+        let retired = route.state.retired.clone();
+        tunnel::start(shared, conn, rc, retired, client_upgrade, upstream_upgrade, lease);
         // The connection now carries the tunnel: it never returns to the pool.
         return Ok(Response::from_parts(
             parts,

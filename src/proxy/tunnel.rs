@@ -43,9 +43,14 @@ thread_local! {
 /// How a tunnel ended, for the log.
 #[derive(Debug)]
 pub enum End {
-    Closed { to_upstream: u64, to_client: u64 },
+    Closed {
+        to_upstream: u64,
+        to_client: u64,
+    },
     Idle,
     Shutdown,
+    /// A reload removed its route or its server (`tunnel_drain_after_reload`).
+    Retired,
     Error(io::Error),
 }
 
@@ -55,10 +60,15 @@ pub enum End {
 /// in the open-tunnel gauge and on the client connection's entry while it
 /// runs, and logged when it ends. `lease` keeps the tunnel counted among
 /// its server's connections in flight (least_conn, max_conns) until it ends.
+///
+/// `retired` fires when a reload with `tunnel_drain_after_reload` has
+/// removed the tunnel's route, or its server from the pool, and the grace
+/// has passed: the tunnel is then closed.
 pub(crate) fn start(
     shared: &Shared,
     conn: &ConnInfo,
     route: &RouteConfig,
+    retired: CancellationToken,
     client: OnUpgrade,
     upstream: Upgraded,
     lease: Lease,
@@ -69,8 +79,13 @@ pub(crate) fn start(
     let (metrics, entry) = (shared.metrics.clone(), conn.conn.clone());
     metrics.tunnels_active.inc();
     entry.tunnels.fetch_add(1, Ordering::Relaxed);
+    let server_retired = lease.server.retired.clone();
     shared.tunnels.spawn(async move {
-        let end = run(client, upstream, idle, cancel).await;
+        let end = tokio::select! {
+            end = run(client, upstream, idle, cancel) => end,
+            () = retired.cancelled() => End::Retired,
+            () = server_retired.cancelled() => End::Retired,
+        };
         drop(lease);
         tracing::debug!(route = %route_path, ?end, "tunnel ended");
         metrics.tunnels_active.dec();

@@ -27,20 +27,32 @@ use super::framing;
 use super::limit::Slot;
 use super::linger::Lingering;
 use super::quiet::Quiet;
-use crate::connections::{Conn, TlsFacts};
+use crate::config::{HttpConfig, ProxyProtocolIn};
+use crate::connections::{Conn, ConnRegistry, TlsFacts};
 use crate::failure::HandshakeFailure;
 use crate::metrics::HandshakeLabels;
+use crate::metrics::Metrics;
 use crate::proxy::body::ProxyBody;
-use crate::proxy::{self, ConnInfo, Shared};
+use crate::proxy::{self, ConnInfo, Live};
 use crate::side::Side;
 use crate::tls::pieces::Pieces;
 use crate::tls::{client_auth, peer};
 
-/// What every connection task needs, shared by all of them.
+/// What the connections of one listener need, for one generation of the
+/// configuration: a reload makes a new one for every listener it keeps,
+/// and a connection keeps the one it was accepted with. Its requests are
+/// routed by the routing state in `live` at the time each one arrives.
 pub struct ConnContext {
     pub acceptor: TlsAcceptor,
     pub http: auto::Builder<TokioExecutor>,
-    pub shared: Arc<Shared>,
+    /// The routing state in service, replaced whole by a reload.
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    pub connections: Arc<ConnRegistry>,
+    /// The `[http]` settings, on a plain-HTTP listener.
+    pub plain: Option<Arc<HttpConfig>>,
+    /// Whether connections begin with a PROXY protocol header.
+    pub proxy_protocol: ProxyProtocolIn,
     pub handshake_timeout: Duration,
     /// Longest wait for a request head; here, for the first bytes after the
     /// handshake (hyper bounds the rest of the head, and idle keep-alive).
@@ -49,7 +61,8 @@ pub struct ConnContext {
     pub max_header_size: usize,
     /// Longest quiet time of a connection with no request in flight.
     pub idle_timeout: Duration,
-    /// Cancelled when the proxy stops accepting: finish what is in flight.
+    /// Cancelled when the listener stops accepting (at shutdown, or when
+    /// a reload removes its address): finish what is in flight.
     pub drain: CancellationToken,
     /// The port plain-HTTP redirects point to: the first TLS listener's.
     pub https_port: u16,
@@ -60,9 +73,9 @@ pub struct ConnContext {
 }
 
 pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: SocketAddr) {
-    let metrics = &ctx.shared.metrics;
+    let metrics = &ctx.metrics;
     let local = tcp.local_addr().ok();
-    let registration = ctx.shared.connections.open(peer);
+    let registration = ctx.connections.open(peer);
     let server_port = local.map_or(0, |a| a.port());
     let tcp = Counting::new(tcp, registration, metrics.clone(), slot);
 
@@ -113,9 +126,11 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
             .with_server_port(server_port)
             .with_local(local),
     );
-    let shared = ctx.shared.clone();
+    let live = ctx.live.clone();
     let handle = move |req| {
-        let shared = shared.clone();
+        // Each request is routed by the configuration in service when it
+        // arrives, and keeps that one until it is answered.
+        let shared = live.load_full();
         let info = info.clone();
         async move { Ok::<_, Infallible>(proxy::handle(shared, info, req).await) }
     };
@@ -136,6 +151,13 @@ pub async fn serve(ctx: Arc<ConnContext>, tcp: TcpStream, slot: Slot, peer: Sock
         serve_http(&ctx, tls, alpn, service_fn(handle), conn, peer).await;
     }
 }
+
+/// How long a connection that has not begun a request yet when the drain
+/// starts (at shutdown, an upgrade, or a reload that removes its listener)
+/// still waits for one: a client that connected just before the drain is
+/// sending it now, and closing under it would fail a request that was
+/// never refused. An idle connection holds the drain no longer than this.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// What the handshake settled, for `/connections` and the metrics.
 pub(crate) fn tls_facts(tls: &rustls::ServerConnection) -> TlsFacts {
@@ -176,9 +198,14 @@ pub async fn serve_http<I, S>(
     S::Future: Send + 'static,
 {
     let io = super::send_timeout::SendTimeout::new(io, ctx.send_timeout);
+    let read = tokio::time::timeout(ctx.header_read_timeout, super::preface::read(io));
+    tokio::pin!(read);
     let first = tokio::select! {
-        r = tokio::time::timeout(ctx.header_read_timeout, super::preface::read(io)) => r,
-        () = ctx.drain.cancelled() => return,
+        r = &mut read => r,
+        () = ctx.drain.cancelled() => match tokio::time::timeout(FIRST_REQUEST_GRACE, &mut read).await {
+            Ok(r) => r,
+            Err(_) => return,
+        },
     };
     let io = match first {
         Ok(Ok(io)) => io,
@@ -198,7 +225,7 @@ pub async fn serve_http<I, S>(
             alpn::Refusal::NotH2Preface => 0,
             alpn::Refusal::H2PrefaceAfterHttp1 => 1,
         };
-        ctx.shared.metrics.connections_rejected_alpn[index].inc();
+        ctx.metrics.connections_rejected_alpn[index].inc();
         refuse(ctx, io, refusal.reply()).await;
         return;
     }
@@ -225,7 +252,7 @@ pub async fn serve_http<I, S>(
         until_done(ctx, &conn, peer, http.as_mut(), |c| c.graceful_shutdown()).await
     };
     if let Err(e) = result {
-        ctx.shared.metrics.connection_error(&*e);
+        ctx.metrics.connection_error(&*e);
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -284,6 +311,11 @@ where
     match served {
         Stop::Done(result) => result,
         Stop::Drain => {
+            if conn.requests_begun.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                if let Ok(done) = tokio::time::timeout(FIRST_REQUEST_GRACE, http.as_mut()).await {
+                    return done;
+                }
+            }
             shutdown(http.as_mut());
             http.await
         }

@@ -29,6 +29,7 @@ pub struct InFlight(Arc<Conn>);
 impl InFlight {
     fn new(conn: &Arc<Conn>) -> Self {
         conn.requests_in_flight.fetch_add(1, Ordering::Relaxed);
+        conn.requests_begun.fetch_add(1, Ordering::Relaxed);
         InFlight(conn.clone())
     }
 }

@@ -56,6 +56,7 @@ mod idle;
 mod limit;
 pub(crate) mod linger;
 pub mod listener;
+pub mod listeners;
 pub(crate) mod plain;
 mod preface;
 mod proxy_protocol;
@@ -78,8 +79,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{HttpConfig, ProxyProtocolIn, ServerConfig};
-use crate::proxy::Shared;
+use crate::proxy::Live;
 use crate::side::Side;
+use arc_swap::ArcSwap;
 use conn::ConnContext;
 use limit::{PerIp, Slot};
 
@@ -90,9 +92,53 @@ pub enum Kind {
     Plain,
 }
 
+impl Kind {
+    /// The listener's role, as an upgrade hands its socket over.
+    pub(crate) fn role(self) -> &'static str {
+        match self {
+            Kind::Tls => "tls",
+            Kind::Plain => "plain",
+        }
+    }
+}
+
+/// A socket bound for an address of the configuration.
+pub struct Bound {
+    pub listener: std::net::TcpListener,
+    pub kind: Kind,
+    /// The address as configured (port 0 stays 0), by which a reload
+    /// knows the listener again.
+    pub configured: SocketAddr,
+}
+
+impl Bound {
+    /// Binds `configured` for `kind`.
+    pub fn bind(configured: SocketAddr, kind: Kind) -> Result<Bound, crate::Error> {
+        let listener = listener::bind(kind.role(), configured).map_err(|source| crate::Error::Bind {
+            addr: configured,
+            source,
+        })?;
+        Ok(Bound {
+            listener,
+            kind,
+            configured,
+        })
+    }
+}
+
+/// What the connections of every listener are served with, for one
+/// generation of the configuration.
+pub struct Settings {
+    pub config: ServerConfig,
+    pub http: Option<Arc<HttpConfig>>,
+    pub acceptor: TlsAcceptor,
+    /// For `[http] unknown_host = "close"`.
+    pub known_hosts: Option<Arc<unknown_host::KnownHosts>>,
+}
+
 /// Bound listeners, ready to serve.
 pub struct Server {
-    listeners: Vec<(std::net::TcpListener, Kind)>,
+    listeners: Vec<Bound>,
     config: ServerConfig,
     http: Option<Arc<HttpConfig>>,
     /// For `[http] unknown_host = "close"`.
@@ -100,11 +146,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(
-        listeners: Vec<(std::net::TcpListener, Kind)>,
-        config: ServerConfig,
-        http: Option<HttpConfig>,
-    ) -> Self {
+    pub fn new(listeners: Vec<Bound>, config: ServerConfig, http: Option<HttpConfig>) -> Self {
         Server {
             listeners,
             config,
@@ -114,8 +156,8 @@ impl Server {
     }
 
     /// The hosts the plain listener serves, for `unknown_host = "close"`.
-    pub fn with_known_hosts(mut self, known: unknown_host::KnownHosts) -> Self {
-        self.known_hosts = Some(Arc::new(known));
+    pub fn with_known_hosts(mut self, known: Arc<unknown_host::KnownHosts>) -> Self {
+        self.known_hosts = Some(known);
         self
     }
 
@@ -123,9 +165,20 @@ impl Server {
     pub fn local_addrs(&self, kind: Kind) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter(|(_, k)| *k == kind)
-            .filter_map(|(l, _)| l.local_addr().ok())
+            .filter(|b| b.kind == kind)
+            .filter_map(|b| b.listener.local_addr().ok())
             .collect()
+    }
+
+    /// Starts accepting on every listener. Must run inside a tokio runtime.
+    pub fn start(self, acceptor: TlsAcceptor, live: Arc<Live>) -> std::io::Result<listeners::Running> {
+        let settings = Settings {
+            config: self.config,
+            http: self.http,
+            acceptor,
+            known_hosts: self.known_hosts,
+        };
+        listeners::Running::start(self.listeners, settings, live)
     }
 
     /// Serves until `shutdown` completes, then drains. Must run inside a
@@ -133,77 +186,12 @@ impl Server {
     pub async fn run(
         self,
         acceptor: TlsAcceptor,
-        shared: Arc<Shared>,
+        live: Arc<Live>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let https_port = self.local_addrs(Kind::Tls).first().map_or(443, |a| a.port());
-        let listeners = self
-            .listeners
-            .into_iter()
-            .map(|(l, kind)| Ok((TcpListener::from_std(l)?, kind)))
-            .collect::<std::io::Result<Vec<_>>>()?;
-
-        let drain = CancellationToken::new();
-        let ctx = Arc::new(ConnContext {
-            acceptor,
-            http: http_builder(&self.config),
-            shared: shared.clone(),
-            handshake_timeout: self.config.handshake_timeout,
-            header_read_timeout: self.config.header_read_timeout,
-            max_header_size: self.config.max_header_size,
-            idle_timeout: self.config.idle_timeout,
-            drain: drain.clone(),
-            https_port,
-            send_timeout: self.config.send_timeout,
-            known_hosts: self.known_hosts.clone(),
-        });
-        let connections = TaskTracker::new();
-        let limits = Limits {
-            all: Arc::new(Semaphore::new(self.config.max_connections)),
-            per_ip: self
-                .config
-                .max_connections_per_ip
-                .map(|max| Arc::new(PerIp::new(max))),
-        };
-        let accepting = TaskTracker::new();
-        for (listener, kind) in listeners {
-            let plain = match (kind, &self.http) {
-                (Kind::Plain, Some(http)) => Some(http.clone()),
-                _ => None,
-            };
-            let proxy_protocol = match &plain {
-                Some(http) => http.proxy_protocol,
-                None => self.config.proxy_protocol,
-            };
-            accepting.spawn(accept_loop(
-                listener,
-                plain,
-                proxy_protocol,
-                ctx.clone(),
-                connections.clone(),
-                limits.clone(),
-            ));
-        }
-        accepting.close();
-
+        let running = self.start(acceptor, live)?;
         shutdown.await;
-        tracing::info!(grace = ?self.config.shutdown_grace, "shutting down: no new connections; finishing requests in flight");
-        drain.cancel();
-        accepting.wait().await;
-        connections.close();
-        let drained = tokio::time::timeout(self.config.shutdown_grace, connections.wait()).await;
-        if drained.is_err() {
-            tracing::warn!("grace period over; closing the connections still open");
-        }
-        // Tunnels and anything left are closed now; their tasks end at once.
-        shared.tunnel_cancel.cancel();
-        shared.tunnels.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            connections.wait().await;
-            shared.tunnels.wait().await;
-        })
-        .await;
-        tracing::info!("stopped");
+        running.finish(Duration::ZERO).await;
         Ok(())
     }
 }
@@ -234,7 +222,7 @@ pub(crate) fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor
 
 /// The connection limits shared by every listener.
 #[derive(Clone)]
-struct Limits {
+pub(crate) struct Limits {
     /// `max_connections`: a permit per open client socket.
     all: Arc<Semaphore>,
     /// `max_connections_per_ip`, when set.
@@ -245,26 +233,29 @@ struct Limits {
 /// for a plain-HTTP listener, `None` for a TLS one.
 async fn accept_loop(
     listener: TcpListener,
-    plain: Option<Arc<HttpConfig>>,
-    proxy_protocol: ProxyProtocolIn,
-    ctx: Arc<ConnContext>,
+    contexts: Arc<ArcSwap<ConnContext>>,
+    stop: CancellationToken,
     connections: TaskTracker,
     limits: Limits,
 ) {
     loop {
         let permit = tokio::select! {
-            () = ctx.drain.cancelled() => return,
+            () = stop.cancelled() => return,
             p = limits.all.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return,
             },
         };
         let accepted = tokio::select! {
-            () = ctx.drain.cancelled() => return,
+            () = stop.cancelled() => return,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((tcp, peer)) => {
+                // A connection is served by the configuration in service
+                // when it arrived.
+                let ctx = contexts.load_full();
+                let proxy_protocol = ctx.proxy_protocol;
                 // Behind a PROXY header the client is known only once it
                 // is read: its limit is taken then (proxy_protocol.rs).
                 let ip_slot = match &limits.per_ip {
@@ -279,9 +270,8 @@ async fn accept_loop(
                     },
                 };
                 listener::tune_accepted(&tcp);
-                let ctx = ctx.clone();
-                let hard_stop = ctx.shared.tunnel_cancel.clone();
-                let plain = plain.clone();
+                let hard_stop = ctx.live.load().tunnel_cancel.clone();
+                let plain = ctx.plain.clone();
                 let per_ip = limits.per_ip.clone();
                 connections.spawn(async move {
                     let serve = async {
@@ -323,7 +313,7 @@ async fn accept_loop(
 /// once and before any TLS: with a reset, so that no TIME_WAIT is left on
 /// this side however many a client opens.
 fn refuse(tcp: tokio::net::TcpStream, peer: SocketAddr, ctx: &ConnContext) {
-    ctx.shared.metrics.connections_rejected_per_ip.inc();
+    ctx.metrics.connections_rejected_per_ip.inc();
     tracing::debug!(%peer, "connection refused: max_connections_per_ip reached for this address");
     let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
     drop(tcp);

@@ -25,9 +25,9 @@ pub async fn serve(
     peer: SocketAddr,
 ) {
     let local = tcp.local_addr().ok();
-    let registration = ctx.shared.connections.open(peer);
+    let registration = ctx.connections.open(peer);
     let server_port = local.map_or(0, |a| a.port());
-    let mut tcp = super::counting::Counting::new(tcp, registration, ctx.shared.metrics.clone(), slot);
+    let mut tcp = super::counting::Counting::new(tcp, registration, ctx.metrics.clone(), slot);
     tcp.list(None);
     let conn = tcp.conn().clone();
     let info = Arc::new(
@@ -65,7 +65,7 @@ async fn handle(
     // A request with two framings is refused by the proxy, before any of
     // the plain listener's own answers: a redirect would keep it alive.
     if req.extensions().get::<headers::BothFramings>().is_some() {
-        return proxy::handle(ctx.shared.clone(), info, req).await;
+        return proxy::handle(ctx.live.load_full(), info, req).await;
     }
     if let Some(webroot) = &http.acme_webroot {
         if let Some(response) = super::acme::challenge(webroot, &req).await {
@@ -75,7 +75,7 @@ async fn handle(
     if http.redirect_to_https {
         return redirect(&req, ctx.https_port);
     }
-    proxy::handle(ctx.shared.clone(), info, req).await
+    proxy::handle(ctx.live.load_full(), info, req).await
 }
 
 /// 308 keeps the method and body, so a POST sent to http:// by mistake is

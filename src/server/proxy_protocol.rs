@@ -53,7 +53,7 @@ pub(super) async fn arrive(
     mode: ProxyProtocolIn,
     per_ip: Option<&Arc<PerIp>>,
 ) -> Option<(TcpStream, SocketAddr, Option<IpSlot>)> {
-    let trusted = ctx.shared.real_ip.trusts(peer.ip());
+    let trusted = ctx.live.load().real_ip.trusts(peer.ip());
     let client = match tokio::time::timeout(ctx.handshake_timeout, read(&mut tcp, mode, trusted)).await {
         Ok(Ok(named)) => named.unwrap_or(peer),
         Ok(Err(refused)) => {

@@ -20,7 +20,9 @@ where
     match tunnel::join(client, upstream, idle, stop).await {
         tunnel::End::Closed { .. } => End::Closed,
         tunnel::End::Idle => End::Idle,
-        tunnel::End::Shutdown => End::Shutdown,
+        // Streams are not routes: a reload never retires them, and `join`
+        // never ends this way.
+        tunnel::End::Shutdown | tunnel::End::Retired => End::Shutdown,
         tunnel::End::Error(_) => End::Error,
     }
 }

@@ -112,7 +112,8 @@ impl Streams {
                 .listen
                 .iter()
                 .map(|&addr| {
-                    crate::server::listener::bind(addr).map_err(|source| Error::Bind { addr, source })
+                    crate::server::listener::bind("stream", addr)
+                        .map_err(|source| Error::Bind { addr, source })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let shared = Stream {
@@ -146,8 +147,13 @@ impl Streams {
     }
 
     /// Accepts until `drain` is cancelled; then lets open streams run for
-    /// the shutdown grace, closes what is left and returns.
-    pub(crate) async fn run(self, drain: CancellationToken) {
+    /// the shutdown grace (or for `after_upgrade`, when set by then),
+    /// closes what is left and returns.
+    pub(crate) async fn run(
+        self,
+        drain: CancellationToken,
+        after_upgrade: Arc<std::sync::OnceLock<Duration>>,
+    ) {
         let open = TaskTracker::new();
         let accepting = TaskTracker::new();
         for (stream, listeners) in self.bound {
@@ -166,7 +172,8 @@ impl Streams {
         drain.cancelled().await;
         accepting.wait().await;
         open.close();
-        if !open.is_empty() && tokio::time::timeout(self.grace, open.wait()).await.is_err() {
+        let grace = after_upgrade.get().copied().unwrap_or(self.grace);
+        if !open.is_empty() && tokio::time::timeout(grace, open.wait()).await.is_err() {
             tracing::warn!("grace period over; closing the streams still open");
         }
         self.stop.cancel();

@@ -7,7 +7,13 @@
 //! symlink, which a watch on the file itself would miss), a content poll
 //! for filesystems without events, and an explicit request (SIGHUP).
 //! Events are debounced so that a key and a certificate written one after
-//! the other are read together.
+//! the other are read together. Only events that name a configured file
+//! (or a directory on its path, or a symlink target) count: a log file
+//! written beside the certificates does not make them be read again.
+//!
+//! A configuration reload hands over a new list of pairs with their
+//! certificates already loaded and checked ([`ReloadHandle::retarget`]);
+//! they are published, and watched, from then on.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -83,12 +89,46 @@ pub struct ReloadStats {
 pub struct ReloadHandle {
     request: Arc<Notify>,
     pub stats: Arc<ReloadStats>,
+    retarget: tokio::sync::mpsc::UnboundedSender<Retarget>,
+}
+
+/// New pairs from a configuration reload, with their certificates.
+struct Retarget {
+    slots: Vec<Slot>,
+    certs: Vec<Arc<LoadedCert>>,
+    watch: bool,
+    poll: Option<Duration>,
+    done: tokio::sync::oneshot::Sender<()>,
 }
 
 impl ReloadHandle {
     /// Re-reads every certificate now, as SIGHUP does.
     pub fn reload_now(&self) {
         self.request.notify_one();
+    }
+
+    /// Serves `certs` for `slots` (loaded and checked by the caller) from
+    /// now on, watched if `watch`; returns once they are published. Between
+    /// two passes of the reloader, so that no pass of the old pairs can
+    /// publish over the new ones.
+    pub async fn retarget(
+        &self,
+        slots: Vec<Slot>,
+        certs: Vec<Arc<LoadedCert>>,
+        watch: bool,
+        poll: Option<Duration>,
+    ) {
+        let (done, published) = tokio::sync::oneshot::channel();
+        let sent = self.retarget.send(Retarget {
+            slots,
+            certs,
+            watch,
+            poll,
+            done,
+        });
+        if sent.is_ok() {
+            let _ = published.await;
+        }
     }
 }
 
@@ -103,6 +143,7 @@ pub struct Reloader {
     watcher: Option<DirWatcher>,
     /// A pair looked half-written at the last pass.
     retry: bool,
+    retargets: tokio::sync::mpsc::UnboundedReceiver<Retarget>,
 }
 
 impl Reloader {
@@ -112,10 +153,11 @@ impl Reloader {
     pub fn new(slots: Vec<Slot>, store: Arc<CertStore>, watch: bool, poll: Option<Duration>) -> Self {
         let changed = Arc::new(Notify::new());
         let mut watcher = if watch && !slots.is_empty() {
-            DirWatcher::new(changed.clone())
+            DirWatcher::new(changed.clone(), &slots)
         } else {
             None
         };
+        let (retarget, retargets) = tokio::sync::mpsc::unbounded_channel();
         if let Some(w) = watcher.as_mut() {
             w.update(&slots);
         }
@@ -135,10 +177,12 @@ impl Reloader {
             handle: ReloadHandle {
                 request: Arc::new(Notify::new()),
                 stats: Arc::new(ReloadStats::default()),
+                retarget,
             },
             changed,
             watcher,
             retry: false,
+            retargets,
         };
         reloader.retry = reloader.reload_all("start", false);
         reloader
@@ -150,9 +194,6 @@ impl Reloader {
 
     /// Follows the files until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
-        if self.slots.is_empty() {
-            return;
-        }
         let changed = self.changed.clone();
         let mut retry = self.retry;
         loop {
@@ -182,6 +223,11 @@ impl Reloader {
                     "file change"
                 }
                 () = self.handle.request.notified() => "reload request",
+                Some(new) = self.retargets.recv() => {
+                    self.take(new);
+                    retry = false;
+                    continue;
+                }
                 () = poll_sleep => "poll",
                 () = sleep_if(retry) => "re-read of a half-written pair",
             };
@@ -190,6 +236,32 @@ impl Reloader {
                 w.update(&self.slots);
             }
         }
+    }
+
+    /// Serves the pairs of a configuration reload from now on.
+    fn take(&mut self, new: Retarget) {
+        for (slot, cert) in new.slots.iter().zip(&new.certs) {
+            let before = self.slots.iter().find(|s| s.source.cert == slot.source.cert);
+            let changed = slot.served.is_some() && before.and_then(|b| b.served) != slot.served;
+            if changed {
+                self.handle.stats.published.fetch_add(1, Ordering::Relaxed);
+                log_published(&slot.source, cert, "configuration reload");
+            }
+        }
+        self.store.publish(new.certs);
+        self.slots = new.slots;
+        self.poll = new.poll;
+        if !new.watch {
+            self.watcher = None;
+        } else if self.watcher.is_none() && !self.slots.is_empty() {
+            self.watcher = DirWatcher::new(self.changed.clone(), &self.slots);
+        }
+        if let Some(w) = self.watcher.as_mut() {
+            w.update(&self.slots);
+        }
+        let waiting = self.slots.iter().filter(|s| s.served.is_none()).count();
+        self.handle.stats.bootstrapping.store(waiting, Ordering::Relaxed);
+        let _ = new.done.send(());
     }
 
     /// Reloads every slot; true when one of them should be read again soon
@@ -227,21 +299,11 @@ impl Reloader {
                 tracing::debug!(cert = %slot.source.cert.display(), %why, "certificate unchanged");
             }
             Ok((cert, hash)) => {
-                let f = cert.facts.clone();
                 let cert = Arc::new(cert);
                 if self.store.replace(index, cert.clone()) {
                     slot.served = Some(hash);
                     stats.published.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        cert = %slot.source.cert.display(),
-                        serial = %f.serial,
-                        sans = %f.sans.join(","),
-                        not_after = %humantime::format_rfc3339_seconds(f.not_after),
-                        sha256 = %f.sha256,
-                        %why,
-                        "certificate reloaded: new connections get the new certificate"
-                    );
-                    warn_if_incomplete(&cert);
+                    log_published(&slot.source, &cert, why);
                 }
             }
             // While bootstrapping, missing files are the expected state.
@@ -263,6 +325,22 @@ impl Reloader {
         }
         false
     }
+}
+
+/// The log line of a certificate put in service, and its warning if its
+/// chain is incomplete.
+fn log_published(source: &CertificateSource, cert: &LoadedCert, why: &str) {
+    let f = &cert.facts;
+    tracing::info!(
+        cert = %source.cert.display(),
+        serial = %f.serial,
+        sans = %f.sans.join(","),
+        not_after = %humantime::format_rfc3339_seconds(f.not_after),
+        sha256 = %f.sha256,
+        %why,
+        "certificate reloaded: new connections get the new certificate"
+    );
+    warn_if_incomplete(cert);
 }
 
 /// A chain without its intermediates is served, but said loudly: every
@@ -291,14 +369,23 @@ struct DirWatcher {
     /// Watched directory -> (device, inode), to notice a directory that was
     /// replaced and needs watching again.
     watched: HashMap<PathBuf, (u64, u64)>,
+    /// The names an event must touch to count (see [`relevant_names`]).
+    names: Arc<std::sync::RwLock<Vec<std::ffi::OsString>>>,
 }
 
 impl DirWatcher {
-    fn new(changed: Arc<Notify>) -> Option<Self> {
+    fn new(changed: Arc<Notify>, slots: &[Slot]) -> Option<Self> {
+        let names = Arc::new(std::sync::RwLock::new(relevant_names(slots)));
+        let wanted = names.clone();
         let handler = move |event: notify::Result<notify::Event>| match event {
             // Our own reads show up as access events; they change nothing.
             Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
-            Ok(_) => changed.notify_one(),
+            Ok(e) => {
+                let wanted = wanted.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if touches(&e, &wanted) {
+                    changed.notify_one();
+                }
+            }
             // An overflowed queue may have lost the event that mattered.
             Err(_) => changed.notify_one(),
         };
@@ -306,6 +393,7 @@ impl DirWatcher {
             Ok(watcher) => Some(DirWatcher {
                 watcher,
                 watched: HashMap::new(),
+                names,
             }),
             Err(e) => {
                 tracing::warn!("cannot watch certificate directories ({e}); relying on the poll");
@@ -315,6 +403,10 @@ impl DirWatcher {
     }
 
     fn update(&mut self, slots: &[Slot]) {
+        *self
+            .names
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = relevant_names(slots);
         let mut wanted: Vec<PathBuf> = Vec::new();
         for slot in slots {
             for path in [&slot.source.cert, &slot.source.key] {
@@ -341,6 +433,41 @@ impl DirWatcher {
             }
         }
     }
+}
+
+/// The file names whose change can change what the pairs read: each
+/// configured file's name, every directory name on its path (certbot
+/// swaps `live/<name>` links, a Kubernetes secret swaps `..data`), and the
+/// names along its symlink's target.
+fn relevant_names(slots: &[Slot]) -> Vec<std::ffi::OsString> {
+    let mut names = Vec::new();
+    for slot in slots {
+        for path in [&slot.source.cert, &slot.source.key] {
+            let target = std::fs::canonicalize(path).ok();
+            for p in std::iter::once(path.as_path()).chain(target.as_deref()) {
+                names.extend(p.components().filter_map(|c| match c {
+                    std::path::Component::Normal(n) => Some(n.to_os_string()),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    // Kubernetes projects a secret through `..data` -> `..<timestamp>`;
+    // the timestamped names are new at every update.
+    names.push("..data".into());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether `event` touches one of `names`, or is an event without paths
+/// (which may be the one that mattered).
+fn touches(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
+    event.paths.is_empty()
+        || event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| names.iter().any(|w| w == n) || n.to_string_lossy().starts_with(".."))
+        })
 }
 
 /// The directories whose changes can change what `path` reads.

@@ -774,10 +774,27 @@ sandbox="$(awk '$1 == "CapEff:" || $1 == "CapBnd:" || $1 == "NoNewPrivs:" || $1 
 check "the unit's process: CAP_NET_BIND_SERVICE only, no new privileges, seccomp ($sandbox)" \
     test "$sandbox" = "CapEff:0000000000000400 CapBnd:0000000000000400 NoNewPrivs:1 Seccomp:2 "
 log "the unit's open-file limit: $(sd grep 'Max open files' "/proc/$main_pid/limits" 2>/dev/null | tr -s ' ')"
-sd systemctl reload portcullis >/dev/null 2>&1 || true
-sleep 1
-check "systemctl reload (SIGHUP) keeps it active" \
+reloaded() { sd journalctl -u portcullis --no-pager 2>/dev/null | grep -q "configuration reloaded"; }
+check "systemctl reload checks the file, then reloads it (SIGHUP)" sd systemctl reload portcullis
+check "the reload is logged" wait_until 20 reloaded
+check "systemctl reload keeps it active" \
     test "$(sd systemctl show -P ActiveState portcullis)" = active
+# A file the proxy would refuse fails `systemctl reload` and changes nothing.
+sd sh -c 'cp /etc/portcullis/proxy.toml /tmp/good.toml && echo "bogus = 1" >>/etc/portcullis/proxy.toml'
+reload_refused() { ! sd systemctl reload portcullis >/dev/null 2>&1; }
+check "systemctl reload of an invalid file fails" reload_refused
+sd cp /tmp/good.toml /etc/portcullis/proxy.toml
+check "it still serves after the refused reload" sd_answers
+# The binary upgrade under systemd: the new process takes the sockets and
+# becomes the unit's main process; the old one leaves.
+old_pid="$(sd systemctl show -P MainPID portcullis)"
+sd systemctl kill --kill-whom=main -s USR2 portcullis >/dev/null 2>&1 || true
+main_moved() { local p; p="$(sd systemctl show -P MainPID portcullis)"; [ "$p" != "$old_pid" ] && [ "$p" != 0 ]; }
+check "SIGUSR2: a new process is the unit's main process" wait_until 30 main_moved
+old_gone() { ! sd test -d "/proc/$old_pid"; }
+check "the old process exits" wait_until 40 old_gone
+check "the unit stays active and serves after the upgrade" sh -c \
+    "[ \"\$(podman exec $C_SD systemctl show -P ActiveState portcullis)\" = active ] && curl -ksf --max-time 3 -o /dev/null https://$SD_IP/headers"
 sd systemctl stop portcullis >/dev/null 2>&1 || true
 result="$(sd systemctl show -P Result portcullis) $(sd systemctl show -P ExecMainStatus portcullis)"
 check "systemctl stop portcullis: result success, exit status 0 ($result)" test "$result" = "success 0"

@@ -14,12 +14,23 @@ use super::empty;
 
 /// GET `path` on the admin listener at `admin` over plain HTTP/1.1.
 pub async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
+    exchange(admin, http::Method::GET, path).await
+}
+
+/// POST `path` (with no body) on the admin listener at `admin`.
+pub async fn post(admin: SocketAddr, path: &str) -> (u16, String) {
+    exchange(admin, http::Method::POST, path).await
+}
+
+async fn exchange(admin: SocketAddr, method: http::Method, path: &str) -> (u16, String) {
     let tcp = TcpStream::connect(admin).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get(path)
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "admin")
         .body(empty())
         .unwrap();

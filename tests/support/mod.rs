@@ -12,6 +12,7 @@ pub mod certs;
 pub mod from;
 pub mod hosts;
 pub mod https_origin;
+pub mod live;
 pub mod mtls;
 pub mod nofile;
 pub mod pools;

@@ -28,6 +28,22 @@ pub fn run_to_end(args: &[&str], config: &Path) -> Output {
         .unwrap()
 }
 
+/// `binary --config config run`, with none of a developer's
+/// `PORTCULLIS_*` variables: the file says everything.
+pub fn run_command(binary: &Path, config: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.arg("--config").arg(config).arg("run");
+    for var in [
+        "PORTCULLIS_CONFIG",
+        "PORTCULLIS_LISTEN",
+        "PORTCULLIS_TLS_CERT",
+        "PORTCULLIS_TLS_KEY",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// The proxy binary as a child process, killed on drop if still running.
 pub struct ProxyProcess {
     child: Child,
@@ -62,17 +78,7 @@ impl ProxyProcess {
     ) -> (ProxyProcess, SocketAddr) {
         let path = dir.join("proxy.toml");
         std::fs::write(&path, config).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        command.arg("--config").arg(&path).arg("run");
-        // The file says everything: a developer's environment must not.
-        for var in [
-            "PORTCULLIS_CONFIG",
-            "PORTCULLIS_LISTEN",
-            "PORTCULLIS_TLS_CERT",
-            "PORTCULLIS_TLS_KEY",
-        ] {
-            command.env_remove(var);
-        }
+        let command = run_command(Path::new(env!("CARGO_BIN_EXE_portcullis")), &path);
         ProxyProcess::spawn(command, hold).await
     }
 

@@ -50,6 +50,11 @@ const SERVER_SCHEMA: Schema = Schema {
         "client_body_timeout",
         "send_timeout",
         "keepalive",
+        // reload/
+        "pid_file",
+        "watch_config",
+        "upgrade_tunnel_grace",
+        "tunnel_drain_after_reload",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -81,6 +86,10 @@ const SERVER_SCHEMA: Schema = Schema {
         ("body_timeout", "client_body_timeout"),
         ("client_send_timeout", "send_timeout"),
         ("write_timeout", "send_timeout"),
+        ("pid", "pid_file"),
+        ("pidfile", "pid_file"),
+        ("auto_reload", "watch_config"),
+        ("watch", "watch_config"),
     ],
 };
 
@@ -137,6 +146,22 @@ impl Checker<'_> {
             client_body_timeout: self.optional_timeout(table, "client_body_timeout"),
             send_timeout: self.optional_timeout(table, "send_timeout"),
             keepalive: self.boolean(table, "keepalive", true),
+            pid_file: self
+                .file_path(
+                    table,
+                    "pid_file",
+                    "\"/run/portcullis.pid\"",
+                    "/run/portcullis.pid",
+                )
+                .map(|(path, _)| path),
+            watch_config: self.boolean(table, "watch_config", false),
+            upgrade_tunnel_grace: self.duration(
+                table,
+                "upgrade_tunnel_grace",
+                DEFAULT_UPGRADE_TUNNEL_GRACE,
+                Zero::Allowed,
+            ),
+            tunnel_drain_after_reload: self.optional_timeout(table, "tunnel_drain_after_reload"),
         };
         server.proxy_protocol = self.proxy_protocol_in(table, &server.trusted_proxies);
         (server, labels)
@@ -202,5 +227,12 @@ pub(super) fn default_server() -> ServerConfig {
         client_body_timeout: None,
         send_timeout: None,
         keepalive: true,
+        pid_file: None,
+        watch_config: false,
+        upgrade_tunnel_grace: DEFAULT_UPGRADE_TUNNEL_GRACE,
+        tunnel_drain_after_reload: None,
     }
 }
+
+/// A WebSocket open across an upgrade keeps its old process this long.
+const DEFAULT_UPGRADE_TUNNEL_GRACE: Duration = Duration::from_secs(24 * 3600);

@@ -63,6 +63,9 @@ pub(crate) struct Group {
     single: bool,
     pub(crate) requests: AtomicU64,
     pub(crate) retried: AtomicU64,
+    /// Fired when a reload leaves the pool out: its health checks and
+    /// name resolution stop.
+    pub(crate) retired: tokio_util::sync::CancellationToken,
 }
 
 /// What `/upstreams` shows of a pool.
@@ -111,6 +114,7 @@ impl Group {
             single,
             requests: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            retired: tokio_util::sync::CancellationToken::new(),
         }
     }
 

@@ -4,7 +4,9 @@
 //! requests in flight and the time since it last went up or down.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -15,8 +17,8 @@ use prometheus_client::metrics::MetricType;
 use super::group::Group;
 use super::server::{Counts, Server};
 
-/// The pools, set once the proxy has built them.
-pub(crate) type Pools = Arc<OnceLock<Vec<Arc<Group>>>>;
+/// The pools in service, replaced by every reload.
+pub(crate) type Pools = Arc<ArcSwap<Vec<Arc<Group>>>>;
 
 /// The collector registered with the metrics registry.
 #[derive(Debug)]
@@ -40,9 +42,7 @@ type Read = fn(&Server) -> i64;
 
 impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(groups) = self.0.get() else {
-            return Ok(());
-        };
+        let groups = self.0.load();
         let all: Vec<(ServerLabels, Arc<Server>)> = groups
             .iter()
             .flat_map(|g| {

@@ -45,11 +45,29 @@ pub(crate) struct Resolver {
 
 impl Resolver {
     /// The servers of the pool, with names resolved once now (blocking: at
-    /// start only). A name that does not resolve yet is one server that
-    /// resolves it at every connection.
-    pub(crate) fn initial(&self) -> Vec<Arc<Server>> {
+    /// start, and in a reload off the serving threads). A name that does
+    /// not resolve yet is one server that resolves it at every connection.
+    /// A reload passes `before`, the pool of the previous configuration
+    /// whose servers connect the same way: an entry written the same keeps
+    /// its servers, with their keep-alive connections, health and counters.
+    pub(crate) fn initial(&self, before: Option<&Group>) -> Vec<Arc<Server>> {
         let mut servers = Vec::new();
         for (index, entry) in self.entries.iter().enumerate() {
+            let kept: Vec<Arc<Server>> = before
+                .and_then(|group| {
+                    let resolver = group.resolver.as_ref()?;
+                    let old = resolver.entries.iter().position(|e| e == entry)?;
+                    let current = group.servers.load();
+                    Some(current.iter().filter(|s| s.entry() == old).cloned().collect())
+                })
+                .unwrap_or_default();
+            if !kept.is_empty() {
+                for server in &kept {
+                    server.move_to(index);
+                }
+                servers.extend(kept);
+                continue;
+            }
             match self.name_of(entry) {
                 Some(url) => {
                     let found: Vec<SocketAddr> = (url.host.as_str(), url.port)
@@ -121,7 +139,7 @@ impl Resolver {
         let mut next = Vec::new();
         let mut changed = false;
         for (index, entry) in self.entries.iter().enumerate() {
-            let mine = current.iter().filter(|s| s.entry == index);
+            let mine = current.iter().filter(|s| s.entry() == index);
             let Some(url) = self.name_of(entry) else {
                 next.extend(mine.cloned());
                 continue;
@@ -141,7 +159,7 @@ impl Resolver {
             for addr in &found {
                 match current
                     .iter()
-                    .find(|s| s.entry == index && s.resolved == Some(*addr))
+                    .find(|s| s.entry() == index && s.resolved == Some(*addr))
                 {
                     Some(kept) => next.push(kept.clone()),
                     None => next.push(self.server(index, Some(*addr))),

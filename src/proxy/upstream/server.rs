@@ -29,8 +29,9 @@ pub(crate) struct Server {
     pub(crate) host: String,
     /// A stable hash of `label`, for rendezvous hashing.
     pub(crate) id: u64,
-    /// Which entry of the pool's `servers` this server comes from.
-    pub(crate) entry: usize,
+    /// Which entry of the pool's `servers` this server comes from; a
+    /// reload that keeps the server may move it to another place.
+    entry: AtomicUsize,
     /// The address its entry's name resolved to, when it has a name that
     /// is resolved every `resolve_interval`.
     pub(crate) resolved: Option<std::net::SocketAddr>,
@@ -42,6 +43,9 @@ pub(crate) struct Server {
     down: AtomicBool,
     health: Mutex<Health>,
     pub(crate) counts: Counts,
+    /// Fired when a reload has left the server out of its pool and
+    /// `tunnel_drain_after_reload` has passed: its tunnels close.
+    pub(crate) retired: tokio_util::sync::CancellationToken,
 }
 
 /// What `/metrics` counts of a server.
@@ -109,7 +113,7 @@ impl Server {
     ) -> Self {
         Server {
             id: super::balance::stable_hash(&*label),
-            entry: 0,
+            entry: AtomicUsize::new(0),
             resolved: None,
             rr_score: std::sync::atomic::AtomicI64::new(0),
             label,
@@ -121,6 +125,7 @@ impl Server {
             in_flight: AtomicUsize::new(0),
             down: AtomicBool::new(false),
             counts: Counts::default(),
+            retired: tokio_util::sync::CancellationToken::new(),
             health: Mutex::new(Health {
                 fails: 0,
                 window_start: Instant::now(),
@@ -135,9 +140,19 @@ impl Server {
 
     /// The server made from entry `entry` of the pool, for `resolved`.
     pub(crate) fn with_entry(mut self, entry: usize, resolved: Option<std::net::SocketAddr>) -> Self {
-        self.entry = entry;
+        self.entry = AtomicUsize::new(entry);
         self.resolved = resolved;
         self
+    }
+
+    /// Which entry of the pool's `servers` this server comes from.
+    pub(crate) fn entry(&self) -> usize {
+        self.entry.load(Ordering::Relaxed)
+    }
+
+    /// Moves the server to entry `entry` of a reloaded pool.
+    pub(crate) fn move_to(&self, entry: usize) {
+        self.entry.store(entry, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Health> {
