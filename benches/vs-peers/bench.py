@@ -50,7 +50,13 @@ def peers():
 
 
 ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "stream", "streammem", "scaling",
-                 "pool")
+                 "pool", "reload")
+# reload: the h1 load while the proxy reloads its configuration every
+# RELOAD_EVERY seconds (SIGHUP: nginx -s reload, portcullis's reload); the
+# failed requests and the p99 against the same proxy's h1. HAProxy reloads
+# only in master-worker mode, which no other scenario runs: left out.
+RELOAD_EVERY = 1.0
+RELOAD_PROXIES = ("nginx", "portcullis", "baseline")
 # Echo over a TLS-terminating stream listener (nginx `stream` with `ssl`,
 # HAProxy `mode tcp`, portcullis `[[stream]]` with `tls = "terminate"`).
 STREAM_SCENARIOS = ("stream", "streammem")
@@ -158,6 +164,33 @@ def on_signal(signum, _frame):
 # ------------------------------------------------------------- /proc reads
 
 
+class Reloads:
+    """SIGHUP to `pid` every RELOAD_EVERY seconds until stopped; counts them."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.sent = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.done.wait(RELOAD_EVERY):
+            try:
+                os.kill(self.pid, signal.SIGHUP)
+                self.sent += 1
+            except OSError:
+                return
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.sent
+
+
 def children(pid):
     out = []
     try:
@@ -180,8 +213,12 @@ def cpu_split(pids):
     the time in the proxy's own code and in the kernel on its behalf."""
     user = kernel = 0
     for pid in pids:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            # A worker an nginx reload replaced.
+            continue
         # After the command: state is field 3, utime 14, stime 15 (1-based).
         user += int(fields[11])
         kernel += int(fields[12])
@@ -578,7 +615,7 @@ class Bench:
         """Runs the scenario's load for `secs` seconds; a result dict."""
         url = "https://127.0.0.1:%d" % port
         limit = secs + 60
-        if scenario in ("h1", "h1def", "scaling", "big", "pool"):
+        if scenario in ("h1", "h1def", "scaling", "big", "pool", "reload"):
             path, conns = ("/bytes/%d" % BIG, 16) if scenario == "big" else ("/bytes/1024", 64)
             out, _ = self.run_tool(
                 ["wrk", "-t1", "-c%d" % conns, "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
@@ -698,7 +735,11 @@ class Bench:
             v0, i0 = switches(pids)
             s0 = tcp_segments()
             w0 = time.monotonic()
-            r = self.load(scenario, port, self.args.duration)
+            reloader = Reloads(p.pid).start() if scenario == "reload" else None
+            try:
+                r = self.load(scenario, port, self.args.duration)
+            finally:
+                reloads = reloader.stop() if reloader else None
             wall = time.monotonic() - w0
             u1, k1 = cpu_split(pids)
             v1, i1 = switches(pids)
@@ -720,6 +761,12 @@ class Bench:
                 preemptions_per_op=(i1 - i0) / r["ops"] if r["ops"] else None,
                 upstream=up, upstream_ops=r["ops"] + warm_ops,
             )
+            if scenario == "reload":
+                # An nginx reload starts new workers whose CPU is not
+                # counted: no CPU figure for this scenario.
+                r["reloads"] = reloads
+                for k in ("cpu_us_per_op", "user_us_per_op", "kernel_us_per_op"):
+                    r[k] = None
             if scenario == "big":
                 r["mib_per_s"] = r["rate"] * BIG / (1 << 20)
                 mib = r["ops"] * BIG / (1 << 20)
@@ -880,6 +927,8 @@ class Bench:
                 k = rnd % len(PROXIES)
                 order = PROXIES[k:] + PROXIES[:k]
                 for proxy in order:
+                    if scenario == "reload" and proxy not in RELOAD_PROXIES:
+                        continue
                     r = self.measure(scenario, proxy, rnd)
                     self.measurements.append(r)
                     log(describe(r))
@@ -1035,6 +1084,9 @@ METRICS = [
     ("scaling", "cpu_us_per_op", "scaling proxy CPU us/request, 2 workers/threads", 1, False),
     ("pool", "rate", "pool h1 requests/s over %d origins, round robin" % POOL_SIZE, 1, True),
     ("pool", "cpu_us_per_op", "pool proxy CPU us/request over %d origins" % POOL_SIZE, 1, False),
+    ("reload", "errors", "reload failed requests, h1 load with a reload every second (target 0)", 1, False),
+    ("reload", "p99_us", "reload latency p99 (ms), h1 load with a reload every second", 1e-3, False),
+    ("reload", "reloads", "reload reloads during the measured load", 1, None),
 ]
 
 
@@ -1156,6 +1208,17 @@ def summarise(measurements):
                 "scenario": "pool", "metric": "cpu_pool_over_h1", "proxy": proxy,
                 "label": "pool %s: CPU/request over %d origins / over one" % (proxy, POOL_SIZE),
                 "value": statistics.median(pooled) / statistics.median(one),
+            })
+    # Reloads: each proxy's p99 with a reload every second over its p99
+    # without, in the same run.
+    for proxy in PROXIES:
+        calm = [m["p99_us"] for m in by.get(("h1", proxy), []) if m.get("p99_us")]
+        reloading = [m["p99_us"] for m in by.get(("reload", proxy), []) if m.get("p99_us")]
+        if calm and reloading:
+            rows.append({
+                "scenario": "reload", "metric": "p99_reload_over_h1", "proxy": proxy,
+                "label": "reload %s: p99 with a reload every second / without" % proxy,
+                "value": statistics.median(reloading) / statistics.median(calm),
             })
     # Defences: portcullis's CPU per request with every optional limit set
     # over the same without, in the same run.
