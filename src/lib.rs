@@ -211,11 +211,15 @@ impl Proxy {
         let stop_background = tokio_util::sync::CancellationToken::new();
         let certs = self.reloader.handle();
         let reloader = tokio::spawn(self.reloader.run(stop_background.clone()));
+        // The admin listener stops with the others: after an upgrade its
+        // socket is the new process's, and an old process that still
+        // answered there would take its reloads and scrapes.
+        let stop_admin = stop_background.child_token();
         self.shared.start_pool_tasks(&stop_background);
         let admin = self.admin.map(|(listener, state)| {
             // The TLS listeners were bound in `bind`; they accept from here on.
             state.serving.store(true, std::sync::atomic::Ordering::Relaxed);
-            tokio::spawn(admin::serve(listener, state, stop_background.clone()))
+            tokio::spawn(admin::serve(listener, state, stop_admin.clone()))
         });
         // The streams drain beside the HTTP listeners, with the same grace.
         let drain = tokio_util::sync::CancellationToken::new();
@@ -274,6 +278,7 @@ impl Proxy {
         // No socket is kept for another process any more: once the
         // listeners close, a connection attempt here is refused.
         crate::handover::sockets::forget_all();
+        stop_admin.cancel();
         drain.cancel();
         engine.running.finish(tunnel_grace).await;
         let _ = streams.await;

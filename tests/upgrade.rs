@@ -148,6 +148,15 @@ async fn an_upgrade_refuses_no_connection_and_the_old_process_leaves_after_its_t
     assert_eq!(status, 200);
     assert!(page.contains(&tls.to_string()), "{page}");
 
+    // Only the new process answers the admin listener now, though the old
+    // one still runs (for its WebSocket): each reload is the next
+    // generation of the same process.
+    for generation in 2..6 {
+        let (status, text) = support::admin::post(admin, "/reload").await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains(&format!("generation {generation}:")), "{text}");
+    }
+
     // The old process keeps its WebSocket, and leaves once it closes.
     tunnel.send(Message::text("still here")).await.unwrap();
     assert_eq!(tunnel.next().await.unwrap().unwrap(), Message::text("still here"));

@@ -151,7 +151,10 @@ impl fmt::Display for Changes {
         if parts.is_empty() {
             parts.push("nothing changed".to_owned());
         }
-        write!(f, "{}; {} pool(s) kept whole", parts.join("; "), self.pools_kept)
+        if self.pools_kept > 0 {
+            parts.push(format!("{} pool(s) kept whole", self.pools_kept));
+        }
+        f.write_str(&parts.join("; "))
     }
 }
 
