@@ -3,8 +3,9 @@
 //! Small rooms, one purpose each, none knowing TOML: `files` finds the file
 //! a path names, `confine` keeps every lookup inside the root (the ACME
 //! webroot uses it too), `reply` makes the response with `conditional`
-//! (ETag, 304, If-Range), `range` (206, 416) and `encoding`
-//! (Accept-Encoding), and `body` streams a large file in bounded chunks.
+//! (ETag, 304, If-Range), `range` (206, 416), `encoding`
+//! (Accept-Encoding) and `mime` (Content-Type), and `body` streams a large
+//! file in bounded chunks.
 //!
 //! All of one request's file-system work runs in one hop to tokio's
 //! blocking pool; a file of up to 64 KiB is read in the same hop.
@@ -14,6 +15,7 @@ mod conditional;
 pub(crate) mod confine;
 mod encoding;
 mod files;
+mod mime;
 mod range;
 mod reply;
 

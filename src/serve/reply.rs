@@ -14,12 +14,11 @@ use super::conditional::Validators;
 use super::confine::{self, Refused};
 use super::files::Base;
 use super::range::{self, Ranged};
-use super::{encoding, Asked};
+use super::{encoding, mime, Asked};
 use crate::config::Precompressed;
 
 static BYTES: HeaderValue = HeaderValue::from_static("bytes");
 static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
-static OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// A response made from a file, before it becomes hyper's.
@@ -57,9 +56,7 @@ pub(crate) fn file(
 
     let mut headers = HeaderMap::with_capacity(8);
     // The type is the original file's, whatever its encoding.
-    let mime = mime_guess::from_path(found)
-        .first_raw()
-        .map_or_else(|| OCTET_STREAM.clone(), HeaderValue::from_static);
+    let mime = HeaderValue::from_static(mime::of(found));
     if let Ok(etag) = HeaderValue::from_str(&validators.etag) {
         headers.insert(header::ETAG, etag);
     }
