@@ -325,8 +325,20 @@ async fn ranges_206_416_and_the_whole_file_for_several() {
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(headers["content-range"], format!("bytes */{len}").as_str());
 
+    for range in ["bytes=-0", "bytes=99999999999999999999999-"] {
+        let (status, _, _) = ranged(range).await;
+        assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+    }
+
     // Several ranges, or one that does not parse: the whole file.
-    for range in ["bytes=0-1,5-6", "bytes=9-2", "bytes=zz", "lines=1-2"] {
+    for range in [
+        "bytes=0-1,5-6",
+        "bytes=9-2",
+        "bytes=zz",
+        "lines=1-2",
+        "bytes=1-2-3",
+        "bytes= -",
+    ] {
         let (status, headers, body) = ranged(range).await;
         assert_eq!(status, StatusCode::OK, "{range}");
         assert!(!headers.contains_key("content-range"));
@@ -398,6 +410,9 @@ async fn precompressed_files_follow_accept_encoding() {
         (Some("*"), "BROTLI", Some("br")),
         (Some("*, br;q=0"), "GZIP", Some("gzip")),
         (Some("br;q=0, gzip;q=0"), "console.log('plain');\n", None),
+        // A q-value that does not parse refuses; garbage is ignored.
+        (Some("br;q=abc, gzip"), "GZIP", Some("gzip")),
+        (Some(";;,,q=,br;;"), "BROTLI", Some("br")),
         (Some("identity"), "console.log('plain');\n", None),
         (None, "console.log('plain');\n", None),
     ] {

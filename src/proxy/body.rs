@@ -113,12 +113,11 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::File(file) => match file.poll_chunk(cx) {
-                Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+            Kind::File(file) => Poll::Ready(match file.next_chunk() {
+                Some(Ok(chunk)) => Some(Ok(Frame::data(chunk))),
+                Some(Err(e)) => Some(Err(e.into())),
+                None => None,
+            }),
             Kind::Upstream(streaming) => {
                 let StreamingProj {
                     mut body,

@@ -344,7 +344,7 @@ async fn route_and_forward<'s>(
         l.upstream = Some(route.state.label.clone());
     }
     if let Some(files) = &route.config.files {
-        log = match crate::serve::answer(files, &req, log).await {
+        log = match crate::serve::answer(files, &req, log) {
             crate::serve::Answer::Done(response) => return response,
             crate::serve::Answer::Forward(log) => log,
         };

@@ -11,8 +11,9 @@
 //! `O_NONBLOCK` (a FIFO cannot block the open), and only a regular file is
 //! served: a directory, FIFO, socket or device never is.
 //!
-//! The work is blocking file-system calls: callers run it on tokio's
-//! blocking pool, all of one lookup in one hop.
+//! The work is blocking file-system calls, a few per lookup: static routes
+//! make them in the connection's task (see `body.rs`), the ACME webroot in
+//! one hop to tokio's blocking pool.
 
 use std::fs::{File, Metadata};
 use std::io::ErrorKind;

@@ -7,8 +7,9 @@
 //! (Accept-Encoding) and `mime` (Content-Type), and `body` streams a large
 //! file in bounded chunks.
 //!
-//! All of one request's file-system work runs in one hop to tokio's
-//! blocking pool; a file of up to 64 KiB is read in the same hop.
+//! The file-system work runs in the connection's task, as nginx runs it
+//! in its event loop (see `body.rs` for why and what it asks of the disk);
+//! a file of up to 64 KiB is read whole before the head goes out.
 
 pub(crate) mod body;
 mod conditional;
@@ -46,7 +47,7 @@ pub(crate) enum Answer {
     Forward(Option<Box<AccessRecord>>),
 }
 
-/// What of the request the answer depends on, owned, for the blocking pool.
+/// What of the request the answer depends on.
 #[derive(Debug)]
 pub(crate) struct Asked {
     head: bool,
@@ -89,7 +90,7 @@ enum Outcome {
 }
 
 /// The answer of the route serving `files` to `req`.
-pub(crate) async fn answer<B>(
+pub(crate) fn answer<B>(
     files: &Arc<StaticFiles>,
     req: &Request<B>,
     log: Option<Box<AccessRecord>>,
@@ -104,10 +105,7 @@ pub(crate) async fn answer<B>(
         return Answer::Done(response);
     }
     let asked = Asked::of(req);
-    let shared = files.clone();
-    let outcome = tokio::task::spawn_blocking(move || decide(&shared, &asked))
-        .await
-        .unwrap_or(Outcome::Missing);
+    let outcome = decide(files, &asked);
     Answer::Done(match outcome {
         Outcome::Reply(reply) => respond(reply, log),
         Outcome::Missing => match &files.fallback {
@@ -136,7 +134,7 @@ pub(crate) async fn answer<B>(
     })
 }
 
-/// The file-system half of `answer`, on the blocking pool.
+/// The file-system half of `answer`.
 fn decide(files: &StaticFiles, asked: &Asked) -> Outcome {
     let base = match Base::resolve(files) {
         Ok(base) => base,
