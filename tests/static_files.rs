@@ -467,3 +467,35 @@ async fn curl_fetches_a_file_and_a_range() {
     assert!(text.contains("content-range: bytes 7-10/12"), "{text}");
     assert!(text.ends_with("file"), "{text}");
 }
+
+/// A root behind a link (`current -> releases/1`) follows the link when a
+/// deploy re-points it, within a second or so.
+#[tokio::test]
+async fn a_root_behind_a_link_follows_a_deploy() {
+    let site = Site::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (release, text) in [("1", "first"), ("2", "second")] {
+        std::fs::create_dir_all(dir.path().join("releases").join(release)).unwrap();
+        std::fs::write(dir.path().join("releases").join(release).join("v.txt"), text).unwrap();
+    }
+    let current = dir.path().join("current");
+    std::os::unix::fs::symlink("releases/1", &current).unwrap();
+    let proxy = ProxyHandle::start(&site.config(&files_route("/", &current, "")), site.dir.path()).await;
+    let (_, _, body) = get_with(proxy.addr, &site.ca, "/v.txt", &[]).await;
+    assert_eq!(body, "first");
+
+    // Re-pointed as deploy tools do: a new link renamed over the old one.
+    let next = dir.path().join("current.next");
+    std::os::unix::fs::symlink("releases/2", &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, _, body) = get_with(proxy.addr, &site.ca, "/v.txt", &[]).await;
+        if body == "second" {
+            break;
+        }
+        assert_eq!(body, "first");
+        assert!(tokio::time::Instant::now() < deadline, "the new release was never served");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

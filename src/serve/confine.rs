@@ -15,10 +15,12 @@
 //! make them in the connection's task (see `body.rs`), the ACME webroot in
 //! one hop to tokio's blocking pool.
 
+use std::cell::RefCell;
 use std::fs::{File, Metadata};
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// `O_NOFOLLOW` (refuse to open a symlink as the final path component) and
 /// `O_NONBLOCK` (so that a FIFO cannot block the open), from the Linux
@@ -60,6 +62,37 @@ pub(crate) fn segment_ok(segment: &[u8]) -> bool {
 /// The root resolved (every link followed), as paths under it are compared.
 pub(crate) fn resolve_root(root: &Path) -> Result<PathBuf, Refused> {
     std::fs::canonicalize(root).map_err(|_| "the root directory does not exist or cannot be read")
+}
+
+/// How long a resolved root is reused: a deploy that re-points a link in
+/// the root's path (`current -> releases/42`) is followed within this.
+const ROOT_FRESH: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Roots resolved lately by this thread: (root as configured, when,
+    /// resolved). Resolving costs a `readlink` per segment of the root,
+    /// as much again as the lookup under it; a few routes' roots fit.
+    static ROOTS: RefCell<Vec<(PathBuf, Instant, PathBuf)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `resolve_root`, reused for `ROOT_FRESH` by the thread that resolved it.
+pub(crate) fn resolve_root_cached(root: &Path) -> Result<PathBuf, Refused> {
+    let now = Instant::now();
+    let cached = ROOTS.with_borrow(|roots| {
+        roots
+            .iter()
+            .find(|(configured, at, _)| configured == root && now.duration_since(*at) < ROOT_FRESH)
+            .map(|(_, _, real)| real.clone())
+    });
+    if let Some(real) = cached {
+        return Ok(real);
+    }
+    let real = resolve_root(root)?;
+    ROOTS.with_borrow_mut(|roots| {
+        roots.retain(|(configured, at, _)| configured != root && now.duration_since(*at) < ROOT_FRESH);
+        roots.push((root.to_path_buf(), now, real.clone()));
+    });
+    Ok(real)
 }
 
 /// What `target` (the resolved `root` and checked segments) is: a regular

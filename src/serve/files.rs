@@ -41,10 +41,11 @@ pub(crate) struct Base<'f> {
 }
 
 impl<'f> Base<'f> {
-    /// The route's directory resolved now, so that a deploy that re-points
-    /// a symlink (`current -> releases/42`) is followed at once.
+    /// The route's directory resolved, as of at most a second ago, so that
+    /// a deploy that re-points a symlink (`current -> releases/42`) is
+    /// followed within a second.
     pub(crate) fn resolve(files: &'f StaticFiles) -> Result<Self, confine::Refused> {
-        let real = confine::resolve_root(files.dir.path())?;
+        let real = confine::resolve_root_cached(files.dir.path())?;
         Ok(Base { files, real })
     }
 
