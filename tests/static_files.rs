@@ -495,7 +495,10 @@ async fn a_root_behind_a_link_follows_a_deploy() {
             break;
         }
         assert_eq!(body, "first");
-        assert!(tokio::time::Instant::now() < deadline, "the new release was never served");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new release was never served"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

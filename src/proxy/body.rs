@@ -1,7 +1,8 @@
 //! The response body the proxy hands to hyper: an upstream body streamed
 //! frame by frame under the route's read timeout, a static file read in
-//! bounded chunks, or a short local answer. It also carries the access-log line, written when the body ends
-//! or the client goes away, so the line has the real byte count.
+//! bounded chunks, or a short local answer. It also carries the access-log
+//! line, written when the body ends or the client goes away, so the line
+//! has the real byte count.
 
 use std::future::Future;
 use std::pin::Pin;

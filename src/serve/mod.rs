@@ -20,8 +20,6 @@ mod mime;
 mod range;
 mod reply;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
@@ -90,11 +88,7 @@ enum Outcome {
 }
 
 /// The answer of the route serving `files` to `req`.
-pub(crate) fn answer<B>(
-    files: &Arc<StaticFiles>,
-    req: &Request<B>,
-    log: Option<Box<AccessRecord>>,
-) -> Answer {
+pub(crate) fn answer<B>(files: &StaticFiles, req: &Request<B>, log: Option<Box<AccessRecord>>) -> Answer {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         // Files are only read; other methods are the application's.
         if let Fallback::Pool(_) = files.fallback {
