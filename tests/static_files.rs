@@ -392,6 +392,17 @@ async fn head_has_the_headers_of_get_and_no_body() {
     raw.get("/small.txt").await;
     let resp = raw.read_response().await.expect("a response");
     assert_eq!((resp.status, resp.text().as_str()), (200, "small"));
+
+    // Over HTTP/2 too: the length of a GET, no DATA.
+    let mut h2 = h2(proxy.addr, &site.ca).await;
+    let resp = h2
+        .send_request(request(Method::HEAD, "https://localhost/big.bin", &[]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-length"], "200000");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
 }
 
 #[tokio::test]
