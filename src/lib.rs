@@ -18,6 +18,7 @@ mod log_limit;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+mod serve;
 pub mod server;
 pub mod side;
 pub mod stream;

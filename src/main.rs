@@ -120,6 +120,7 @@ fn check(config: &Config) -> ExitCode {
                     portcullis::config::RouteAction::Respond { status, .. } => {
                         format!("respond {}", status.as_u16())
                     }
+                    portcullis::config::RouteAction::Files => route.upstream_text(),
                 };
                 println!("  route   {host}{} -> {to}{mtls}", route.path);
                 if let Some(tls) = &route.upstream_tls {

@@ -50,13 +50,18 @@ def peers():
 
 
 ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "stream", "streammem", "scaling",
-                 "pool", "reload")
+                 "pool", "static", "staticbig", "reload")
 # reload: the h1 load while the proxy reloads its configuration every
 # RELOAD_EVERY seconds (SIGHUP: nginx -s reload, portcullis's reload); the
 # failed requests and the p99 against the same proxy's h1. HAProxy reloads
 # only in master-worker mode, which no other scenario runs: left out.
 RELOAD_EVERY = 1.0
 RELOAD_PROXIES = ("nginx", "portcullis", "baseline")
+# Files served by the proxy itself from one directory (nginx `root`,
+# portcullis `root`): a 1 KiB file as h1 fetches, a 1 MiB file as big.
+# HAProxy serves no files, so it sits these out.
+FILE_SCENARIOS = ("static", "staticbig")
+FILE_SMALL, FILE_BIG = "/static/1k.bin", "/static/1m.bin"
 # Echo over a TLS-terminating stream listener (nginx `stream` with `ssl`,
 # HAProxy `mode tcp`, portcullis `[[stream]]` with `tls = "terminate"`).
 STREAM_SCENARIOS = ("stream", "streammem")
@@ -535,11 +540,22 @@ class Bench:
                 raise BenchError("origin did not report its ports")
             time.sleep(0.02)
 
+    def make_files(self):
+        """The files of the static scenarios, under WORK/static (random
+        bytes: nothing along the way can compress them)."""
+        d = os.path.join(self.work, "static")
+        os.makedirs(d, exist_ok=True)
+        for name, size in (("1k.bin", 1024), ("1m.bin", BIG)):
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(os.urandom(size))
+            os.chmod(os.path.join(d, name), 0o644)
+        os.chmod(d, 0o755)
+
     def worker_connections(self):
         return proxy_setup.connections_for(self.nofile)
 
     def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None, defences=False,
-                    echo_port=None, pool_ports=None):
+                    echo_port=None, pool_ports=None, files=False):
         """The proxy's process, its HTTPS port and its pids; with
         `echo_port`, it also has a TLS-terminating stream listener in front
         of that echo server, on `site.stream_port`; with `pool_ports`, its
@@ -556,7 +572,8 @@ class Bench:
             conf = proxy_setup.configure(kind, site, tag, threads=workers,
                                          keepalive=keepalive or self.args.nginx_keepalive,
                                          nofile=self.nofile, defences=defences and kind == "portcullis",
-                                         apps=["127.0.0.1:%d" % p for p in pool_ports] if pool_ports else None)
+                                         apps=["127.0.0.1:%d" % p for p in pool_ports] if pool_ports else None,
+                                         files=self.work if files else None)
         except proxy_setup.ConfigError as e:
             raise BenchError(str(e))
         binary = {"baseline": self.args.baseline, "nginx": self.args.nginx,
@@ -615,8 +632,9 @@ class Bench:
         """Runs the scenario's load for `secs` seconds; a result dict."""
         url = "https://127.0.0.1:%d" % port
         limit = secs + 60
-        if scenario in ("h1", "h1def", "scaling", "big", "pool", "reload"):
-            path, conns = ("/bytes/%d" % BIG, 16) if scenario == "big" else ("/bytes/1024", 64)
+        if scenario in ("h1", "h1def", "scaling", "big", "pool", "reload") + FILE_SCENARIOS:
+            path, conns = {"big": ("/bytes/%d" % BIG, 16), "static": (FILE_SMALL, 64),
+                           "staticbig": (FILE_BIG, 16)}.get(scenario, ("/bytes/1024", 64))
             out, _ = self.run_tool(
                 ["wrk", "-t1", "-c%d" % conns, "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
                  url + path],
@@ -711,7 +729,7 @@ class Bench:
             p, port, pids, stream_port = self.start_proxy(
                 proxy, app_port, ws_port, workers, cpus, tag, keepalive,
                 defences=scenario == "h1def", echo_port=echo_port if streamed else None,
-                pool_ports=pool_ports)
+                pool_ports=pool_ports, files=scenario in FILE_SCENARIOS)
             if streamed:
                 # The load goes to the stream listener, and the upstream
                 # connections watched are the echo server's.
@@ -767,7 +785,7 @@ class Bench:
                 r["reloads"] = reloads
                 for k in ("cpu_us_per_op", "user_us_per_op", "kernel_us_per_op"):
                     r[k] = None
-            if scenario == "big":
+            if scenario in ("big", "staticbig"):
                 r["mib_per_s"] = r["rate"] * BIG / (1 << 20)
                 mib = r["ops"] * BIG / (1 << 20)
                 r["cpu_us_per_mib"] = cpu_us / mib if r["ops"] else None
@@ -918,6 +936,7 @@ class Bench:
 
     def run(self):
         self.make_certs()
+        self.make_files()
         scenarios = self.args.scenarios
         t_start = time.monotonic()
         for rnd in range(self.args.rounds):
@@ -928,6 +947,8 @@ class Bench:
                 order = PROXIES[k:] + PROXIES[:k]
                 for proxy in order:
                     if scenario == "reload" and proxy not in RELOAD_PROXIES:
+                        continue
+                    if scenario in FILE_SCENARIOS and proxy == "haproxy":
                         continue
                     r = self.measure(scenario, proxy, rnd)
                     self.measurements.append(r)
@@ -1087,6 +1108,11 @@ METRICS = [
     ("reload", "errors", "reload failed requests, h1 load with a reload every second (target 0)", 1, False),
     ("reload", "p99_us", "reload latency p99 (ms), h1 load with a reload every second", 1e-3, False),
     ("reload", "reloads", "reload reloads during the measured load", 1, None),
+    ("static", "rate", "static requests/s (a 1 KiB file, 64 conns, wrk; not HAProxy)", 1, True),
+    ("static", "p99_us", "static latency p99 (ms)", 1e-3, False),
+    ("static", "cpu_us_per_op", "static proxy CPU us/request", 1, False),
+    ("staticbig", "mib_per_s", "staticbig MiB/s (a 1 MiB file, 16 conns, wrk; not HAProxy)", 1, True),
+    ("staticbig", "cpu_us_per_mib", "staticbig proxy CPU us/MiB", 1, False),
 ]
 
 
@@ -1105,6 +1131,8 @@ HEADLINE = [
     ("streammem", "kib_per_conn", "KiB per idle TLS stream", None),
     ("scaling", "cpu_us_per_op", "CPU per request, 2 threads", None),
     ("pool", "cpu_us_per_op", "CPU per request over %d origins" % POOL_SIZE, 1.0),
+    ("static", "cpu_us_per_op", "CPU per request, 1 KiB file", None),
+    ("staticbig", "cpu_us_per_mib", "CPU per MiB, 1 MiB file", None),
 ]
 
 

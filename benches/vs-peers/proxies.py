@@ -148,12 +148,15 @@ def pool_table(apps):
 
 
 def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
-              single_process=False, defences=False, apps=None):
+              single_process=False, defences=False, apps=None, files=None):
     """Writes PROXY's configuration for `site` into its work directory; its
     path. `tag` names the files of this run; `keepalive` is nginx's upstream
     keepalive; `defences` sets portcullis' optional limits (h1def); `apps`,
     when given, are the servers of a round-robin pool in place of the one
-    application (the pool scenario)."""
+    application (the pool scenario); `files`, a directory whose `static/`
+    holds the files of the static scenarios, served at /static/ (nginx has
+    that location always; portcullis gets its route only then, so that a
+    baseline build without static files still reads the others)."""
     nofile = nofile or resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     conns = connections_for(nofile)
     values = site.values()
@@ -193,6 +196,8 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
         if apps:
             text = text.replace('upstream = "http://%s"' % apps[0], 'upstream = "app"', 1)
             text += "\n" + pool_table(apps)
+        if files:
+            text += '\n[[route]]\npath = "/static/"\nroot = "%s"\n' % files
         return write(conf, text)
     raise ConfigError("unknown proxy %s" % proxy)
 

@@ -13,6 +13,7 @@ mod pool;
 mod route_shaping;
 mod server_answers;
 mod size;
+mod static_files;
 mod stream;
 
 pub use access_template::{AccessTemplate, LogField, Piece, LOG_FIELDS};
@@ -23,6 +24,7 @@ pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 pub use pool::{ActiveHealth, Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
 pub use route_shaping::{PathKind, PathRewrite, RouteAction, RouteShaping, UpstreamUrls};
 pub use server_answers::{UnknownHost, UnknownSni};
+pub use static_files::{Fallback, FilesDir, Precompressed, StaticFiles, TryFile};
 pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtocol, TcpUpstream};
 
 use std::net::SocketAddr;
@@ -313,12 +315,22 @@ pub struct RouteConfig {
     pub send_proxy_protocol: Option<ProxyProtocol>,
     /// `forwarded`: append an RFC 7239 `Forwarded` element. Default false.
     pub forwarded: bool,
+    /// `root` or `alias` and the keys that go with them: the files this
+    /// route serves (its action is then `RouteAction::Files`).
+    pub files: Option<std::sync::Arc<StaticFiles>>,
 }
 
 impl RouteConfig {
     /// Where the route forwards, as logs and `portcullis check` say it:
     /// its upstream URL, or `pool <name>`.
     pub fn upstream_text(&self) -> String {
+        if let Some(files) = &self.files {
+            let fallback = match &files.fallback {
+                Fallback::Pool(pool) => format!(", else pool {pool}"),
+                Fallback::Status(_) | Fallback::NotFound => String::new(),
+            };
+            return format!("files {}{fallback}", files.dir.path().display());
+        }
         match &self.pool {
             Some(pool) => format!("pool {pool}"),
             None => self.upstream.to_string(),

@@ -56,6 +56,7 @@ mod route;
 mod route_action;
 mod route_client;
 mod route_shaping;
+mod route_static;
 mod server;
 mod server_answers;
 mod stream;

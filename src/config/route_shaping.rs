@@ -66,6 +66,9 @@ pub enum RouteAction {
     },
     /// `respond = { status, body }`: a fixed answer.
     Respond { status: http::StatusCode, body: String },
+    /// `root` or `alias`: serve files (`RouteConfig::files`), forwarding
+    /// only what `try_files` sends to its `@name`.
+    Files,
 }
 
 /// How a route's path is matched against the normalised request path.

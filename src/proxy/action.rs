@@ -65,7 +65,7 @@ pub(crate) fn decide<B>(
     if how == How::AddSlash {
         return Some(add_slash(path, req.uri().query()));
     }
-    if matches!(shaping.action, RouteAction::Proxy) {
+    if matches!(shaping.action, RouteAction::Proxy | RouteAction::Files) {
         return None;
     }
     let values = Values {
@@ -79,8 +79,9 @@ pub(crate) fn decide<B>(
     answer(&shaping.action, &values)
 }
 
-/// The 301 from `path` to `path/`, the query kept.
-fn add_slash(path: &str, query: Option<&str>) -> Result<Local, Refusal> {
+/// The 301 from `path` to `path/`, the query kept (a static route's
+/// directory asked without its slash too).
+pub(crate) fn add_slash(path: &str, query: Option<&str>) -> Result<Local, Refusal> {
     let mut location = String::with_capacity(path.len() + 2 + query.map_or(0, str::len));
     location.push_str(path);
     location.push('/');
@@ -113,7 +114,7 @@ fn method_not_allowed(shaping: &RouteShaping) -> Local {
 /// The route's own answer, when it has one instead of an upstream.
 fn answer(action: &RouteAction, values: &Values<'_>) -> Option<Result<Local, Refusal>> {
     match action {
-        RouteAction::Proxy => None,
+        RouteAction::Proxy | RouteAction::Files => None,
         RouteAction::Redirect { to, status } => {
             let location = to.render(values);
             Some(match HeaderValue::from_str(&location) {

@@ -1,7 +1,8 @@
-//! The response body the proxy hands to hyper: either an upstream body
-//! streamed frame by frame under the route's read timeout, or a short local
-//! answer. It also carries the access-log line, written when the body ends
-//! or the client goes away, so the line has the real byte count.
+//! The response body the proxy hands to hyper: an upstream body streamed
+//! frame by frame under the route's read timeout, a static file read in
+//! bounded chunks, or a short local answer. It also carries the access-log
+//! line, written when the body ends or the client goes away, so the line
+//! has the real byte count.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 use super::access::AccessRecord;
 use super::upstream::h1::body::UpstreamBody;
 use super::upstream::server::Lease;
+use crate::serve::body::FileBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -29,6 +31,7 @@ enum Kind {
     // its size would be this state, which only a streamed body needs.
     Upstream(Pin<Box<Streaming>>),
     Local { data: Option<Bytes> },
+    File(Box<FileBody>),
 }
 
 pin_project! {
@@ -76,6 +79,14 @@ impl ProxyBody {
         }
     }
 
+    /// A static file's bytes, read as the client takes them.
+    pub(crate) fn file(file: Box<FileBody>, log: Option<Box<AccessRecord>>) -> Self {
+        ProxyBody {
+            kind: Kind::File(file),
+            log,
+        }
+    }
+
     /// Holds `lease` until a streamed body ends; a local body has ended.
     pub(crate) fn hold(&mut self, lease: Lease) {
         if let Kind::Upstream(streaming) = &mut self.kind {
@@ -103,6 +114,11 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::File(file) => Poll::Ready(match file.next_chunk() {
+                Some(Ok(chunk)) => Some(Ok(Frame::data(chunk))),
+                Some(Err(e)) => Some(Err(e.into())),
+                None => None,
+            }),
             Kind::Upstream(streaming) => {
                 let StreamingProj {
                     mut body,
@@ -136,6 +152,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Upstream(streaming) => streaming.body.is_end_stream(),
             Kind::Local { data } => data.is_none(),
+            Kind::File(file) => file.remaining() == 0,
         }
     }
 
@@ -143,6 +160,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Upstream(streaming) => streaming.body.size_hint(),
             Kind::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::File(file) => SizeHint::with_exact(file.remaining()),
         }
     }
 }

@@ -429,6 +429,12 @@ async fn route_and_forward<'s>(
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
     }
+    if let Some(files) = &route.config.files {
+        log = match crate::serve::answer(files, &req, log) {
+            crate::serve::Answer::Done(response) => return response,
+            crate::serve::Answer::Forward(log) => log,
+        };
+    }
     match forward(shared, conn, req, route, upgrade, &mut log).await {
         Ok(response) => response,
         Err(refusal) => refusal.answer(shared, conn, Some(route), log.take()),
@@ -552,6 +558,12 @@ fn rewrite_for_route<B>(
     let routed_path = normalized.as_deref().unwrap_or(req.uri().path());
     if let Some(local) = action::decide(&route.config, how, conn, req, host.as_ref(), routed_path) {
         return Err(Refusal::Local(local?));
+    }
+    if route.config.files.is_some() {
+        // Files are looked up by the path routed on, whatever the head
+        // forwarded to a fallback becomes.
+        let file_path = crate::serve::FilePath(routed_path.to_owned());
+        req.extensions_mut().insert(file_path);
     }
 
     let get = req.method() == Method::GET;

@@ -76,6 +76,12 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         // route_client.rs
         "send_proxy_protocol",
         "forwarded",
+        // route_static.rs
+        "root",
+        "alias",
+        "try_files",
+        "index",
+        "precompressed",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -130,6 +136,10 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("proxy_redirect", "redirect_rewrite"),
         ("proxy_cookie_path", "cookie_path"),
         ("proxy_cookie_flags", "cookie_flags"),
+        ("gzip_static", "precompressed"),
+        ("brotli_static", "precompressed"),
+        ("document_root", "root"),
+        ("directory_index", "index"),
     ],
 };
 
@@ -214,11 +224,19 @@ impl Checker<'_> {
 
         let path = self.route_path(table);
 
-        let action = self.route_action(table);
+        let files = self.route_files(table, path.as_ref(), pools, pool_names);
+        let action = match &files {
+            Some(_) => Some(RouteAction::Files),
+            None => self.route_action(table),
+        };
         let mut pool = None;
         let upstream = match &action {
             // Routes that answer by themselves have no upstream to reach.
             Some(RouteAction::Redirect { .. } | RouteAction::Respond { .. }) => Some(no_upstream()),
+            Some(RouteAction::Files) => files.as_ref().and_then(|f| {
+                pool.clone_from(&f.pool);
+                f.upstream.clone()
+            }),
             None => None,
             Some(RouteAction::Proxy) => match self.string(table, "upstream", "\"http://127.0.0.1:8080\"") {
                 Some((text, span)) if names_pool(text, pool_names) => {
@@ -299,6 +317,7 @@ impl Checker<'_> {
                 shaping,
                 send_proxy_protocol,
                 forwarded,
+                files: files.and_then(|f| f.files),
             }),
             _ => None,
         };
@@ -399,7 +418,7 @@ impl Checker<'_> {
 }
 
 /// The upstream of a route that answers by itself: never connected to.
-fn no_upstream() -> Upstream {
+pub(super) fn no_upstream() -> Upstream {
     Upstream {
         scheme: Scheme::Http,
         host: "0.0.0.0".to_string(),
