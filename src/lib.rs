@@ -16,6 +16,7 @@ pub mod gencert;
 mod log_limit;
 pub mod metrics;
 pub mod proxy;
+mod serve;
 pub mod server;
 pub mod side;
 pub mod stream;

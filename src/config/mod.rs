@@ -5,8 +5,10 @@
 
 mod access_template;
 mod client_addr;
+mod compression;
 mod duration;
 mod error;
+mod error_pages;
 mod header_rules;
 mod parse;
 mod pool;
@@ -17,7 +19,9 @@ mod stream;
 
 pub use access_template::{AccessTemplate, LogField, Piece, LOG_FIELDS};
 pub use client_addr::{IpNet, ProxyProtocolIn, RealIpHeader};
+pub use compression::{Compression, CompressionLevel, Encoding, DEFAULT_TYPES};
 pub use error::{ConfigError, ConfigErrors, Origin};
+pub use error_pages::{ErrorPage, ErrorPages};
 pub use header_rules::{ForwardedFor, HeaderRule, HeaderRules, RouteHeaders, RuleSet, UpstreamHost, When};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 pub use pool::{ActiveHealth, Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
@@ -27,6 +31,7 @@ pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtoc
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A whole, validated configuration.
@@ -50,6 +55,9 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// `[headers]`: header rules of every route.
     pub headers: HeaderRules,
+    /// `[compression]`: for the answers of no route, and the routes that
+    /// say nothing. `None` (the default): off.
+    pub compression: Option<Arc<Compression>>,
 }
 
 /// `[admin]`.
@@ -121,6 +129,9 @@ pub struct ServerConfig {
     /// `keepalive`: serve more than one HTTP/1.1 request per connection.
     /// Default true.
     pub keepalive: bool,
+    /// `error_pages` and `intercept_errors`: for the answers of no route,
+    /// and the routes that say nothing. Default: none.
+    pub error_pages: Arc<ErrorPages>,
 }
 
 /// `[tls]`.
@@ -298,6 +309,10 @@ pub struct RouteConfig {
     pub send_proxy_protocol: Option<ProxyProtocol>,
     /// `forwarded`: append an RFC 7239 `Forwarded` element. Default false.
     pub forwarded: bool,
+    /// `compression` over `[compression]`; `None`: off on this route.
+    pub compression: Option<Arc<Compression>>,
+    /// `error_pages` and `intercept_errors`, each over `[server]`'s.
+    pub error_pages: Arc<ErrorPages>,
 }
 
 impl RouteConfig {

@@ -29,6 +29,8 @@ enum Kind {
     // its size would be this state, which only a streamed body needs.
     Upstream(Pin<Box<Streaming>>),
     Local { data: Option<Bytes> },
+    // Another body around one of the two: compression.
+    Wrapped(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
 
 pin_project! {
@@ -90,6 +92,27 @@ impl ProxyBody {
     pub fn set_log(&mut self, log: Option<Box<AccessRecord>>) {
         self.log = log;
     }
+
+    /// The body replaced by `data` (an error page); the access record stays.
+    pub(crate) fn replace(&mut self, data: Bytes) {
+        self.kind = Kind::Local {
+            data: (!data.is_empty()).then_some(data),
+        };
+    }
+
+    /// This body inside the one `wrap` makes of it (a compressor); the
+    /// access record stays outside, and counts the bytes sent.
+    pub(crate) fn wrap<W>(self, wrap: impl FnOnce(ProxyBody) -> W) -> ProxyBody
+    where
+        W: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        let ProxyBody { kind, log } = self;
+        let inner = ProxyBody { kind, log: None };
+        ProxyBody {
+            kind: Kind::Wrapped(Box::pin(wrap(inner))),
+            log,
+        }
+    }
 }
 
 impl Body for ProxyBody {
@@ -103,6 +126,7 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Wrapped(body) => body.as_mut().poll_frame(cx),
             Kind::Upstream(streaming) => {
                 let StreamingProj {
                     mut body,
@@ -136,6 +160,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Upstream(streaming) => streaming.body.is_end_stream(),
             Kind::Local { data } => data.is_none(),
+            Kind::Wrapped(body) => body.is_end_stream(),
         }
     }
 
@@ -143,6 +168,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Upstream(streaming) => streaming.body.size_hint(),
             Kind::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Wrapped(body) => body.size_hint(),
         }
     }
 }

@@ -50,6 +50,9 @@ const SERVER_SCHEMA: Schema = Schema {
         "client_body_timeout",
         "send_timeout",
         "keepalive",
+        // error_pages.rs
+        "error_pages",
+        "intercept_errors",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -81,6 +84,8 @@ const SERVER_SCHEMA: Schema = Schema {
         ("body_timeout", "client_body_timeout"),
         ("client_send_timeout", "send_timeout"),
         ("write_timeout", "send_timeout"),
+        ("error_page", "error_pages"),
+        ("proxy_intercept_errors", "intercept_errors"),
     ],
 };
 
@@ -137,6 +142,7 @@ impl Checker<'_> {
             client_body_timeout: self.optional_timeout(table, "client_body_timeout"),
             send_timeout: self.optional_timeout(table, "send_timeout"),
             keepalive: self.boolean(table, "keepalive", true),
+            error_pages: self.error_pages(table, &Default::default()),
         };
         server.proxy_protocol = self.proxy_protocol_in(table, &server.trusted_proxies);
         (server, labels)
@@ -202,5 +208,6 @@ pub(super) fn default_server() -> ServerConfig {
         client_body_timeout: None,
         send_timeout: None,
         keepalive: true,
+        error_pages: Default::default(),
     }
 }
