@@ -10,6 +10,8 @@
 //!
 //! HTTP listener (HTTP/1.1, and h2c with prior knowledge):
 //! - `/bytes/N`  N bytes of a repeating ASCII pattern, served from a static buffer
+//! - `/json/N`   N bytes (up to 1 MiB) of a JSON array of records, as an API
+//!   answers, `application/json`, for the compression benchmark
 //! - `/echo`     the request body, streamed back
 //! - `/headers`  the request line and headers as plain text
 //! - `/sse`      three server-sent events, one second apart
@@ -308,6 +310,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<OriginBody>, Infallib
             Ok(n) => bytes_response(n),
             Err(_) => plain(StatusCode::BAD_REQUEST, "bad byte count\n"),
         }
+    } else if let Some(n) = path.strip_prefix("/json/") {
+        match n.parse::<usize>() {
+            Ok(n) if n <= JSON_LEN => json_response(n),
+            _ => plain(StatusCode::BAD_REQUEST, "bad byte count\n"),
+        }
     } else if path == "/echo" {
         echo_response(req)
     } else if path == "/headers" {
@@ -330,6 +337,40 @@ fn plain(status: StatusCode, text: &'static str) -> Response<OriginBody> {
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// The most `/json/N` serves.
+const JSON_LEN: usize = 1 << 20;
+
+/// A JSON array of records with varied values, made once: it compresses
+/// as an API's answers do, not as a repeated pattern would.
+fn json() -> &'static Bytes {
+    static JSON: OnceLock<Bytes> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut out = String::from("[");
+        let mut i: u64 = 0;
+        while out.len() < JSON_LEN {
+            let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            out.push_str(&format!(
+                "{{\"id\":{i},\"user\":\"user{}\",\"email\":\"u{}@example.com\",\"active\":{},\"score\":{},\"token\":\"{:012x}\"}},",
+                h % 10_007,
+                h % 99_991,
+                h % 3 == 0,
+                h % 1_000,
+                h >> 16
+            ));
+            i += 1;
+        }
+        Bytes::from(out)
+    })
+}
+
+fn json_response(n: usize) -> Response<OriginBody> {
+    let mut r = Response::new(OriginBody::full(json().slice(..n)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(n));
     r
 }
 

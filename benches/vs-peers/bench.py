@@ -49,8 +49,8 @@ def peers():
     return tuple(p for p in PROXIES if p != "portcullis")
 
 
-ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "ws", "wsmem", "stream", "streammem", "scaling",
-                 "pool", "static", "staticbig", "reload")
+ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "gzip", "ws", "wsmem", "stream", "streammem",
+                 "scaling", "pool", "static", "staticbig", "reload")
 # reload: the h1 load while the proxy reloads its configuration every
 # RELOAD_EVERY seconds (SIGHUP: nginx -s reload, portcullis's reload); the
 # failed requests and the p99 against the same proxy's h1. HAProxy reloads
@@ -78,6 +78,8 @@ POOL_SIZE = 3
 H2K_KEEPALIVE = 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BIG = 1 << 20
+# gzip: a JSON answer of this size, compressed by the proxy at level 1.
+GZIP_JSON = 100 * 1024
 
 # ---------------------------------------------------------------- logging
 
@@ -632,6 +634,18 @@ class Bench:
         """Runs the scenario's load for `secs` seconds; a result dict."""
         url = "https://127.0.0.1:%d" % port
         limit = secs + 60
+        if scenario == "gzip":
+            out, _ = self.run_tool(
+                ["wrk", "-t1", "-c16", "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
+                 "-H", "Accept-Encoding: gzip", url + "/json/%d" % GZIP_JSON],
+                limit, "wrk",
+            )
+            r = parse_wrk(out)
+            # Compressed answers are about a fifth of the JSON: a proxy
+            # that sent it whole would not be measured doing the work.
+            if r["ops"] and r["bytes"] / r["ops"] > GZIP_JSON / 2:
+                raise BenchError("gzip: %d bytes a response; the proxy did not compress" % (r["bytes"] / r["ops"]))
+            return r
         if scenario in ("h1", "h1def", "scaling", "big", "pool", "reload") + FILE_SCENARIOS:
             path, conns = {"big": ("/bytes/%d" % BIG, 16), "static": (FILE_SMALL, 64),
                            "staticbig": (FILE_BIG, 16)}.get(scenario, ("/bytes/1024", 64))
@@ -779,6 +793,8 @@ class Bench:
                 preemptions_per_op=(i1 - i0) / r["ops"] if r["ops"] else None,
                 upstream=up, upstream_ops=r["ops"] + warm_ops,
             )
+            if scenario == "gzip" and r["ops"]:
+                r["bytes_per_op"] = r["bytes"] / r["ops"]
             if scenario == "reload":
                 # An nginx reload starts new workers whose CPU is not
                 # counted: no CPU figure for this scenario.
@@ -1084,6 +1100,9 @@ METRICS = [
     ("big", "cpu_us_per_mib", "big proxy CPU us/MiB", 1, False),
     ("big", "user_us_per_mib", "big of which in the proxy's own code (user)", 1, False),
     ("big", "kernel_us_per_mib", "big of which in the kernel (system)", 1, False),
+    ("gzip", "rate", "gzip requests/s (100 KiB JSON compressed at level 1, 16 conns, wrk)", 1, True),
+    ("gzip", "cpu_us_per_op", "gzip proxy CPU us/request", 1, False),
+    ("gzip", "bytes_per_op", "gzip bytes read per response (headers and compressed body)", 1, None),
     ("ws", "rate", "ws  echo round trips/s (64 conns, 128 B)", 1, True),
     ("ws", "p99_us", "ws  round trip p99 (ms)", 1e-3, False),
     ("ws", "cpu_us_per_op", "ws  proxy CPU us/message (round trip)", 1, False),
@@ -1125,6 +1144,7 @@ HEADLINE = [
     ("h2k", "cpu_us_per_op", "CPU per request (nginx keepalive %d)" % H2K_KEEPALIVE, 0.9),
     ("hs", "cpu_us_per_op", "CPU per full handshake and request", 0.8),
     ("big", "cpu_us_per_mib", "CPU per MiB", 0.8),
+    ("gzip", "cpu_us_per_op", "CPU per 100 KiB JSON gzipped", None),
     ("ws", "cpu_us_per_op", "CPU per message", 0.8),
     ("wsmem", "kib_per_conn", "KiB per idle WebSocket", 0.6),
     ("stream", "cpu_us_per_op", "CPU per message, TLS stream", 0.9),

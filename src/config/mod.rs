@@ -5,8 +5,10 @@
 
 mod access_template;
 mod client_addr;
+mod compression;
 mod duration;
 mod error;
+mod error_pages;
 mod header_rules;
 mod parse;
 mod pool;
@@ -18,7 +20,9 @@ mod stream;
 
 pub use access_template::{AccessTemplate, LogField, Piece, LOG_FIELDS};
 pub use client_addr::{IpNet, ProxyProtocolIn, RealIpHeader};
+pub use compression::{Compression, CompressionLevel, Encoding, DEFAULT_TYPES};
 pub use error::{ConfigError, ConfigErrors, Origin};
+pub use error_pages::{ErrorPage, ErrorPages};
 pub use header_rules::{ForwardedFor, HeaderRule, HeaderRules, RouteHeaders, RuleSet, UpstreamHost, When};
 pub use parse::{embedded_default, from_str, load, EMBEDDED_DEFAULT};
 pub use pool::{ActiveHealth, Balance, HashKey, PassiveHealth, PoolConfig, PoolServer, ServerAddress};
@@ -29,6 +33,7 @@ pub use stream::{ProxyProtocol, SniRoute, StreamConfig, StreamMode, StreamProtoc
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A whole, validated configuration.
@@ -54,6 +59,9 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// `[headers]`: header rules of every route.
     pub headers: HeaderRules,
+    /// `[compression]`: for the answers of no route, and the routes that
+    /// say nothing. `None` (the default): off.
+    pub compression: Option<Arc<Compression>>,
 }
 
 /// `[admin]`.
@@ -138,6 +146,9 @@ pub struct ServerConfig {
     /// reload removed its route or its server; `None` (the default)
     /// keeps it until it closes.
     pub tunnel_drain_after_reload: Option<Duration>,
+    /// `error_pages` and `intercept_errors`: for the answers of no route,
+    /// and the routes that say nothing. Default: none.
+    pub error_pages: Arc<ErrorPages>,
 }
 
 /// `[tls]`.
@@ -318,6 +329,10 @@ pub struct RouteConfig {
     /// `root` or `alias` and the keys that go with them: the files this
     /// route serves (its action is then `RouteAction::Files`).
     pub files: Option<std::sync::Arc<StaticFiles>>,
+    /// `compression` over `[compression]`; `None`: off on this route.
+    pub compression: Option<Arc<Compression>>,
+    /// `error_pages` and `intercept_errors`, each over `[server]`'s.
+    pub error_pages: Arc<ErrorPages>,
 }
 
 impl RouteConfig {

@@ -44,7 +44,9 @@ mod admin;
 mod checker;
 mod client_auth;
 mod client_timeouts;
+mod compression;
 mod env;
+mod error_pages;
 mod headers;
 mod http;
 mod listen;
@@ -272,7 +274,16 @@ fn unreadable(path: &Path, error: &std::io::Error) -> ConfigError {
 
 const TOP_SCHEMA: Schema = Schema {
     keys: &[
-        "server", "tls", "http", "route", "log", "admin", "stream", "upstream", "headers",
+        "server",
+        "tls",
+        "http",
+        "route",
+        "log",
+        "admin",
+        "stream",
+        "upstream",
+        "headers",
+        "compression",
     ],
     aliases: &[
         ("streams", "stream"),
@@ -289,6 +300,9 @@ const TOP_SCHEMA: Schema = Schema {
         ("upstreams", "upstream"),
         ("pool", "upstream"),
         ("pools", "upstream"),
+        ("gzip", "compression"),
+        ("brotli", "compression"),
+        ("zstd", "compression"),
     ],
 };
 
@@ -375,10 +389,11 @@ impl Checker<'_> {
             ],
         );
         let pools = self.pools(&top);
+        let compression = self.compression_defaults(&top);
         let routes = if streams_only {
             Vec::new()
         } else {
-            self.routes(&top, &pools)
+            self.routes(&top, &pools, compression.as_ref(), &server.error_pages)
         };
         self.route_ports_listened(&top, &[&tls_listeners, &plain_listeners]);
         self.client_cert_routes(&top);
@@ -404,6 +419,7 @@ impl Checker<'_> {
             streams,
             pools,
             headers,
+            compression,
         }
     }
 }

@@ -32,6 +32,8 @@ enum Kind {
     Upstream(Pin<Box<Streaming>>),
     Local { data: Option<Bytes> },
     File(Box<FileBody>),
+    // Another body around one of the two: compression.
+    Wrapped(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
 
 pin_project! {
@@ -101,6 +103,27 @@ impl ProxyBody {
     pub fn set_log(&mut self, log: Option<Box<AccessRecord>>) {
         self.log = log;
     }
+
+    /// The body replaced by `data` (an error page); the access record stays.
+    pub(crate) fn replace(&mut self, data: Bytes) {
+        self.kind = Kind::Local {
+            data: (!data.is_empty()).then_some(data),
+        };
+    }
+
+    /// This body inside the one `wrap` makes of it (a compressor); the
+    /// access record stays outside, and counts the bytes sent.
+    pub(crate) fn wrap<W>(self, wrap: impl FnOnce(ProxyBody) -> W) -> ProxyBody
+    where
+        W: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        let ProxyBody { kind, log } = self;
+        let inner = ProxyBody { kind, log: None };
+        ProxyBody {
+            kind: Kind::Wrapped(Box::pin(wrap(inner))),
+            log,
+        }
+    }
 }
 
 impl Body for ProxyBody {
@@ -119,6 +142,7 @@ impl Body for ProxyBody {
                 Some(Err(e)) => Some(Err(e.into())),
                 None => None,
             }),
+            Kind::Wrapped(body) => body.as_mut().poll_frame(cx),
             Kind::Upstream(streaming) => {
                 let StreamingProj {
                     mut body,
@@ -153,6 +177,7 @@ impl Body for ProxyBody {
             Kind::Upstream(streaming) => streaming.body.is_end_stream(),
             Kind::Local { data } => data.is_none(),
             Kind::File(file) => file.remaining() == 0,
+            Kind::Wrapped(body) => body.is_end_stream(),
         }
     }
 
@@ -161,6 +186,7 @@ impl Body for ProxyBody {
             Kind::Upstream(streaming) => streaming.body.size_hint(),
             Kind::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::File(file) => SizeHint::with_exact(file.remaining()),
+            Kind::Wrapped(body) => body.size_hint(),
         }
     }
 }

@@ -105,6 +105,10 @@ pub struct Shared {
     pub request_ids: request_id::RequestIds,
     /// `client_body_timeout`.
     client_body_timeout: Option<std::time::Duration>,
+    /// `[compression]` and whether any route compresses.
+    compress: crate::serve::compress::Settings,
+    /// `[server]`'s `error_pages`, for the answers of no route.
+    error_pages: Arc<crate::config::ErrorPages>,
 }
 
 /// What every generation of the configuration shares.
@@ -297,6 +301,8 @@ impl Shared {
             real_ip: client_addr::RealIp::new(&config.server),
             request_ids: request_id::RequestIds::new(&config.server),
             client_body_timeout: config.server.client_body_timeout,
+            compress: crate::serve::compress::Settings::new(config),
+            error_pages: config.server.error_pages.clone(),
         })
     }
 
@@ -357,10 +363,10 @@ pub async fn handle(
     let facts = shared
         .keep_request_facts
         .then(|| rules::RequestFacts::capture(&req, &conn));
+    let asked = shared.compress.ask(&req);
     let mut routed = None;
-    let mut answered_by = None;
-    let mut response =
-        route_and_forward(&shared, &conn, req, &request_id, &mut routed, &mut answered_by).await;
+    let mut met = None;
+    let mut response = route_and_forward(&shared, &conn, req, &request_id, &mut routed, &mut met).await;
     if shared.request_ids.echo {
         response
             .headers_mut()
@@ -374,7 +380,11 @@ pub async fn handle(
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
+    let answered_by = met.map(|r| &r.config.shaping.headers);
     rules::apply_response(&mut response, &shared.headers, answered_by, &conn, facts.as_ref());
+    let response = shared
+        .compress
+        .outgoing(response, asked.as_ref(), met.map(|r| &r.config));
     let metrics = routed.as_ref().map_or(&shared.unrouted, |r| &r.state.metrics);
     metrics.record(response.status().as_u16(), start.elapsed().as_secs_f64());
     response
@@ -382,15 +392,15 @@ pub async fn handle(
 
 /// Routes `req`, whose ID is `request_id`, and forwards it; `routed`
 /// receives the route that forwarded or answered it by itself, if any, for
-/// the metrics, and `answered_by` the header rules of the route met,
-/// refusals included.
+/// the metrics, and `met` the route met, refusals included (its header
+/// rules and compression apply).
 async fn route_and_forward<'s>(
     shared: &'s Arc<Shared>,
     conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
     routed: &mut Option<&'s Route<RouteState>>,
-    answered_by: &mut Option<&'s crate::config::RouteHeaders>,
+    met: &mut Option<&'s Route<RouteState>>,
 ) -> Response<ProxyBody> {
     let mut log = shared.access_log.then(|| {
         Box::new(AccessRecord {
@@ -415,7 +425,7 @@ async fn route_and_forward<'s>(
     let (route, upgrade) = match rewrite_head(shared, conn, &mut req) {
         Ok(decided) => decided,
         Err((refusal, route)) => {
-            *answered_by = route.map(|r| &r.config.shaping.headers);
+            *met = route;
             // A route's own answer counts as the route's; a refusal of
             // what the route does not offer does not.
             if matches!(refusal, Refusal::Local(_)) {
@@ -424,7 +434,7 @@ async fn route_and_forward<'s>(
             return refusal.answer(shared, conn, route, log);
         }
     };
-    *answered_by = Some(&route.config.shaping.headers);
+    *met = Some(route);
     *routed = Some(route);
     if let Some(l) = log.as_mut() {
         l.upstream = Some(route.state.label.clone());
@@ -681,7 +691,7 @@ async fn forward(
         r = exchange => Ok(r),
         () = deadline => Err(()),
     };
-    let (mut response, lease) = match outcome {
+    let (response, lease) = match outcome {
         Ok(Ok(exchanged)) => exchanged,
         Ok(Err(upstream::Error::AllDown(pool))) => return Err(Refusal::PoolDown { pool }),
         // The client broke its own body mid-way: its fault, not the upstream's.
@@ -707,6 +717,10 @@ async fn forward(
             l.upstream = Some(lease.server.label.clone());
         }
     }
+    let mut response = match crate::serve::error_pages::intercept(&rc.error_pages, response, log) {
+        Ok(page) => return Ok(page),
+        Err(response) => response,
+    };
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
         // An upstream switching protocols unasked is broken.

@@ -130,8 +130,14 @@ impl Refusal {
         }
         self.log(conn, route);
         match self {
+            // The route's own answer is what the operator wrote: no page.
             Refusal::Local(local) => local.response(log),
-            _ => answer(log),
+            _ => {
+                let mut response = answer(log);
+                let pages = route.map_or(&shared.error_pages, |r| &r.config.error_pages);
+                crate::serve::error_pages::apply(&mut response, pages);
+                response
+            }
         }
     }
 

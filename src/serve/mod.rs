@@ -1,8 +1,10 @@
-//! Serving without an upstream: a route's static files (`root`, `alias`,
-//! `try_files`, `index`, `precompressed`), answered by the proxy itself.
-//! Small rooms, one purpose each, none knowing TOML: `files` finds the file
-//! a path names, `confine` keeps every lookup inside the root (the ACME
-//! webroot uses it too), `reply` makes the response with `conditional`
+//! What the proxy answers or changes by itself: a route's static files
+//! (`root`, `alias`, `try_files`, `index`, `precompressed`), compression
+//! (`compress/`, a body wrapper around every response) and error pages
+//! (`error_pages`). For the files, small rooms, one purpose each, none
+//! knowing TOML: `files` finds the file a path names, `confine` keeps
+//! every lookup inside the root (the ACME webroot uses it too), `reply`
+//! makes the response with `conditional`
 //! (ETag, 304, If-Range), `range` (206, 416), `encoding`
 //! (Accept-Encoding) and `mime` (Content-Type), and `body` streams a large
 //! file in bounded chunks.
@@ -12,9 +14,11 @@
 //! a file of up to 64 KiB is read whole before the head goes out.
 
 pub(crate) mod body;
+pub(crate) mod compress;
 mod conditional;
 pub(crate) mod confine;
 mod encoding;
+pub(crate) mod error_pages;
 mod files;
 mod mime;
 mod range;

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod compress;
 pub mod from;
 pub mod hosts;
 pub mod https_origin;

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::de::DeValue;
@@ -16,7 +17,9 @@ use super::pool::{names_pool, pool_upstream};
 use super::upstream::parse_upstream;
 use crate::config::duration::Zero;
 use crate::config::error::Invalid;
-use crate::config::{Origin, PoolConfig, RouteAction, RouteConfig, Scheme, Upstream};
+use crate::config::{
+    Compression, ErrorPages, Origin, PoolConfig, RouteAction, RouteConfig, Scheme, Upstream,
+};
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +85,11 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         "try_files",
         "index",
         "precompressed",
+        // compression.rs
+        "compression",
+        // error_pages.rs
+        "error_pages",
+        "intercept_errors",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -140,11 +148,23 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("brotli_static", "precompressed"),
         ("document_root", "root"),
         ("directory_index", "index"),
+        ("gzip", "compression"),
+        ("brotli", "compression"),
+        ("error_page", "error_pages"),
+        ("proxy_intercept_errors", "intercept_errors"),
     ],
 };
 
 impl Checker<'_> {
-    pub(super) fn routes(&mut self, top: &Table<'_, '_>, pools: &[PoolConfig]) -> Vec<RouteConfig> {
+    /// The routes; `compression` is `[compression]` and `error_pages`
+    /// `[server]`'s, for the routes that say nothing.
+    pub(super) fn routes(
+        &mut self,
+        top: &Table<'_, '_>,
+        pools: &[PoolConfig],
+        compression: Option<&Arc<Compression>>,
+        error_pages: &Arc<ErrorPages>,
+    ) -> Vec<RouteConfig> {
         let pool_names = super::pool::written_pool_names(top);
         let no_route = |checker: &mut Self, span: &Range<usize>| {
             checker.missing(
@@ -173,7 +193,7 @@ impl Checker<'_> {
         // (host, path) -> (which route, where its path was written)
         let mut seen: HashMap<(Option<String>, String), (String, Origin)> = HashMap::new();
         for table in tables {
-            let (route, identity) = self.route(&table, pools, &pool_names);
+            let (route, identity) = self.route(&table, pools, &pool_names, (compression, error_pages));
             // Duplicates are looked for even among routes with other
             // errors, so that one edit fixes both.
             if let Some(identity) = identity {
@@ -207,6 +227,7 @@ impl Checker<'_> {
         table: &Table<'_, '_>,
         pools: &[PoolConfig],
         pool_names: &[String],
+        (compression, error_pages): (Option<&Arc<Compression>>, &Arc<ErrorPages>),
     ) -> (Option<RouteConfig>, Option<RouteIdentity>) {
         self.check_keys(table, &ROUTE_SCHEMA);
 
@@ -297,6 +318,8 @@ impl Checker<'_> {
             _ => None,
         };
         let (send_proxy_protocol, forwarded) = self.route_client(table);
+        let compression = self.route_compression(table, compression);
+        let error_pages = self.error_pages(table, error_pages);
         let route = match (host, path, upstream) {
             (Some(host), Some((path, _, _)), Some(upstream)) => Some(RouteConfig {
                 host,
@@ -318,6 +341,8 @@ impl Checker<'_> {
                 send_proxy_protocol,
                 forwarded,
                 files: files.and_then(|f| f.files),
+                compression,
+                error_pages,
             }),
             _ => None,
         };

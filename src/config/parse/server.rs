@@ -55,6 +55,9 @@ const SERVER_SCHEMA: Schema = Schema {
         "watch_config",
         "upgrade_tunnel_grace",
         "tunnel_drain_after_reload",
+        // error_pages.rs
+        "error_pages",
+        "intercept_errors",
     ],
     aliases: &[
         ("worker_connections", "max_connections"),
@@ -90,6 +93,8 @@ const SERVER_SCHEMA: Schema = Schema {
         ("pidfile", "pid_file"),
         ("auto_reload", "watch_config"),
         ("watch", "watch_config"),
+        ("error_page", "error_pages"),
+        ("proxy_intercept_errors", "intercept_errors"),
     ],
 };
 
@@ -162,6 +167,7 @@ impl Checker<'_> {
                 Zero::Allowed,
             ),
             tunnel_drain_after_reload: self.optional_timeout(table, "tunnel_drain_after_reload"),
+            error_pages: self.error_pages(table, &Default::default()),
         };
         server.proxy_protocol = self.proxy_protocol_in(table, &server.trusted_proxies);
         (server, labels)
@@ -231,6 +237,7 @@ pub(super) fn default_server() -> ServerConfig {
         watch_config: false,
         upgrade_tunnel_grace: DEFAULT_UPGRADE_TUNNEL_GRACE,
         tunnel_drain_after_reload: None,
+        error_pages: Default::default(),
     }
 }
 
