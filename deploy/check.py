@@ -14,8 +14,9 @@ from the repository root:
   python3 deploy/check.py configs --bin target/release/portcullis
       `portcullis check` on every proxy.toml under deploy/, the one in the
       Kubernetes ConfigMap included.
-  python3 deploy/check.py probe --probe PATH
-      The health probe against a local HTTP server: 0 on 200, 1 otherwise.
+  python3 deploy/check.py probe --bin BIN
+      `BIN probe URL`, the image's health check, against a local HTTP server:
+      0 on 200, 1 otherwise.
   python3 deploy/check.py certbot-script
       compose/certbot.sh under BusyBox sh with a stand-in certbot: uid/gid
       65532 can read the key afterwards, other users cannot.
@@ -450,8 +451,8 @@ def check_systemd():
     expect(duration_s(unit["TimeoutStopSec"][0]) > grace, "TimeoutStopSec outlasts shutdown_grace")
     expect(
         unit.get("ExecReload")
-        == ["/usr/local/bin/portcullis check --config /etc/portcullis/proxy.toml", "/bin/kill -HUP $MAINPID"],
-        "reload checks the file, then is SIGHUP",
+        == ["/usr/local/bin/portcullis reload --config /etc/portcullis/proxy.toml --pid $MAINPID"],
+        "reload is portcullis reload: the file checked, then applied",
     )
 
 
@@ -549,7 +550,7 @@ def free_port():
 
 
 def cmd_probe(args):
-    print("portcullis-probe")
+    print("portcullis probe")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StubHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
@@ -561,7 +562,7 @@ def cmd_probe(args):
         (["https://127.0.0.1:9901/healthz"], 1, "not an http:// URL"),
     ]
     for argv, want, what in cases:
-        r = subprocess.run([args.probe, *argv], capture_output=True, text=True, timeout=20)
+        r = subprocess.run([args.bin, "probe", *argv], capture_output=True, text=True, timeout=20)
         expect(r.returncode == want, f"{what}: exit {r.returncode} (want {want}) {r.stderr.strip()}")
     server.shutdown()
     return finish()
@@ -817,7 +818,7 @@ def main():
     p.add_argument("--bin", required=True)
     p.set_defaults(func=cmd_configs)
     p = sub.add_parser("probe")
-    p.add_argument("--probe", required=True)
+    p.add_argument("--bin", required=True)
     p.set_defaults(func=cmd_probe)
     sub.add_parser("certbot-script").set_defaults(func=cmd_certbot_script)
     p = sub.add_parser("confinement")

@@ -1,5 +1,5 @@
 //! The command line: `portcullis [--config FILE] [run | check | reload |
-//! upgrade | gen-cert ...]`, `--help` and `--version`. Hand-written: six commands and five
+//! upgrade | probe | gen-cert ...]`, `--help` and `--version`. Hand-written: seven commands and six
 //! options do not pay for an argument-parsing library's share of the
 //! image.
 
@@ -17,12 +17,19 @@ pub(crate) enum Cli {
     /// Check the file, then have the running proxy reload it.
     Reload {
         config: Option<PathBuf>,
+        /// `--pid`: the process to signal when there is no admin listener.
+        pid: Option<i32>,
     },
     /// Have the running proxy start the binary again with its sockets.
     Upgrade {
         config: Option<PathBuf>,
+        pid: Option<i32>,
     },
     GenCert(GenCertArgs),
+    /// `probe [URL]`: the health check of the container image.
+    Probe {
+        url: Option<String>,
+    },
     /// Print this to standard output and exit 0 (`--help`, `--version`).
     Print(String),
 }
@@ -47,11 +54,13 @@ Commands:
   check     Validate the configuration and the certificates it names, then exit:
             0 when valid, 2 with every error otherwise
   reload    Check the configuration, then have the running proxy reload it (through
-            [admin] POST /reload, or SIGHUP to the process in server.pid_file):
-            0 when reloaded, 2 with every error when refused
+            [admin] POST /reload, or SIGHUP to --pid <PID> or to the process in
+            server.pid_file): 0 when reloaded, 2 with every error when refused
   upgrade   Check the configuration, then have the running proxy start the binary
             again and hand it the listening sockets (through [admin] POST /upgrade,
-            or SIGUSR2 to the process in server.pid_file)
+            or SIGUSR2 to --pid <PID> or to the process in server.pid_file)
+  probe     GET a URL (default http://127.0.0.1:9901/healthz, the admin listener):
+            0 on a 2xx status, 1 otherwise; the container image's health check
   gen-cert  Write a development CA, a server certificate and a client certificate
             (for mTLS) it signed, and print how to trust the CA
 
@@ -91,6 +100,8 @@ pub(crate) fn parse(
     let mut names = Vec::new();
     let mut days = portcullis::gencert::DEFAULT_DAYS;
     let mut force = false;
+    let mut pid = None;
+    let mut probe_url = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let text = arg
@@ -134,7 +145,19 @@ pub(crate) fn parse(
                     .map_err(|_| Usage(format!("invalid value '{v}' for '--days <N>': not a number")))?;
             }
             "--force" if gen_cert => force = true,
-            "run" | "check" | "reload" | "upgrade" | "gen-cert" if command.is_none() => command = Some(name),
+            "--pid" if matches!(command.as_deref(), Some("reload" | "upgrade")) => {
+                let v = value("--pid <PID>")?;
+                let v = v.to_str().unwrap_or_default();
+                pid = Some(v.parse::<i32>().ok().filter(|p| *p > 1).ok_or_else(|| {
+                    Usage(format!("invalid value '{v}' for '--pid <PID>': not a process ID"))
+                })?);
+            }
+            "run" | "check" | "reload" | "upgrade" | "probe" | "gen-cert" if command.is_none() => {
+                command = Some(name)
+            }
+            url if command.as_deref() == Some("probe") && probe_url.is_none() && !url.starts_with('-') => {
+                probe_url = Some(url.to_owned());
+            }
             "help" if command.is_none() => return Ok(Cli::Print(HELP.to_string())),
             other if other.starts_with('-') => {
                 return Err(Usage(format!("unexpected argument '{other}'")));
@@ -146,8 +169,9 @@ pub(crate) fn parse(
     match command.as_deref() {
         None | Some("run") => Ok(Cli::Run { config }),
         Some("check") => Ok(Cli::Check { config }),
-        Some("reload") => Ok(Cli::Reload { config }),
-        Some("upgrade") => Ok(Cli::Upgrade { config }),
+        Some("reload") => Ok(Cli::Reload { config, pid }),
+        Some("upgrade") => Ok(Cli::Upgrade { config, pid }),
+        Some("probe") => Ok(Cli::Probe { url: probe_url }),
         _ => {
             let dir = dir.ok_or_else(|| Usage("gen-cert needs --dir <DIR>".to_string()))?;
             Ok(Cli::GenCert(GenCertArgs {

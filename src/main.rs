@@ -8,6 +8,7 @@ use portcullis::config::{self, Config};
 use portcullis::Proxy;
 
 mod cli;
+mod probe;
 mod running;
 use cli::{Cli, GenCertArgs};
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         LONG_VERSION,
     );
+    let mut pid = None;
     let (config, command) = match cli {
         Err(usage) => {
             eprintln!("{}", cli::usage_error(&usage));
@@ -48,12 +50,19 @@ fn main() -> ExitCode {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
-        // gen-cert reads no configuration.
+        // gen-cert and probe read no configuration.
         Ok(Cli::GenCert(args)) => return gen_cert(&args),
+        Ok(Cli::Probe { url }) => return probe::run(url),
         Ok(Cli::Run { config }) => (config, "run"),
         Ok(Cli::Check { config }) => (config, "check"),
-        Ok(Cli::Reload { config }) => (config, "reload"),
-        Ok(Cli::Upgrade { config }) => (config, "upgrade"),
+        Ok(Cli::Reload { config, pid: p }) => {
+            pid = p;
+            (config, "reload")
+        }
+        Ok(Cli::Upgrade { config, pid: p }) => {
+            pid = p;
+            (config, "upgrade")
+        }
     };
     let config = match &config {
         Some(path) => config::load(path),
@@ -68,8 +77,8 @@ fn main() -> ExitCode {
     };
     match command {
         "check" => check(&config),
-        "reload" => running::reload(&config),
-        "upgrade" => running::upgrade(&config),
+        "reload" => running::reload(&config, pid),
+        "upgrade" => running::upgrade(&config, pid),
         _ => run(config),
     }
 }

@@ -42,16 +42,24 @@ impl Drop for PidFile {
 
 /// `portcullis reload`, with the configuration already read and checked
 /// for syntax; its files are checked here.
-pub(crate) fn reload(config: &Config) -> ExitCode {
-    ask(config, "/reload", libc::SIGHUP, "SIGHUP")
+/// `pid` (`--pid`, such as systemd's `$MAINPID`) names the process when
+/// there is no admin listener.
+pub(crate) fn reload(config: &Config, pid: Option<i32>) -> ExitCode {
+    ask(config, pid, "/reload", libc::SIGHUP, "SIGHUP")
 }
 
 /// `portcullis upgrade`: as `reload`, for an upgrade.
-pub(crate) fn upgrade(config: &Config) -> ExitCode {
-    ask(config, "/upgrade", libc::SIGUSR2, "SIGUSR2")
+pub(crate) fn upgrade(config: &Config, pid: Option<i32>) -> ExitCode {
+    ask(config, pid, "/upgrade", libc::SIGUSR2, "SIGUSR2")
 }
 
-fn ask(config: &Config, path: &str, signal_number: libc::c_int, signal_name: &str) -> ExitCode {
+fn ask(
+    config: &Config,
+    pid: Option<i32>,
+    path: &str,
+    signal_number: libc::c_int,
+    signal_name: &str,
+) -> ExitCode {
     if let Err(errors) = portcullis::reload::check_files(config) {
         eprintln!("{errors}");
         eprintln!("portcullis: the running proxy was not asked anything");
@@ -60,12 +68,15 @@ fn ask(config: &Config, path: &str, signal_number: libc::c_int, signal_name: &st
     if let Some(admin) = &config.admin {
         return through_admin(admin.listen, path);
     }
+    if let Some(pid) = pid {
+        return send(pid, signal_number, "--pid");
+    }
     match &config.server.pid_file {
         Some(pid_file) => signal(pid_file, signal_number),
         None => {
             eprintln!(
                 "portcullis: cannot find the running proxy: configure [admin] (through \
-                 POST {path}) or server.pid_file (through {signal_name}), or send {signal_name} yourself"
+                 POST {path}), or give --pid or server.pid_file (through {signal_name})"
             );
             ExitCode::FAILURE
         }
@@ -134,16 +145,18 @@ fn signal(path: &Path, signal_number: libc::c_int) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    send(pid, signal_number, &path.display().to_string())
+}
+
+/// `signal_number` to process `pid`, named by `from`.
+fn send(pid: i32, signal_number: libc::c_int, from: &str) -> ExitCode {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours;
-    // `pid` is above 1, so it names one process (never a group, never
-    // init or every process).
+    // `pid` is above 1 (both callers check), so it names one process
+    // (never a group, never init or every process).
     let sent = unsafe { libc::kill(pid, signal_number) };
     if sent != 0 {
         let e = std::io::Error::last_os_error();
-        eprintln!(
-            "portcullis: cannot signal process {pid} from {} ({e})",
-            path.display()
-        );
+        eprintln!("portcullis: cannot signal process {pid} from {from} ({e})");
         return ExitCode::FAILURE;
     }
     println!("portcullis: signalled process {pid}; its log says what it did, or why it refused");

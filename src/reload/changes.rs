@@ -3,12 +3,16 @@
 //! added or removed, whether the TLS settings changed, and the settings
 //! that only a restart applies.
 //!
-//! Definitions are compared by what they say: a route moved down the file
-//! by an edit above it has not changed.
+//! Definitions are compared by what the file says, table by table: a
+//! route moved down the file by an edit above it has not changed. A route
+//! is named by its host and path, a pool by its name.
 
 use std::fmt;
 
-use crate::config::{Config, RouteConfig};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::config::Config;
 use crate::proxy::Shared;
 use crate::server::listeners::ListenerChanges;
 
@@ -33,12 +37,12 @@ struct Sorted {
 }
 
 impl Sorted {
-    fn of(before: &[(String, String)], after: &[(String, String)]) -> Sorted {
+    fn of(before: &[(String, &DeTable<'_>)], after: &[(String, &DeTable<'_>)]) -> Sorted {
         let mut sorted = Sorted::default();
         for (name, definition) in after {
             match before.iter().find(|(n, _)| n == name) {
                 None => sorted.added.push(name.clone()),
-                Some((_, old)) if old != definition => sorted.changed.push(name.clone()),
+                Some((_, old)) if !same_table(old, definition) => sorted.changed.push(name.clone()),
                 Some(_) => {}
             }
         }
@@ -75,35 +79,17 @@ impl Changes {
         after: &Shared,
         listeners: ListenerChanges,
     ) -> Changes {
-        let routes = |c: &Config| -> Vec<(String, String)> {
-            c.routes
-                .iter()
-                .map(|r| (route_name(r), without_positions(&format!("{r:?}"))))
-                .collect()
-        };
-        let pools = |c: &Config| -> Vec<(String, String)> {
-            c.pools
-                .iter()
-                .map(|p| (p.name.clone(), without_positions(&format!("{p:?}"))))
-                .collect()
-        };
+        let (old_file, new_file) = (File::read(&old.text), File::read(&new.text));
         let pools_kept = after
             .groups
             .iter()
             .filter(|g| before.groups.iter().any(|b| std::sync::Arc::ptr_eq(b, g)))
             .count();
-        let same = |a: &dyn fmt::Debug, b: &dyn fmt::Debug| {
-            without_positions(&format!("{a:?}")) == without_positions(&format!("{b:?}"))
-        };
         let mut restart = Vec::new();
-        if !same(&old.streams, &new.streams) {
-            restart.push("[[stream]]");
-        }
-        if !same(&old.admin, &new.admin) {
-            restart.push("[admin]");
-        }
-        if !same(&old.log, &new.log) {
-            restart.push("[log]");
+        for (table, name) in [("stream", "[[stream]]"), ("admin", "[admin]"), ("log", "[log]")] {
+            if !same_entry(old_file.get(table), new_file.get(table)) {
+                restart.push(name);
+            }
         }
         if old.server.threads != new.server.threads {
             restart.push("server.threads");
@@ -112,11 +98,24 @@ impl Changes {
             restart.push("server.max_connections_per_ip");
         }
         Changes {
-            routes: Sorted::of(&routes(old), &routes(new)),
-            pools: Sorted::of(&pools(old), &pools(new)),
+            routes: Sorted::of(
+                &old_file.named("route", route_key),
+                &new_file.named("route", route_key),
+            ),
+            pools: Sorted::of(
+                &old_file.named("upstream", pool_key),
+                &new_file.named("upstream", pool_key),
+            ),
             pools_kept,
             listeners,
-            tls: !same(&old.tls, &new.tls),
+            tls: !same_entry(old_file.get("tls"), new_file.get("tls"))
+                || old.tls.certificates.len() != new.tls.certificates.len()
+                || old
+                    .tls
+                    .certificates
+                    .iter()
+                    .zip(&new.tls.certificates)
+                    .any(|(a, b)| a.cert != b.cert || a.key != b.key),
             restart,
         }
     }
@@ -124,6 +123,108 @@ impl Changes {
     /// The settings that changed but apply only at the next start.
     pub(crate) fn need_restart(&self) -> &[&'static str] {
         &self.restart
+    }
+
+    /// The routes, by name, that the new configuration removed or changed.
+    pub(crate) fn routes_left_out(&self) -> impl Iterator<Item = &str> {
+        self.routes
+            .removed
+            .iter()
+            .chain(&self.routes.changed)
+            .map(String::as_str)
+    }
+}
+
+/// A configuration's text, parsed again to compare what it says.
+struct File<'t>(Option<DeTable<'t>>);
+
+impl<'t> File<'t> {
+    fn read(text: &'t str) -> File<'t> {
+        File(DeTable::parse(text).ok().map(Spanned::into_inner))
+    }
+
+    fn get(&self, key: &str) -> Option<&DeValue<'t>> {
+        let table = self.0.as_ref()?;
+        table
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| v.get_ref())
+    }
+
+    /// Each table of the array `key`, by the name `name` gives it.
+    fn named<'s>(&'s self, key: &str, name: fn(&DeTable<'t>) -> String) -> Vec<(String, &'s DeTable<'t>)> {
+        let Some(DeValue::Array(items)) = self.get(key) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|item| match item.get_ref() {
+                DeValue::Table(table) => Some((name(table), table)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn string<'a>(table: &'a DeTable<'_>, key: &str) -> Option<&'a str> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .and_then(|(_, v)| match v.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            _ => None,
+        })
+}
+
+/// A route as logs and metrics name it: its host and path.
+fn route_key(table: &DeTable<'_>) -> String {
+    let path = ["path", "path_exact", "path_regex"]
+        .iter()
+        .find_map(|k| string(table, k))
+        .unwrap_or("/");
+    format!(
+        "{}{path}",
+        string(table, "host").unwrap_or("").to_ascii_lowercase()
+    )
+}
+
+fn pool_key(table: &DeTable<'_>) -> String {
+    string(table, "name").unwrap_or("").to_owned()
+}
+
+/// Whether two values say the same, wherever they were written.
+fn same(a: &DeValue<'_>, b: &DeValue<'_>) -> bool {
+    match (a, b) {
+        (DeValue::String(x), DeValue::String(y)) => x == y,
+        (DeValue::Integer(x), DeValue::Integer(y)) => x.as_str() == y.as_str() && x.radix() == y.radix(),
+        (DeValue::Float(x), DeValue::Float(y)) => x.as_str() == y.as_str(),
+        (DeValue::Boolean(x), DeValue::Boolean(y)) => x == y,
+        (DeValue::Datetime(x), DeValue::Datetime(y)) => x == y,
+        (DeValue::Array(x), DeValue::Array(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| same(p.get_ref(), q.get_ref()))
+        }
+        (DeValue::Table(x), DeValue::Table(y)) => same_table(x, y),
+        _ => false,
+    }
+}
+
+fn same_table(x: &DeTable<'_>, y: &DeTable<'_>) -> bool {
+    x.len() == y.len()
+        && x.iter().all(|(k, v)| {
+            y.iter()
+                .find(|(k2, _)| k2.get_ref() == k.get_ref())
+                .is_some_and(|(_, w)| same(v.get_ref(), w.get_ref()))
+        })
+}
+
+fn same_entry(a: Option<&DeValue<'_>>, b: Option<&DeValue<'_>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => same(a, b),
+        _ => false,
     }
 }
 
@@ -158,57 +259,39 @@ impl fmt::Display for Changes {
     }
 }
 
-/// A route as logs and metrics name it: its host and path.
-pub(crate) fn route_name(route: &RouteConfig) -> String {
-    format!("{}{}", route.host.as_deref().unwrap_or(""), route.path)
-}
-
-/// A definition's debug text without where it was written: the lines and
-/// columns of its origins, and the `route[N]` index some keys carry.
-pub(crate) fn without_positions(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        let next = ["line: ", "column: ", "route["]
-            .iter()
-            .filter_map(|marker| rest.find(marker).map(|at| (at, marker.len())))
-            .min();
-        let Some((at, len)) = next else {
-            out.push_str(rest);
-            break;
-        };
-        out.push_str(&rest[..at + len]);
-        rest = rest[at + len..].trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn positions_are_not_differences() {
-        let a = r#"Origin { file: "a.toml", line: 12, column: 5 }, key: "route[3].upstream""#;
-        let b = r#"Origin { file: "a.toml", line: 40, column: 1 }, key: "route[7].upstream""#;
-        assert_eq!(without_positions(a), without_positions(b));
-        assert_ne!(
-            without_positions(a),
-            without_positions(r#"Origin { file: "b.toml", line: 12 }"#)
-        );
+    fn routes(text: &str) -> Vec<(String, String)> {
+        let file = File::read(text);
+        file.named("route", route_key)
+            .into_iter()
+            .map(|(name, _)| (name, String::new()))
+            .collect()
     }
 
     #[test]
-    fn sorted_names() {
-        let before = vec![
-            ("/a".to_owned(), "1".to_owned()),
-            ("/b".to_owned(), "1".to_owned()),
-        ];
-        let after = vec![
-            ("/b".to_owned(), "2".to_owned()),
-            ("/c".to_owned(), "1".to_owned()),
-        ];
-        let s = Sorted::of(&before, &after);
-        assert_eq!(s.to_string(), "+/c -/a ~/b");
+    fn positions_are_not_differences() {
+        let a = "[[route]]\npath = \"/a\"\nupstream = \"http://x:1\"\n";
+        let b = "# a comment above\n\n[[route]]\nupstream = \"http://x:1\"\npath = \"/a\"\n";
+        let c = "[[route]]\npath = \"/a\"\nupstream = \"http://x:2\"\n";
+        let (fa, fb, fc) = (File::read(a), File::read(b), File::read(c));
+        let sorted = Sorted::of(&fa.named("route", route_key), &fb.named("route", route_key));
+        assert_eq!(sorted.to_string(), "");
+        let sorted = Sorted::of(&fa.named("route", route_key), &fc.named("route", route_key));
+        assert_eq!(sorted.to_string(), "~/a");
+        assert_eq!(routes(a), vec![("/a".to_owned(), String::new())]);
+    }
+
+    #[test]
+    fn added_removed_and_changed() {
+        let before = "[[route]]\npath = \"/a\"\nupstream = \"http://x:1\"\n\
+                      [[route]]\nhost = \"Example.com\"\npath = \"/b\"\nupstream = \"http://x:1\"\n";
+        let after = "[[route]]\nhost = \"example.com\"\npath = \"/b\"\nupstream = \"http://x:2\"\n\
+                     [[route]]\npath_exact = \"/c\"\nupstream = \"http://x:1\"\n";
+        let (fa, fb) = (File::read(before), File::read(after));
+        let sorted = Sorted::of(&fa.named("route", route_key), &fb.named("route", route_key));
+        assert_eq!(sorted.to_string(), "+/c -/a ~example.com/b");
     }
 }

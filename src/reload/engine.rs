@@ -139,9 +139,6 @@ impl Engine {
         self.pools.store(Arc::new(next.groups.clone()));
         next.start_new_pool_tasks(&self.background, Some(&before));
         before.retire_pools_left_out_of(&next);
-        if let Some(grace) = config.server.tunnel_drain_after_reload {
-            drain_left_out(&before, &next, grace);
-        }
         let settings = Settings {
             config: config.server.clone(),
             http: config.http.clone().map(Arc::new),
@@ -156,6 +153,9 @@ impl Engine {
             }
         };
         let changes = Changes::between(&self.config, &config, &before, &next, listeners);
+        if let Some(grace) = config.server.tunnel_drain_after_reload {
+            drain_left_out(&before, &next, changes.routes_left_out(), grace);
+        }
         let config = Arc::new(config);
         let generation = self.status.load().generation + 1;
         let mut bound = self.running.local_addrs(Kind::Tls);
@@ -176,21 +176,23 @@ impl Engine {
 }
 
 /// `tunnel_drain_after_reload`: after `grace`, closes the tunnels of the
-/// routes of `before` that `after` removed or changed, and of the servers
-/// of `before`'s pools that `after`'s pools left out.
-fn drain_left_out(before: &Shared, after: &Shared, grace: std::time::Duration) {
-    let key = |r: &crate::proxy::routes::Route<crate::proxy::RouteState>| {
-        let c = &r.config;
-        (
-            super::changes::route_name(c),
-            super::changes::without_positions(&format!("{c:?}")),
-        )
-    };
-    let kept: Vec<_> = after.routes().iter().map(|r| key(r)).collect();
+/// routes of `before` named in `routes` (removed or changed), and of the
+/// servers of `before`'s pools that `after`'s pools left out.
+fn drain_left_out<'a>(
+    before: &Shared,
+    after: &Shared,
+    routes: impl Iterator<Item = &'a str>,
+    grace: std::time::Duration,
+) {
+    let left_out: Vec<&str> = routes.collect();
     let mut retired: Vec<CancellationToken> = before
         .routes()
         .iter()
-        .filter(|r| !kept.contains(&key(r)))
+        .filter(|r| {
+            let c = &r.config;
+            let name = format!("{}{}", c.host.as_deref().unwrap_or(""), c.path);
+            left_out.contains(&name.as_str())
+        })
         .map(|r| r.state.retired.clone())
         .collect();
     let servers_after: Vec<_> = after

@@ -1,20 +1,19 @@
 //! The configuration in service as the admin listener's `GET /config`
 //! shows it: its generation, when it was loaded, the file's path and
-//! SHA-256, and its settings as JSON.
+//! SHA-256, and the file's text.
 //!
-//! The settings are the file's, as read when they were loaded (the file
-//! may have changed since; the digest says whether it has). Paths are
-//! shown, key material never: a value that holds PEM text, and any key
-//! named like a secret (`password`, `secret`, `token`), is replaced by
-//! `"<redacted>"`. The environment's overrides (`PORTCULLIS_LISTEN`,
-//! `PORTCULLIS_TLS_CERT`, `PORTCULLIS_TLS_KEY`) are listed by their
-//! effect: the addresses and certificate paths in service.
+//! The text is the file's as read when it was loaded (the file may have
+//! changed since; the digest says whether it has). Paths are shown, key
+//! material never: PEM blocks, and the value of any key named like a
+//! secret (`password`, `secret`, `token`), are replaced by `<redacted>`.
+//! The environment's overrides (`PORTCULLIS_LISTEN`, `PORTCULLIS_TLS_CERT`,
+//! `PORTCULLIS_TLS_KEY`) are listed by their effect: the addresses and
+//! certificate paths in service.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::config::Config;
 
@@ -41,11 +40,6 @@ impl Status {
     /// `GET /config`, as pretty JSON.
     pub(crate) fn to_json(&self) -> String {
         let config = &self.config;
-        let settings = toml::from_str::<toml::Table>(&config.text)
-            .ok()
-            .and_then(|t| serde_json::to_value(t).ok())
-            .map(redact)
-            .unwrap_or(Value::Null);
         let view = View {
             generation: self.generation,
             loaded_at: humantime::format_rfc3339_seconds(self.loaded_at).to_string(),
@@ -62,7 +56,7 @@ impl Status {
                     key: c.key.display().to_string(),
                 })
                 .collect(),
-            settings,
+            text: redact(&config.text),
         };
         let mut json = serde_json::to_string_pretty(&view).unwrap_or_else(|_| "{}".to_owned());
         json.push('\n');
@@ -82,7 +76,8 @@ struct View {
     /// Every HTTP listener's bound address, TLS then plain.
     bound: Vec<String>,
     certificates: Vec<Pair>,
-    settings: Value,
+    /// The file, secrets redacted.
+    text: String,
 }
 
 #[derive(Serialize)]
@@ -97,27 +92,37 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `value` with key material and secrets replaced.
-fn redact(value: Value) -> Value {
-    match value {
-        Value::String(s) if s.contains("-----BEGIN") => Value::String("<redacted>".to_owned()),
-        Value::Array(items) => Value::Array(items.into_iter().map(redact).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(key, v)| {
-                    let lower = key.to_ascii_lowercase();
-                    let secret = ["password", "secret", "token"].iter().any(|s| lower.contains(s));
-                    let v = if secret && !v.is_boolean() {
-                        Value::String("<redacted>".to_owned())
-                    } else {
-                        redact(v)
-                    };
-                    (key, v)
-                })
-                .collect(),
-        ),
-        other => other,
+/// `text` with PEM blocks and the values of secret-named keys replaced.
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_pem = false;
+    for line in text.lines() {
+        if in_pem {
+            in_pem = !line.contains("-----END");
+            continue;
+        }
+        if let Some(at) = line.find("-----BEGIN") {
+            out.push_str(&line[..at]);
+            out.push_str("<redacted>\n");
+            in_pem = !line[at..].contains("-----END");
+            continue;
+        }
+        let secret = line.split_once('=').filter(|(key, _)| {
+            let key = key.trim().to_ascii_lowercase();
+            !key.starts_with('#') && ["password", "secret", "token"].iter().any(|s| key.contains(s))
+        });
+        match secret {
+            Some((key, _)) => {
+                out.push_str(key);
+                out.push_str("= \"<redacted>\"\n");
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -126,15 +131,14 @@ mod tests {
 
     #[test]
     fn key_material_and_secrets_are_redacted() {
-        let value = serde_json::json!({
-            "tls": { "cert": "/etc/cert.pem", "inline": "-----BEGIN PRIVATE KEY-----\nabc" },
-            "auth": { "api_token": "hunter2", "password": "x" },
-            "routes": [{ "path": "/", "upstream": "http://a:1" }],
-        });
-        let out = redact(value).to_string();
+        let text = "[tls]\ncert = \"/etc/cert.pem\"\ninline = \"\"\"\n-----BEGIN PRIVATE KEY-----\nabc\n\
+                    -----END PRIVATE KEY-----\n\"\"\"\n[auth]\napi_token = \"hunter2\"\npassword=\"x\"\n\
+                    [[route]]\npath = \"/\"\nupstream = \"http://a:1\"\n";
+        let out = redact(text);
         assert!(out.contains("/etc/cert.pem"));
-        assert!(!out.contains("BEGIN"), "{out}");
-        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains("BEGIN") && !out.contains("abc"), "{out}");
+        assert!(!out.contains("hunter2") && !out.contains("\"x\""), "{out}");
+        assert!(out.contains("api_token = \"<redacted>\""), "{out}");
         assert!(out.contains("http://a:1"));
     }
 

@@ -1,15 +1,13 @@
-//! `portcullis-probe`: the image's health check.
-//!
-//! ```text
-//! portcullis-probe [http://127.0.0.1:9901/healthz]
-//! ```
+//! `portcullis probe [URL]`: the container image's health check.
 //!
 //! The final image is distroless: no shell, no curl, no wget. Docker's
 //! HEALTHCHECK (and a compose `healthcheck:`) runs a program inside the
-//! container, so the image carries this one: a plain-HTTP GET to the admin
-//! listener on loopback that exits 0 on a 2xx status and 1 on anything
-//! else (refused, timed out, another status, a malformed answer). Standard
-//! library only, built with `rustc` alone in the build stage.
+//! container, so the binary does it itself: a plain-HTTP GET to the admin
+//! listener on loopback (`http://127.0.0.1:9901/healthz` unless a URL is
+//! given) that exits 0 on a 2xx status and 1 on anything else (refused,
+//! timed out, another status, a malformed answer). It reads no
+//! configuration. A command of the binary rather than a program of its
+//! own, so that the image carries one binary.
 //!
 //! Kubernetes does not use it: the kubelet's own httpGet probes do the
 //! checking there.
@@ -22,16 +20,17 @@ use std::time::Duration;
 const DEFAULT_URL: &str = "http://127.0.0.1:9901/healthz";
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-fn main() -> ExitCode {
-    let url = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_URL.to_owned());
+/// `portcullis probe [URL]`.
+pub(crate) fn run(url: Option<String>) -> ExitCode {
+    let url = url.unwrap_or_else(|| DEFAULT_URL.to_owned());
     match probe(&url) {
         Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
         Ok(status) => {
-            eprintln!("portcullis-probe: {url}: status {status}");
+            eprintln!("portcullis probe: {url}: status {status}");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("portcullis-probe: {url}: {e}");
+            eprintln!("portcullis probe: {url}: {e}");
             ExitCode::FAILURE
         }
     }
