@@ -580,3 +580,65 @@ async fn closed_after_grace(ws: &mut WsStream) -> bool {
         }
     }
 }
+
+/// A handshake with `ca`'s trust over TLS 1.2 only; true when it succeeds.
+async fn tls12_handshake(addr: std::net::SocketAddr, ca: &support::TestCa) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .is_ok()
+}
+
+/// A TLS setting and the certificate change on a reload: new connections
+/// get the new ones, a connection already open goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_settings_and_certificates_change_on_reload() {
+    let site = Site::new();
+    let origin = NamedOrigin::start("a").await;
+    let first = config("", &route("/", &origin.url()));
+    let proxy = LiveProxy::start(&site, &first).await;
+    assert!(
+        tls12_handshake(proxy.tls, &site.ca).await,
+        "TLS 1.2 is served at first"
+    );
+    let mut kept = h1(proxy.tls, &site.ca).await;
+    assert_eq!(h1_get(&mut kept, "/").await, "from a");
+
+    // Another CA's certificate in other files, and TLS 1.3 only.
+    let other = support::TestCa::named("another CA");
+    let issued = other.issue(&["localhost", "127.0.0.1"]);
+    std::fs::write(site.path("new-chain.pem"), &issued.chain_pem).unwrap();
+    std::fs::write(site.path("new-key.pem"), &issued.key_pem).unwrap();
+    let second = first
+        .replace("cert = \"fullchain.pem\"", "cert = \"new-chain.pem\"")
+        .replace(
+            "key = \"privkey.pem\"",
+            "key = \"new-key.pem\"\nmin_version = \"1.3\"",
+        );
+    let said = proxy.apply(&second).await;
+    assert!(said.contains("tls settings changed"), "{said}");
+
+    assert!(
+        !tls12_handshake(proxy.tls, &other).await,
+        "TLS 1.2 is still served"
+    );
+    assert_eq!(support::pools::one(proxy.tls, &other, "/").await.1, "from a");
+    let tcp = tokio::net::TcpStream::connect(proxy.tls).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let old_trust = tokio_rustls::TlsConnector::from(site.ca.client_config(&[b"http/1.1"]));
+    assert!(
+        old_trust.connect(name, tcp).await.is_err(),
+        "the old certificate is still served"
+    );
+    assert_eq!(h1_get(&mut kept, "/").await, "from a");
+}
