@@ -80,7 +80,13 @@ pub async fn serve(listener: std::net::TcpListener, state: Arc<AdminState>, stop
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
-                () = stop.cancelled() => {}
+                () = stop.cancelled() => {
+                    // The answer being written goes out whole (the 200 of
+                    // the POST /upgrade that stopped this listener among
+                    // them); then the connection closes.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn.as_mut()).await;
+                }
             }
         });
     }

@@ -277,8 +277,10 @@ impl Proxy {
             }
         }
         // No socket is kept for another process any more: once the
-        // listeners close, a connection attempt here is refused.
+        // listeners close, a connection attempt here is refused. A reload
+        // asked from now on is refused at once instead of waiting.
         crate::handover::sockets::forget_all();
+        drop(asks);
         stop_admin.cancel();
         drain.cancel();
         engine.running.finish(tunnel_grace).await;
