@@ -210,3 +210,30 @@ async fn a_new_binary_that_cannot_serve_leaves_the_old_one_serving() {
     let log = old.stderr_text();
     assert!(log.contains("unknown key `bogus`"), "{log}");
 }
+
+/// Inherited-socket variables that lie (garbage, the standard streams, a
+/// descriptor that is not open) are ignored: the proxy binds its own
+/// sockets and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_inheritance_variables_are_ignored() {
+    let site = Site::new();
+    let origin = NamedOrigin::start("a").await;
+    let toml = config("", &support::route("/", &origin.url(), ""));
+    std::fs::write(site.path("proxy.toml"), &toml).unwrap();
+    let mut command = support::process::run_command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_portcullis")),
+        &site.path("proxy.toml"),
+    );
+    command
+        .env(
+            "PORTCULLIS_INHERIT_FDS",
+            "garbage,tls/127.0.0.1:0=1,tls/127.0.0.1:0=999,admin/nonsense=7,=",
+        )
+        .env("PORTCULLIS_READY_FD", "2");
+    let (process, tls) = ProxyProcess::start_command(command).await;
+    assert_eq!(support::pools::one(tls, &site.ca, "/").await.1, "from a");
+    let log = process.stderr_text();
+    assert!(log.contains("ignoring inherited descriptor 1"), "{log}");
+    assert!(log.contains("ignoring inherited descriptor 999"), "{log}");
+    assert!(log.contains("not role/addr=fd"), "{log}");
+}

@@ -180,20 +180,6 @@ impl Server {
         };
         listeners::Running::start(self.listeners, settings, live)
     }
-
-    /// Serves until `shutdown` completes, then drains. Must run inside a
-    /// tokio runtime.
-    pub async fn run(
-        self,
-        acceptor: TlsAcceptor,
-        live: Arc<Live>,
-        shutdown: impl Future<Output = ()>,
-    ) -> std::io::Result<()> {
-        let running = self.start(acceptor, live)?;
-        shutdown.await;
-        running.finish(Duration::ZERO).await;
-        Ok(())
-    }
 }
 
 /// The HTTP/1.1 and HTTP/2 settings of every client connection.
