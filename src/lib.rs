@@ -45,6 +45,7 @@ pub struct Proxy {
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     store: Arc<CertStore>,
+    stapling: Arc<tls::ocsp::Stapling>,
     self_signed: bool,
     bootstrapped: usize,
     reloader: Reloader,
@@ -85,6 +86,7 @@ impl Proxy {
             .registry_mut()
             .register_collector(Box::new(proxy::upstream::metrics::PoolCollector(pools.clone())));
         let reload_metrics = reload::ReloadMetrics::register(metrics.registry_mut());
+        let stapling = tls::ocsp::Stapling::new(config.tls.ocsp_stapling, metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let reloads = reload::Handle::new();
         let config = Arc::new(config);
@@ -131,6 +133,7 @@ impl Proxy {
             server,
             acceptor: TlsAcceptor::from(server_config),
             shared,
+            stapling,
             store,
             self_signed: initial.self_signed,
             bootstrapped: initial.bootstrapped.len(),
@@ -212,6 +215,11 @@ impl Proxy {
         let stop_background = tokio_util::sync::CancellationToken::new();
         let certs = self.reloader.handle();
         let reloader = tokio::spawn(self.reloader.run(stop_background.clone()));
+        tokio::spawn(tls::ocsp::run(
+            self.store.clone(),
+            self.stapling.clone(),
+            stop_background.clone(),
+        ));
         // The admin listener stops with the others: after an upgrade its
         // socket is the new process's, and an old process that still
         // answered there would take its reloads and scrapes.
@@ -241,6 +249,7 @@ impl Proxy {
             live,
             running,
             store: self.store,
+            stapling: self.stapling,
             certs,
             self_signed: self.self_signed,
             background: stop_background.clone(),

@@ -542,6 +542,17 @@ impl Collector for Sources {
         }
 
         let mut family = encoder.encode_descriptor(
+            "certificate_ocsp_stapled",
+            "1 when an OCSP response is stapled to the certificate ([tls] ocsp_stapling), else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        for cert in snapshot.certs() {
+            let stapled = i64::from(cert.certified.ocsp.is_some());
+            ConstGauge::new(stapled).encode(family.encode_family(&cert_labels(cert))?)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
             "certificate_reloads",
             "Certificate reloads, published or rejected",
             None,

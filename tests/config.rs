@@ -1283,8 +1283,10 @@ fn tls_unknown_keys_name_the_portcullis_key() {
     assert_eq!(
         e.hint,
         "valid keys in [tls]: cert, key, min_version, certificate, bootstrap, watch, poll_interval, hsts, \
-         cipher_suites, groups, session_resumption, client_auth, unknown_sni"
+         cipher_suites, groups, session_resumption, ocsp_stapling, client_auth, unknown_sni"
     );
+    let e = error(&format!("[tls]\nssl_stapling = true\n{ROUTE}"));
+    assert_eq!(e.hint, "portcullis calls this setting `ocsp_stapling`");
 }
 
 #[test]

@@ -182,6 +182,10 @@ pub struct TlsConfig {
     /// hours, kept across certificate reloads) and a stateful cache.
     /// Default true.
     pub session_resumption: bool,
+    /// `ocsp_stapling`: fetch an OCSP response for every certificate that
+    /// names a responder, and staple it to handshakes (see
+    /// [`crate::tls::ocsp`]). Default false.
+    pub ocsp_stapling: bool,
     /// `[tls.client_auth]`: client certificates (mutual TLS). `None`: no
     /// client certificate is asked for.
     pub client_auth: Option<ClientAuthConfig>,

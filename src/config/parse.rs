@@ -356,6 +356,7 @@ impl Checker<'_> {
                 cipher_suites: tls_policy::default_cipher_suites(),
                 groups: tls_policy::default_groups(),
                 session_resumption: true,
+                ocsp_stapling: false,
                 client_auth: None,
                 unknown_sni: crate::config::UnknownSni::Default,
             },

@@ -32,6 +32,7 @@ pub(crate) struct Engine {
     pub(crate) live: Arc<Live>,
     pub(crate) running: Running,
     pub(crate) store: Arc<CertStore>,
+    pub(crate) stapling: Arc<crate::tls::ocsp::Stapling>,
     pub(crate) certs: ReloadHandle,
     /// Whether the certificate in service is a temporary self-signed one
     /// because none is configured.
@@ -134,6 +135,7 @@ impl Engine {
                 .await;
             self.self_signed = initial.self_signed;
         }
+        self.stapling.set(config.tls.ocsp_stapling);
         let next = Arc::new(next);
         let before = self.live.swap(next.clone());
         self.pools.store(Arc::new(next.groups.clone()));

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod client_auth;
+pub(crate) mod ocsp;
 pub mod peer;
 pub mod pieces;
 pub mod policy;

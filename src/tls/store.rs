@@ -99,6 +99,9 @@ impl fmt::Debug for Snapshot {
 /// The certificates in service; rustls asks it for one on every handshake.
 pub struct CertStore {
     current: ArcSwap<Snapshot>,
+    /// Counts the sets put in service, so that the OCSP stapler hears of a
+    /// new or renewed certificate at once instead of at its next refresh.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl CertStore {
@@ -107,12 +110,52 @@ impl CertStore {
     pub fn new(certs: Vec<Arc<LoadedCert>>) -> Self {
         CertStore {
             current: ArcSwap::from_pointee(Snapshot::build(certs)),
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
     /// Puts a whole new set in service at once.
     pub fn publish(&self, certs: Vec<Arc<LoadedCert>>) {
-        self.current.store(Arc::new(Snapshot::build(certs)));
+        self.current
+            .rcu(|current| Arc::new(Snapshot::build(keep_staples(current, certs.clone()))));
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes when a set is published or a certificate replaced.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Staples `ocsp` (or removes the staple, with `None`) to every
+    /// certificate in service whose leaf has this SHA-256; returns how many
+    /// changed. Matching on the leaf rather than on a position keeps a
+    /// response from landing on a certificate that a reload put in its place.
+    pub(crate) fn staple(&self, sha256: &str, ocsp: Option<&[u8]>) -> usize {
+        let mut changed = 0;
+        self.current.rcu(|current| {
+            changed = 0;
+            let certs: Vec<Arc<LoadedCert>> = current
+                .certs
+                .iter()
+                .map(|cert| {
+                    if cert.facts.sha256 != sha256 || cert.certified.ocsp.as_deref() == ocsp {
+                        return Arc::clone(cert);
+                    }
+                    changed += 1;
+                    let mut certified = CertifiedKey::clone(&cert.certified);
+                    certified.ocsp = ocsp.map(<[u8]>::to_vec);
+                    Arc::new(LoadedCert {
+                        certified: Arc::new(certified),
+                        ..LoadedCert::clone(cert)
+                    })
+                })
+                .collect();
+            if changed == 0 {
+                return Arc::clone(current);
+            }
+            Arc::new(Snapshot::build(certs))
+        });
+        changed
     }
 
     /// Swaps one certificate, keeping the others; false if `index` is out of
@@ -127,8 +170,11 @@ impl CertStore {
             }
             let mut certs = current.certs.clone();
             certs[index] = Arc::clone(&cert);
-            Arc::new(Snapshot::build(certs))
+            Arc::new(Snapshot::build(keep_staples(current, certs)))
         });
+        if in_range {
+            self.changes.send_modify(|n| *n += 1);
+        }
         in_range
     }
 
@@ -146,6 +192,31 @@ impl CertStore {
     pub fn resolve_name(&self, sni: Option<&str>) -> Option<Arc<LoadedCert>> {
         self.current.load().lookup(sni).cloned()
     }
+}
+
+/// A certificate read again from unchanged files keeps the OCSP response
+/// stapled to it, so that a reload never serves a handshake without one.
+fn keep_staples(current: &Snapshot, certs: Vec<Arc<LoadedCert>>) -> Vec<Arc<LoadedCert>> {
+    certs
+        .into_iter()
+        .map(|cert| {
+            let stapled = current
+                .certs
+                .iter()
+                .find(|old| old.facts.sha256 == cert.facts.sha256 && old.certified.ocsp.is_some());
+            match stapled {
+                Some(old) if cert.certified.ocsp.is_none() => {
+                    let mut certified = CertifiedKey::clone(&cert.certified);
+                    certified.ocsp.clone_from(&old.certified.ocsp);
+                    Arc::new(LoadedCert {
+                        certified: Arc::new(certified),
+                        ..LoadedCert::clone(&cert)
+                    })
+                }
+                _ => cert,
+            }
+        })
+        .collect()
 }
 
 impl ResolvesServerCert for CertStore {

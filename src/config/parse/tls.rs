@@ -31,6 +31,7 @@ const TLS_SCHEMA: Schema = Schema {
         "cipher_suites",
         "groups",
         "session_resumption",
+        "ocsp_stapling",
         "client_auth",
         // server_answers.rs
         "unknown_sni",
@@ -47,6 +48,9 @@ const TLS_SCHEMA: Schema = Schema {
         ("ssl_session_tickets", "session_resumption"),
         ("session_tickets", "session_resumption"),
         ("ssl_session_cache", "session_resumption"),
+        ("ssl_stapling", "ocsp_stapling"),
+        ("stapling", "ocsp_stapling"),
+        ("ocsp", "ocsp_stapling"),
         ("ssl_certificate_key", "key"),
         ("ssl_protocols", "min_version"),
         ("certificates", "certificate"),
@@ -99,6 +103,7 @@ impl Checker<'_> {
             .groups(table, min_version)
             .unwrap_or_else(tls_policy::default_groups);
         let session_resumption = self.boolean(table, "session_resumption", true);
+        let ocsp_stapling = self.boolean(table, "ocsp_stapling", false);
         let client_auth = self.client_auth(table);
         TlsConfig {
             certificates,
@@ -110,6 +115,7 @@ impl Checker<'_> {
             cipher_suites,
             groups,
             session_resumption,
+            ocsp_stapling,
             client_auth,
             unknown_sni: self.unknown_sni(table),
         }
