@@ -1,0 +1,167 @@
+//! `request_buffering`: the whole request body is read before the upstream
+//! is contacted (no connection, no pool checkout until it is complete), so
+//! a slow upload never holds an application worker. Up to the route's size
+//! it is held in memory; the rest goes to a temporary file that has no name
+//! from the moment it exists (`O_TMPFILE`, or a name removed at once), so
+//! it is gone when the request ends, whatever ends it. The body is then
+//! sent with its exact length, and, being kept whole, may be sent again
+//! under the pool's retry rules.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+
+use super::refusal::Refusal;
+use super::request_body::{RequestBody, Tracking};
+
+/// The most read back from the file for one frame sent upstream.
+const CHUNK: u64 = 64 * 1024;
+
+/// The part of a buffered body that is in its temporary file.
+#[derive(Debug)]
+pub(crate) struct Spilled {
+    /// Shared by the copies a retry sends; each reads at its own offset.
+    file: Arc<File>,
+    at: u64,
+    len: u64,
+}
+
+impl Spilled {
+    /// A copy that sends the file from its start.
+    pub(crate) fn again(&self) -> Spilled {
+        Spilled {
+            file: self.file.clone(),
+            at: 0,
+            len: self.len,
+        }
+    }
+
+    pub(crate) fn remaining(&self) -> u64 {
+        self.len - self.at
+    }
+
+    /// The next piece of the file, or `None` at its end. The read is
+    /// synchronous: the file was just written and is in the page cache, as
+    /// for static files (`serve::body`).
+    pub(crate) fn next_chunk(&mut self) -> Option<std::io::Result<Bytes>> {
+        let want = self.remaining().min(CHUNK);
+        if want == 0 {
+            return None;
+        }
+        // `want` is at most CHUNK, which fits a usize.
+        let mut buf = vec![0; want as usize];
+        Some(match self.file.read_at(&mut buf, self.at) {
+            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf.truncate(n);
+                self.at += n as u64;
+                Ok(buf.into())
+            }
+            Err(e) => Err(e),
+        })
+    }
+}
+
+/// What a route's buffering needs to read a body.
+pub(crate) struct Limits<'a> {
+    /// `request_buffering`: bytes held in memory.
+    pub(crate) memory: u64,
+    /// `max_body`.
+    pub(crate) max_body: Option<u64>,
+    /// The longest wait for the next piece of the body.
+    pub(crate) wait: Duration,
+    /// `[buffering] temp_dir`, or the system's.
+    pub(crate) temp_dir: Option<&'a Path>,
+}
+
+/// Reads `inner` whole; with whether part of it went to a file. Trailers
+/// are dropped: a body sent with its length has none.
+pub(crate) async fn read_whole(
+    mut inner: Incoming,
+    limits: Limits<'_>,
+) -> Result<(RequestBody, Tracking, bool), Refusal> {
+    let limit = limits.max_body.unwrap_or(u64::MAX);
+    let declared = inner.size_hint().exact().unwrap_or(0);
+    let mut held = BytesMut::with_capacity(usize::try_from(declared.min(limits.memory)).unwrap_or(0));
+    let mut file: Option<File> = None;
+    let mut spilled = 0u64;
+    let mut total = 0u64;
+    loop {
+        let frame = match tokio::time::timeout(limits.wait, inner.frame()).await {
+            Err(_) => return Err(Refusal::BodyTimeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(Refusal::MalformedBody(e)),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > limit {
+            return Err(Refusal::TooLargeAhead { max_body: limit });
+        }
+        if file.is_none() && total <= limits.memory {
+            held.extend_from_slice(&data);
+            continue;
+        }
+        let out = match &mut file {
+            Some(out) => out,
+            None => {
+                let dir = limits.temp_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+                file.insert(temp_file(&dir).map_err(Refusal::SpillFailed)?)
+            }
+        };
+        // A write to a fresh file lands in the page cache; it is done here
+        // rather than on a blocking thread, as static files are read.
+        out.write_all(&data).map_err(Refusal::SpillFailed)?;
+        spilled += data.len() as u64;
+    }
+    let spill = file.map(|file| Spilled {
+        file: Arc::new(file),
+        at: 0,
+        len: spilled,
+    });
+    let was_spilled = spill.is_some();
+    let (body, tracking) = RequestBody::buffered(held.freeze(), spill);
+    Ok((body, tracking, was_spilled))
+}
+
+/// A new file in `dir` that only this process can reach: readable and
+/// writable by the owner alone, and without a name.
+fn temp_file(dir: &Path) -> std::io::Result<File> {
+    let open = || {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).mode(0o600);
+        options
+    };
+    match open().custom_flags(libc::O_TMPFILE).open(dir) {
+        Ok(file) => return Ok(file),
+        // A filesystem without O_TMPFILE: a new name, removed at once.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        ".portcullis-body-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = dir.join(name);
+    // create_new: never a file or link that is there already.
+    let file = open().create_new(true).open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
