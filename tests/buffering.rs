@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use support::admin::AdminProxy;
 use support::raw::Raw;
@@ -162,6 +162,44 @@ async fn upload_proxy(keys: &str) -> Setup {
     }
 }
 
+/// As [`Setup`], its origin serving from the start.
+struct Serving {
+    site: Site,
+    temp: PathBuf,
+    proxy: AdminProxy,
+    seen: Arc<Mutex<Vec<Upload>>>,
+}
+
+async fn serving(keys: &str) -> Serving {
+    let Setup {
+        site,
+        temp,
+        mut gate,
+        proxy,
+    } = upload_proxy(keys).await;
+    let seen = gate.serve(temp.clone());
+    Serving {
+        site,
+        temp,
+        proxy,
+        seen,
+    }
+}
+
+/// The first upload the origin saw, checked to be `body` with its length.
+fn sized(seen: &Mutex<Vec<Upload>>, body: &[u8]) -> Upload {
+    let upload = seen.lock().unwrap()[0].clone();
+    assert_eq!(upload.content_length.as_deref(), Some(&*body.len().to_string()));
+    assert!(upload.body == body, "the origin got another body");
+    upload
+}
+
+/// Waits for `portcullis_buffered_total` of `kind` on route `/` to be `n`.
+async fn counted(proxy: &AdminProxy, kind: &str, n: f64) {
+    let sample = format!("portcullis_buffered_total{{route=\"/\",kind=\"{kind}\"}}");
+    proxy.wait_for_metric(&sample, n).await;
+}
+
 /// Sends `body` as chunks of `piece` bytes, without the last chunk.
 async fn send_chunks(client: &mut Raw, body: &[u8], piece: usize) {
     for part in body.chunks(piece) {
@@ -210,13 +248,9 @@ async fn an_upload_is_read_whole_before_the_upstream_is_contacted() {
     let response = within(HANG, "the answer", client.read_response()).await.unwrap();
     assert_eq!(response.status, 200, "{}", response.head_text());
 
-    let upload = seen.lock().unwrap()[0].clone();
-    assert_eq!(upload.content_length.as_deref(), Some("8388608"));
-    assert!(upload.body == body, "the origin got another body");
+    let upload = sized(&seen, &body);
     assert_eq!(upload.temp_fds, 0, "a body under the memory size went to a file");
-    proxy
-        .wait_for_metric("portcullis_buffered_total{route=\"/\",kind=\"request\"}", 1.0)
-        .await;
+    counted(&proxy, "request", 1.0).await;
     proxy.stop().await;
 }
 
@@ -225,13 +259,12 @@ async fn an_upload_is_read_whole_before_the_upstream_is_contacted() {
 /// open on it afterwards.
 #[tokio::test]
 async fn a_chunked_body_over_the_memory_size_spills_and_leaves_nothing() {
-    let Setup {
+    let Serving {
         site,
         temp,
-        mut gate,
         proxy,
-    } = upload_proxy("request_buffering = \"1MiB\"").await;
-    let seen = gate.serve(temp.clone());
+        seen,
+    } = serving("request_buffering = \"1MiB\"").await;
     let body = pattern(3 * MIB + 17);
 
     let mut client = Raw::connect(proxy.tls, &site.ca).await;
@@ -249,16 +282,9 @@ async fn a_chunked_body_over_the_memory_size_spills_and_leaves_nothing() {
     let response = within(HANG, "the answer", client.read_response()).await.unwrap();
     assert_eq!(response.status, 200, "{}", response.head_text());
 
-    let upload = seen.lock().unwrap()[0].clone();
-    assert_eq!(upload.content_length.as_deref(), Some(&*body.len().to_string()));
+    let upload = sized(&seen, &body);
     assert!(!upload.chunked, "the body went on chunked");
-    assert!(upload.body == body, "the origin got another body");
-    proxy
-        .wait_for_metric(
-            "portcullis_buffered_total{route=\"/\",kind=\"request_spilled\"}",
-            1.0,
-        )
-        .await;
+    counted(&proxy, "request_spilled", 1.0).await;
     drop(client);
     wait_until(HANG, "the temporary file to be closed", || fds_in(&temp) == 0).await;
     proxy.stop().await;
@@ -288,6 +314,118 @@ async fn a_body_over_max_body_is_413_without_an_upstream_connection() {
     );
     wait_until(HANG, "the temporary file to be closed", || fds_in(&temp) == 0).await;
     assert_eq!(entries(&temp), 0);
+}
+
+/// An HTTP/2 upload carries no length: buffered, it reaches the origin
+/// with one, and a response that fits goes back the same way.
+#[tokio::test]
+async fn an_http2_upload_without_a_length_reaches_the_origin_sized() {
+    let Serving {
+        site, proxy, seen, ..
+    } = serving("request_buffering = \"1MiB\"\nresponse_buffering = \"1MiB\"").await;
+    let body = pattern(2 * MIB + 5);
+    let pieces: Vec<Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>> = body
+        .chunks(100_000)
+        .map(|piece| Ok(Frame::data(Bytes::copy_from_slice(piece))))
+        .collect();
+    let request = Request::post("https://localhost/upload")
+        .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+            pieces,
+        ))))
+        .unwrap();
+    let mut send = h2(proxy.tls, &site.ca).await;
+    let response = within(HANG, "the answer", send.send_request(request))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    sized(&seen, &body);
+    counted(&proxy, "request_spilled", 1.0).await;
+    counted(&proxy, "response", 1.0).await;
+    proxy.stop().await;
+}
+
+/// An origin that answers the first request of each connection with the
+/// length of its body, and closes the connection without answering when a
+/// second comes: a kept connection that died while idle.
+async fn one_answer_per_connection() -> (String, Arc<Mutex<Vec<usize>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let record = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                for round in 0..2 {
+                    let end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    if round == 1 {
+                        return;
+                    }
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + length {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    record.lock().unwrap().push(length);
+                    buf.drain(..end + length);
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{length}",
+                        length.to_string().len()
+                    );
+                    let _ = tcp.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (url, bodies)
+}
+
+/// A buffered body is kept whole, however large: an idempotent PUT that
+/// meets a dead kept connection is sent again, spilled part included.
+#[tokio::test]
+async fn a_buffered_put_is_sent_again_when_its_kept_connection_died() {
+    let site = Site::new();
+    let temp = temp_dir(&site);
+    let (url, bodies) = one_answer_per_connection().await;
+    let config = site.config(&format!(
+        "{}[[route]]\npath = \"/\"\nupstream = \"app\"\nrequest_buffering = \"64KiB\"\n\n\
+         [[upstream]]\nname = \"app\"\nservers = [\"{url}\"]\n",
+        buffering(&temp)
+    ));
+    let proxy = ProxyHandle::start(&config, site.dir.path()).await;
+    let mut client = Raw::connect(proxy.addr, &site.ca).await;
+    client.get("/").await;
+    let first = within(HANG, "the first answer", client.read_response())
+        .await
+        .unwrap();
+    assert_eq!(first.status, 200);
+    let body = pattern(300_000);
+    client
+        .send(b"PUT /file HTTP/1.1\r\nHost: localhost\r\nContent-Length: 300000\r\n\r\n")
+        .await;
+    client.send(&body).await;
+    let again = within(HANG, "the PUT's answer", client.read_response())
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200, "{}", again.head_text());
+    assert_eq!(again.text(), "300000");
+    assert_eq!(*bodies.lock().unwrap(), [0, 300_000]);
 }
 
 // ---------------------------------------------------------------- hostile clients
@@ -384,9 +522,7 @@ async fn a_response_that_fits_frees_its_upstream_connection_before_the_client_re
         1,
         "the upstream connection was still held by the slow client"
     );
-    proxy
-        .wait_for_metric("portcullis_buffered_total{route=\"/\",kind=\"response\"}", 2.0)
-        .await;
+    counted(&proxy, "response", 2.0).await;
     // The slow client still gets every byte.
     let rest = within(HANG, "the slow body", slow.read_body(big.len())).await;
     assert!(rest == big, "the slow client got another body");

@@ -138,12 +138,13 @@ pub(crate) async fn read_whole(
 /// A new file in `dir` that only this process can reach: readable and
 /// writable by the owner alone, and without a name.
 fn temp_file(dir: &Path) -> std::io::Result<File> {
-    let open = || {
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).mode(0o600);
-        options
-    };
-    match open().custom_flags(libc::O_TMPFILE).open(dir) {
+    let unnamed = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir);
+    match unnamed {
         Ok(file) => return Ok(file),
         // A filesystem without O_TMPFILE: a new name, removed at once.
         Err(e)
@@ -153,6 +154,11 @@ fn temp_file(dir: &Path) -> std::io::Result<File> {
             ) => {}
         Err(e) => return Err(e),
     }
+    named_then_removed(dir)
+}
+
+/// A new file in `dir` under a name no one else chose, removed at once.
+fn named_then_removed(dir: &Path) -> std::io::Result<File> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = format!(
         ".portcullis-body-{}-{}",
@@ -161,7 +167,60 @@ fn temp_file(dir: &Path) -> std::io::Result<File> {
     );
     let path = dir.join(name);
     // create_new: never a file or link that is there already.
-    let file = open().create_new(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .create_new(true)
+        .open(&path)?;
     std::fs::remove_file(&path)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn collect(body: RequestBody) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async { body.collect().await.unwrap().to_bytes().to_vec() })
+    }
+
+    /// Both ways of making a file leave nothing in the directory, and the
+    /// file works.
+    #[test]
+    fn temporary_files_have_no_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for make in [temp_file, named_then_removed] {
+            let mut file = make(dir.path()).unwrap();
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+            file.write_all(b"body").unwrap();
+            let mut back = String::new();
+            std::io::Seek::rewind(&mut file).unwrap();
+            file.read_to_string(&mut back).unwrap();
+            assert_eq!(back, "body");
+        }
+    }
+
+    /// Memory first, then the file; a copy for a retry sends the same.
+    #[test]
+    fn a_buffered_body_is_sent_and_sent_again_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = temp_file(dir.path()).unwrap();
+        let tail: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        file.write_all(&tail).unwrap();
+        let spilled = Spilled {
+            file: Arc::new(file),
+            at: 0,
+            len: tail.len() as u64,
+        };
+        let (body, _tracking) = RequestBody::buffered(Bytes::from_static(b"head:"), Some(spilled));
+        assert_eq!(body.size_hint().exact(), Some(5 + tail.len() as u64));
+        let again = body.replay().expect("a buffered body is kept whole");
+        let mut want = b"head:".to_vec();
+        want.extend_from_slice(&tail);
+        assert!(collect(body) == want);
+        assert!(collect(again) == want);
+    }
 }

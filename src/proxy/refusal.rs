@@ -358,6 +358,12 @@ mod tests {
             (Refusal::BodyTimeout, StatusCode::REQUEST_TIMEOUT, None, None),
             (Refusal::ClientBodyFailed, StatusCode::BAD_REQUEST, None, None),
             (
+                Refusal::SpillFailed(std::io::ErrorKind::StorageFull.into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                None,
+            ),
+            (
                 Refusal::Upstream(gone()),
                 StatusCode::BAD_GATEWAY,
                 Some(Connect),
