@@ -26,6 +26,9 @@ use super::request_body::{RequestBody, Tracking};
 /// The most read back from the file for one frame sent upstream.
 const CHUNK: u64 = 64 * 1024;
 
+/// The most memory reserved for a body before its bytes arrive.
+const FIRST_RESERVE: u64 = 256 * 1024;
+
 /// The part of a buffered body that is in its temporary file.
 #[derive(Debug)]
 pub(crate) struct Spilled {
@@ -90,8 +93,11 @@ pub(crate) async fn read_whole(
     limits: Limits<'_>,
 ) -> Result<(RequestBody, Tracking, bool), Refusal> {
     let limit = limits.max_body.unwrap_or(u64::MAX);
+    // Room for what the client declared, but no more than a first piece
+    // of it: a length is a claim, and memory is taken as bytes arrive.
     let declared = inner.size_hint().exact().unwrap_or(0);
-    let mut held = BytesMut::with_capacity(usize::try_from(declared.min(limits.memory)).unwrap_or(0));
+    let first = declared.min(limits.memory).min(FIRST_RESERVE);
+    let mut held = BytesMut::with_capacity(usize::try_from(first).unwrap_or(0));
     let mut file: Option<File> = None;
     let mut spilled = 0u64;
     let mut total = 0u64;
