@@ -679,7 +679,9 @@ async fn forward(
                 wait,
                 temp_dir: rc.buffering.temp_dir.as_deref().map(std::path::PathBuf::as_path),
             };
-            let (body, tracking, spilled) = buffered_request::read_whole(body, limits).await?;
+            // Boxed, as the rare case: its state would otherwise make every
+            // request's future larger.
+            let (body, tracking, spilled) = Box::pin(buffered_request::read_whole(body, limits)).await?;
             route.state.metrics.buffered(Buffered::Request);
             if spilled {
                 route.state.metrics.buffered(Buffered::RequestSpilled);
@@ -771,7 +773,8 @@ async fn forward(
     let buffer = rc.buffering.response.filter(|_| may_buffer);
     let (parts, mut body) = response.into_parts();
     if let Some(limit) = buffer.filter(|_| !body.is_end_stream()) {
-        return match buffered_response::read_ahead(&mut body, limit, rc.read_timeout).await? {
+        let ahead = Box::pin(buffered_response::read_ahead(&mut body, limit, rc.read_timeout));
+        return match ahead.await? {
             buffered_response::Ahead::Whole(whole) => {
                 route.state.metrics.buffered(Buffered::Response);
                 Ok(Response::from_parts(parts, ProxyBody::local(whole, log.take())))
