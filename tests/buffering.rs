@@ -33,6 +33,7 @@ const MIB: usize = 1024 * 1024;
 struct Upload {
     content_length: Option<String>,
     chunked: bool,
+    expect: bool,
     body: Vec<u8>,
     /// Descriptors of this process open on the temporary directory while
     /// the origin received the request (the proxy runs in this process).
@@ -89,11 +90,13 @@ impl Gate {
                             .get("content-length")
                             .map(|v| v.to_str().unwrap().to_owned());
                         let chunked = req.headers().contains_key("transfer-encoding");
+                        let expect = req.headers().contains_key("expect");
                         let temp_fds = fds_in(&temp);
                         let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
                         record.lock().unwrap().push(Upload {
                             content_length,
                             chunked,
+                            expect,
                             body,
                             temp_fds,
                         });
@@ -250,6 +253,7 @@ async fn an_upload_is_read_whole_before_the_upstream_is_contacted() {
 
     let upload = sized(&seen, &body);
     assert_eq!(upload.temp_fds, 0, "a body under the memory size went to a file");
+    assert!(!upload.expect, "Expect went on with a body that is all there");
     counted(&proxy, "request", 1.0).await;
     proxy.stop().await;
 }

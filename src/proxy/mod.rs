@@ -657,7 +657,7 @@ async fn forward(
             .insert(proxy_out::SendProxy { client, local });
     }
 
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // The host the client named, for the upstream's URLs in the response.
     let client_host = (rc.shaping.upstream_urls.any())
         .then(|| parts.headers.get(&headers::X_FORWARDED_HOST).cloned())
@@ -686,6 +686,8 @@ async fn forward(
             if spilled {
                 route.state.metrics.buffered(Buffered::RequestSpilled);
             }
+            // The client has been told to go on, and has sent it all.
+            parts.headers.remove(header::EXPECT);
             (body, tracking)
         }
         _ => match request_body::RequestBody::prepare(body, wait, rc.max_body).await {
