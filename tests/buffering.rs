@@ -432,6 +432,31 @@ async fn a_buffered_put_is_sent_again_when_its_kept_connection_died() {
     assert_eq!(*bodies.lock().unwrap(), [0, 300_000]);
 }
 
+/// A temporary directory that is not there: the body that would spill is
+/// a 500, said in the log, and the upstream is never contacted.
+#[tokio::test]
+async fn a_body_that_cannot_spill_is_a_500_without_an_upstream_connection() {
+    let site = Site::new();
+    let gate = Gate::new();
+    let config = site.config(&format!(
+        "{}{}",
+        buffering(&site.path("not-there")),
+        route("/", &gate.url(), "request_buffering = \"64KiB\"")
+    ));
+    let proxy = ProxyHandle::start(&config, site.dir.path()).await;
+    let mut client = Raw::connect(proxy.addr, &site.ca).await;
+    client
+        .send(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n")
+        .await;
+    client.send(&pattern(200_000)).await;
+    let response = within(HANG, "the answer", client.read_response()).await.unwrap();
+    assert_eq!(response.status, 500, "{}", response.head_text());
+    assert!(
+        gate.untouched(),
+        "the origin was contacted for a body that was not kept"
+    );
+}
+
 // ---------------------------------------------------------------- hostile clients
 
 /// A client that declares more than it sends and ends its side: 400, and
