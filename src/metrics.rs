@@ -71,6 +71,19 @@ pub enum UpstreamError {
     Protocol = 2,
 }
 
+/// What `request_buffering` and `response_buffering` did, for
+/// `portcullis_buffered_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum Buffered {
+    /// A request body read whole before the upstream was contacted.
+    Request = 0,
+    /// Such a body that went partly to a temporary file.
+    RequestSpilled = 1,
+    /// A response read whole before its head was sent, its upstream
+    /// connection freed.
+    Response = 2,
+}
+
 /// The per-route handles the request path uses.
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
@@ -78,6 +91,7 @@ pub struct RouteMetrics {
     by_class: [Counter; 5],
     latency: Histogram,
     upstream_errors: [Counter; 3],
+    buffered: [Counter; 3],
 }
 
 impl RouteMetrics {
@@ -91,6 +105,10 @@ impl RouteMetrics {
     pub fn upstream_error(&self, kind: UpstreamError) {
         self.upstream_errors[kind as usize].inc();
     }
+
+    pub fn buffered(&self, what: Buffered) {
+        self.buffered[what as usize].inc();
+    }
 }
 
 /// Every metric of the process.
@@ -100,6 +118,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    buffered: Family<UpstreamErrorLabels, Counter>,
     handshakes: Family<HandshakeLabels, Counter>,
     pub connections_active: Gauge,
     pub connections_total: Counter,
@@ -235,6 +254,12 @@ impl Metrics {
             "Upstream exchanges that failed, by route and kind (connect, timeout, protocol)",
             upstream_errors.clone(),
         );
+        let buffered = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "buffered",
+            "Bodies buffered, by route and kind (request: read whole before the upstream was contacted; request_spilled: partly in a temporary file; response: read whole, its upstream connection freed before the client read it)",
+            buffered.clone(),
+        );
         let handshakes = Family::<HandshakeLabels, Counter>::default();
         registry.register(
             "tls_handshakes",
@@ -335,6 +360,7 @@ impl Metrics {
             requests,
             latency,
             upstream_errors,
+            buffered,
             handshakes,
             connections_active,
             connections_total,
@@ -376,6 +402,12 @@ impl Metrics {
                 route: label.to_owned(),
             }),
             upstream_errors: [error("connect"), error("timeout"), error("protocol")],
+            buffered: ["request", "request_spilled", "response"].map(|kind| {
+                self.buffered.get_or_create_owned(&UpstreamErrorLabels {
+                    route: label.to_owned(),
+                    kind: kind.to_owned(),
+                })
+            }),
         }
     }
 

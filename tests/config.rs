@@ -75,7 +75,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_keys() {
     assert_eq!(e.message, "unknown key `banana` in [[route]]");
     assert_eq!(
         e.hint,
-        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, keepalive, keepalive_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert, websocket, path_normalization, path_exact, path_regex, rewrite, prefix_wins, ports, strip_prefix, rewrite_prefix, redirect, status, respond, methods, request, response, upstream_host, forwarded_for, redirect_rewrite, cookie_path, cookie_flags, send_proxy_protocol, forwarded, root, alias, try_files, index, precompressed, compression, error_pages, intercept_errors"
+        "valid keys in [[route]]: host, path, upstream, read_timeout, connect_timeout, tunnel_idle_timeout, keepalive, keepalive_timeout, max_body, upstream_ca, upstream_server_name, upstream_insecure_skip_verify, require_client_cert, websocket, path_normalization, path_exact, path_regex, rewrite, prefix_wins, ports, strip_prefix, rewrite_prefix, redirect, status, respond, methods, request, response, upstream_host, forwarded_for, redirect_rewrite, cookie_path, cookie_flags, send_proxy_protocol, forwarded, root, alias, try_files, index, precompressed, compression, error_pages, intercept_errors, request_buffering, response_buffering"
     );
 
     let e = error(&format!("{ROUTE}[servers]\n"));

@@ -4,6 +4,7 @@
 //! to be well formed.
 
 mod access_template;
+mod buffering;
 mod client_addr;
 mod compression;
 mod duration;
@@ -19,6 +20,7 @@ mod static_files;
 mod stream;
 
 pub use access_template::{AccessTemplate, LogField, Piece, LOG_FIELDS};
+pub use buffering::Buffering;
 pub use client_addr::{IpNet, ProxyProtocolIn, RealIpHeader};
 pub use compression::{Compression, CompressionLevel, Encoding, DEFAULT_TYPES};
 pub use error::{ConfigError, ConfigErrors, Origin};
@@ -337,6 +339,9 @@ pub struct RouteConfig {
     pub compression: Option<Arc<Compression>>,
     /// `error_pages` and `intercept_errors`, each over `[server]`'s.
     pub error_pages: Arc<ErrorPages>,
+    /// `request_buffering` and `response_buffering`, each over
+    /// `[buffering]`'s.
+    pub buffering: Buffering,
 }
 
 impl RouteConfig {

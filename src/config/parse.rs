@@ -41,6 +41,7 @@
 //! apart); `checker` has what they all use, and `env` the overrides.
 
 mod admin;
+mod buffering;
 mod checker;
 mod client_auth;
 mod client_timeouts;
@@ -284,6 +285,7 @@ const TOP_SCHEMA: Schema = Schema {
         "upstream",
         "headers",
         "compression",
+        "buffering",
     ],
     aliases: &[
         ("streams", "stream"),
@@ -303,6 +305,8 @@ const TOP_SCHEMA: Schema = Schema {
         ("gzip", "compression"),
         ("brotli", "compression"),
         ("zstd", "compression"),
+        ("buffers", "buffering"),
+        ("proxy_buffering", "buffering"),
     ],
 };
 
@@ -391,10 +395,12 @@ impl Checker<'_> {
         );
         let pools = self.pools(&top);
         let compression = self.compression_defaults(&top);
+        let buffering = self.buffering_defaults(&top);
         let routes = if streams_only {
             Vec::new()
         } else {
-            self.routes(&top, &pools, compression.as_ref(), &server.error_pages)
+            let defaults = (compression.as_ref(), &server.error_pages, &buffering);
+            self.routes(&top, &pools, defaults)
         };
         self.route_ports_listened(&top, &[&tls_listeners, &plain_listeners]);
         self.client_cert_routes(&top);

@@ -451,5 +451,7 @@ async fn send_body(route: &Route<RouteState>, req: Request<Incoming>) -> Respons
         Err(BodyError::TooLarge { .. }) => respond::payload_too_large(None),
         // No stall timer is set here.
         Err(BodyError::Stalled) => respond::local(StatusCode::REQUEST_TIMEOUT, "408 stalled\n", None),
+        // Only a buffered body has a file, and none is buffered here.
+        Err(BodyError::Spill(_)) => respond::internal_error(None),
     }
 }

@@ -47,6 +47,8 @@ pin_project! {
         // The server's count of requests in flight, which least_conn and
         // max_conns read, lasts as long as the body.
         lease: Option<Lease>,
+        // What `response_buffering` read ahead, sent before the rest.
+        ahead: Option<Bytes>,
     }
 }
 
@@ -65,6 +67,7 @@ impl ProxyBody {
                 idle: tokio::time::sleep(timeout),
                 timeout,
                 lease: None,
+                ahead: None,
             })),
             log,
         }
@@ -94,6 +97,15 @@ impl ProxyBody {
         if let Kind::Upstream(streaming) = &mut self.kind {
             *streaming.as_mut().project().lease = Some(lease);
         }
+    }
+
+    /// Sends `data`, read ahead of the client, before the rest of a
+    /// streamed body.
+    pub(crate) fn after(mut self, data: Bytes) -> Self {
+        if let Kind::Upstream(streaming) = &mut self.kind {
+            *streaming.as_mut().project().ahead = (!data.is_empty()).then_some(data);
+        }
+        self
     }
 
     pub fn empty() -> Self {
@@ -148,18 +160,22 @@ impl Body for ProxyBody {
                     mut body,
                     mut idle,
                     timeout,
+                    ahead,
                     ..
                 } = streaming.as_mut().project();
-                match body.as_mut().poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        idle.as_mut().reset(Instant::now() + *timeout);
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => match idle.poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(*timeout).into()))),
-                        Poll::Pending => Poll::Pending,
+                match ahead.take() {
+                    Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    None => match body.as_mut().poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            idle.as_mut().reset(Instant::now() + *timeout);
+                            Poll::Ready(Some(Ok(frame)))
+                        }
+                        Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                        Poll::Ready(None) => Poll::Ready(None),
+                        Poll::Pending => match idle.poll(cx) {
+                            Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(*timeout).into()))),
+                            Poll::Pending => Poll::Pending,
+                        },
                     },
                 }
             }
@@ -174,7 +190,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream(streaming) => streaming.body.is_end_stream(),
+            Kind::Upstream(streaming) => streaming.ahead.is_none() && streaming.body.is_end_stream(),
             Kind::Local { data } => data.is_none(),
             Kind::File(file) => file.remaining() == 0,
             Kind::Wrapped(body) => body.is_end_stream(),
@@ -183,7 +199,16 @@ impl Body for ProxyBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream(streaming) => streaming.body.size_hint(),
+            Kind::Upstream(streaming) => {
+                let ahead = streaming.ahead.as_ref().map_or(0, |d| d.len() as u64);
+                let hint = streaming.body.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(hint.lower() + ahead);
+                if let Some(upper) = hint.upper() {
+                    out.set_upper(upper + ahead);
+                }
+                out
+            }
             Kind::Local { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::File(file) => SizeHint::with_exact(file.remaining()),
             Kind::Wrapped(body) => body.size_hint(),

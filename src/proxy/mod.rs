@@ -7,6 +7,8 @@ pub mod access;
 pub(crate) mod access_line;
 pub(crate) mod action;
 pub mod body;
+pub(crate) mod buffered_request;
+pub(crate) mod buffered_response;
 pub mod client_addr;
 pub mod client_cert;
 pub(crate) mod forwarded;
@@ -45,7 +47,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RouteConfig};
 use crate::connections::{Conn, ConnRegistry};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{Buffered, Metrics, RouteMetrics};
 use access::AccessRecord;
 use body::ProxyBody;
 use refusal::{HeadRefusal, Refusal};
@@ -655,7 +657,7 @@ async fn forward(
             .insert(proxy_out::SendProxy { client, local });
     }
 
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // The host the client named, for the upstream's URLs in the response.
     let client_host = (rc.shaping.upstream_urls.any())
         .then(|| parts.headers.get(&headers::X_FORWARDED_HOST).cloned())
@@ -669,12 +671,33 @@ async fn forward(
         }
     }
     let wait = shared.client_body_timeout.unwrap_or(rc.read_timeout);
-    let prepared = request_body::RequestBody::prepare(body, wait, rc.max_body).await;
-    let (body, tracking) = match prepared {
-        Ok((body, tracking)) => (body.stall_after(shared.client_body_timeout), tracking),
-        Err(ReadAheadError::Malformed(e)) => return Err(Refusal::MalformedBody(e)),
-        Err(ReadAheadError::Timeout) => return Err(Refusal::BodyTimeout),
-        Err(ReadAheadError::TooLarge { limit }) => return Err(Refusal::TooLargeAhead { max_body: limit }),
+    let (body, tracking) = match rc.buffering.request {
+        Some(memory) if !body.is_end_stream() => {
+            let limits = buffered_request::Limits {
+                memory,
+                max_body: rc.max_body,
+                wait,
+                temp_dir: rc.buffering.temp_dir.as_deref().map(std::path::PathBuf::as_path),
+            };
+            // Boxed, as the rare case: its state would otherwise make every
+            // request's future larger.
+            let (body, tracking, spilled) = Box::pin(buffered_request::read_whole(body, limits)).await?;
+            route.state.metrics.buffered(Buffered::Request);
+            if spilled {
+                route.state.metrics.buffered(Buffered::RequestSpilled);
+            }
+            // The client has been told to go on, and has sent it all.
+            parts.headers.remove(header::EXPECT);
+            (body, tracking)
+        }
+        _ => match request_body::RequestBody::prepare(body, wait, rc.max_body).await {
+            Ok((body, tracking)) => (body.stall_after(shared.client_body_timeout), tracking),
+            Err(ReadAheadError::Malformed(e)) => return Err(Refusal::MalformedBody(e)),
+            Err(ReadAheadError::Timeout) => return Err(Refusal::BodyTimeout),
+            Err(ReadAheadError::TooLarge { limit }) => {
+                return Err(Refusal::TooLargeAhead { max_body: limit })
+            }
+        },
     };
     let client_failed = tracking.client_failed;
     let group = &route.state.group;
@@ -747,7 +770,24 @@ async fn forward(
     if rc.shaping.upstream_urls.any() {
         upstream_urls::rewrite(response.headers_mut(), rc, &conn.proto, client_host.as_ref());
     }
+    // `X-Accel-Buffering` is for the proxy: it goes whatever the route.
+    let may_buffer = buffered_response::allowed(response.headers_mut());
+    let buffer = rc.buffering.response.filter(|_| may_buffer);
     let (parts, mut body) = response.into_parts();
+    if let Some(limit) = buffer.filter(|_| !body.is_end_stream()) {
+        let ahead = Box::pin(buffered_response::read_ahead(&mut body, limit, rc.read_timeout));
+        return match ahead.await? {
+            buffered_response::Ahead::Whole(whole) => {
+                route.state.metrics.buffered(Buffered::Response);
+                Ok(Response::from_parts(parts, ProxyBody::local(whole, log.take())))
+            }
+            buffered_response::Ahead::Part(ahead) => {
+                let mut body = ProxyBody::upstream(body, rc.read_timeout, log.take()).after(ahead);
+                body.hold(lease);
+                Ok(Response::from_parts(parts, body))
+            }
+        };
+    }
     // A small body of known length is read whole before the head goes out,
     // so head and body leave in one write (one TLS record, one syscall)
     // rather than two. Anything larger, or of unknown length (server-sent

@@ -74,6 +74,8 @@ pub(crate) enum Refusal {
     /// The client broke its own body while it was forwarded: its fault, not
     /// the upstream's.
     ClientBodyFailed,
+    /// A buffered body could not be written to its temporary file.
+    SpillFailed(std::io::Error),
 
     // The upstream.
     /// No connection, or an exchange that failed before a response head.
@@ -145,8 +147,8 @@ impl Refusal {
     fn meaning(&self) -> Meaning {
         use respond::{
             bad_gateway, bad_path, bad_request, bad_request_close, bad_websocket, client_cert_required,
-            gateway_timeout, method_not_allowed, not_found, payload_too_large, pool_down, request_timeout,
-            websocket_off,
+            gateway_timeout, internal_error, method_not_allowed, not_found, payload_too_large, pool_down,
+            request_timeout, websocket_off,
         };
         use UpstreamError::{Connect, Protocol, Timeout};
         // `bad_request_close` closes the connection: what follows a request
@@ -174,6 +176,7 @@ impl Refusal {
             | Refusal::TooLargeSent { .. } => (payload_too_large, None, None),
             Refusal::MalformedBody(_) | Refusal::ClientBodyFailed => (bad_request_close, None, None),
             Refusal::BodyTimeout => (request_timeout, None, None),
+            Refusal::SpillFailed(_) => (internal_error, None, None),
             Refusal::Upstream(err) if err.is_connect() => (bad_gateway, Some(Connect), None),
             Refusal::Upstream(_) => (bad_gateway, Some(Protocol), None),
             Refusal::PoolDown { .. } => (pool_down, Some(Connect), None),
@@ -234,6 +237,9 @@ impl Refusal {
             }
             Refusal::ClientBodyFailed => {
                 tracing::debug!(route = %route_path, "request body failed while being forwarded");
+            }
+            Refusal::SpillFailed(e) => {
+                tracing::error!(route = %route_path, error = %e, "cannot write a buffered request body to a temporary file (see [buffering] temp_dir); answering 500");
             }
             Refusal::Upstream(err) => {
                 let cause = std::error::Error::source(err)
@@ -351,6 +357,12 @@ mod tests {
             ),
             (Refusal::BodyTimeout, StatusCode::REQUEST_TIMEOUT, None, None),
             (Refusal::ClientBodyFailed, StatusCode::BAD_REQUEST, None, None),
+            (
+                Refusal::SpillFailed(std::io::ErrorKind::StorageFull.into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                None,
+            ),
             (
                 Refusal::Upstream(gone()),
                 StatusCode::BAD_GATEWAY,

@@ -49,6 +49,8 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     /// The client sent nothing for `client_body_timeout`.
     Stalled,
+    /// The temporary file of a buffered body could not be read back.
+    Spill(std::io::Error),
 }
 
 impl std::fmt::Display for BodyError {
@@ -59,6 +61,9 @@ impl std::fmt::Display for BodyError {
                 write!(f, "the request body is larger than max_body ({limit} bytes)")
             }
             BodyError::Stalled => f.write_str("the client sent no request body for client_body_timeout"),
+            BodyError::Spill(_) => {
+                f.write_str("reading the buffered request body back from its temporary file failed")
+            }
         }
     }
 }
@@ -67,6 +72,7 @@ impl std::error::Error for BodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BodyError::Client(e) => Some(e),
+            BodyError::Spill(e) => Some(e),
             BodyError::TooLarge { .. } | BodyError::Stalled => None,
         }
     }
@@ -99,6 +105,9 @@ pub fn stalled(err: &(dyn std::error::Error + 'static)) -> bool {
 
 pub struct RequestBody {
     ahead: VecDeque<Frame<Bytes>>,
+    /// The part of a buffered body that went to a temporary file, sent
+    /// after `ahead`.
+    spilled: Option<super::buffered_request::Spilled>,
     rest: Option<Incoming>,
     /// Fired (by send or drop) once the body is done; `None` for a body
     /// that is done from the start, whose timer starts at once.
@@ -126,6 +135,7 @@ impl RequestBody {
     pub fn empty() -> Self {
         RequestBody {
             ahead: VecDeque::new(),
+            spilled: None,
             rest: None,
             done: None,
             client_failed: Arc::new(AtomicBool::new(false)),
@@ -152,8 +162,30 @@ impl RequestBody {
         }
         Some(RequestBody {
             ahead,
+            spilled: self.spilled.as_ref().map(super::buffered_request::Spilled::again),
             ..RequestBody::empty()
         })
+    }
+
+    /// A body read whole before it is sent ([`super::buffered_request`]):
+    /// `held` from memory, then `spilled` from its file.
+    pub(crate) fn buffered(
+        held: Bytes,
+        spilled: Option<super::buffered_request::Spilled>,
+    ) -> (Self, Tracking) {
+        let mut body = RequestBody::empty();
+        if !held.is_empty() {
+            body.ahead.push_back(Frame::data(held));
+        }
+        body.spilled = spilled;
+        // The read timeout counts from the moment the body is sent.
+        let (tx, rx) = oneshot::channel();
+        body.done = Some(tx);
+        let tracking = Tracking {
+            sent: Some(rx),
+            client_failed: body.client_failed.clone(),
+        };
+        (body, tracking)
     }
 
     /// Ends the body with [`BodyError::Stalled`] when the client sends
@@ -208,6 +240,7 @@ impl RequestBody {
         };
         let body = RequestBody {
             ahead,
+            spilled: None,
             rest,
             done,
             client_failed: client_failed.clone(),
@@ -230,6 +263,17 @@ impl Body for RequestBody {
         let this = &mut *self;
         if let Some(frame) = this.ahead.pop_front() {
             return Poll::Ready(Some(Ok(frame)));
+        }
+        if let Some(spilled) = this.spilled.as_mut() {
+            match spilled.next_chunk() {
+                Some(Ok(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Some(Err(e)) => {
+                    this.spilled = None;
+                    this.done.take();
+                    return Poll::Ready(Some(Err(BodyError::Spill(e))));
+                }
+                None => this.spilled = None,
+            }
         }
         let polled = match this.rest.as_mut() {
             Some(rest) => match Pin::new(rest).poll_frame(cx) {
@@ -264,7 +308,7 @@ impl Body for RequestBody {
                 this.client_failed.store(true, Ordering::Relaxed);
                 this.done.take();
             }
-            Poll::Ready(Some(Err(BodyError::TooLarge { .. } | BodyError::Stalled))) => {
+            Poll::Ready(Some(Err(BodyError::TooLarge { .. } | BodyError::Stalled | BodyError::Spill(_)))) => {
                 this.done.take();
             }
             Poll::Ready(None) => {
@@ -283,7 +327,9 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ahead.is_empty() && self.rest.as_ref().is_none_or(Body::is_end_stream)
+        self.ahead.is_empty()
+            && self.spilled.as_ref().is_none_or(|s| s.remaining() == 0)
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -291,7 +337,11 @@ impl Body for RequestBody {
             .ahead
             .iter()
             .map(|f| f.data_ref().map_or(0, |d| d.len() as u64))
-            .sum();
+            .sum::<u64>()
+            + self
+                .spilled
+                .as_ref()
+                .map_or(0, super::buffered_request::Spilled::remaining);
         match &self.rest {
             None => SizeHint::with_exact(ahead),
             Some(rest) => {

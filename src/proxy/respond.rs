@@ -98,6 +98,15 @@ pub fn payload_too_large(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> 
     local(StatusCode::PAYLOAD_TOO_LARGE, "413 request body too large\n", log)
 }
 
+/// The proxy itself failed (a buffered body could not be stored).
+pub fn internal_error(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
+    local(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "500 internal server error\n",
+        log,
+    )
+}
+
 /// A path that climbs above the root, or holds a broken `%` escape.
 pub fn bad_path(log: Option<Box<AccessRecord>>) -> Response<ProxyBody> {
     local(

@@ -63,6 +63,22 @@ impl Raw {
         }
     }
 
+    /// A connection whose receive buffer is `bytes` (the kernel's own
+    /// growth off): a client that does not read soon stops the proxy's
+    /// writes, as a slow link would.
+    pub async fn connect_with_receive_buffer(addr: SocketAddr, ca: &TestCa, bytes: u32) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(ca.client_config(&[b"http/1.1"]));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        Raw {
+            tls: connector.connect(name, tcp).await.unwrap(),
+            pending: Vec::new(),
+            closed: false,
+        }
+    }
+
     /// Writes `bytes`. A proxy that refuses early may close before it has
     /// read them all; that shows up in what is read next, not here.
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -194,6 +210,20 @@ impl Raw {
             resp.complete = true;
         }
         Some(resp)
+    }
+
+    /// The next `n` bytes (after a head `read_head` took), or fewer if the
+    /// connection ends first.
+    pub async fn read_body(&mut self, n: usize) -> Vec<u8> {
+        self.take(n).await
+    }
+
+    /// Whatever bytes come next; empty once the connection has ended.
+    pub async fn read_some(&mut self) -> Vec<u8> {
+        if self.pending.is_empty() {
+            self.fill().await;
+        }
+        std::mem::take(&mut self.pending)
     }
 
     /// Ends our side of the connection and returns everything the proxy

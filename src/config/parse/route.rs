@@ -18,7 +18,7 @@ use super::upstream::parse_upstream;
 use crate::config::duration::Zero;
 use crate::config::error::Invalid;
 use crate::config::{
-    Compression, ErrorPages, Origin, PoolConfig, RouteAction, RouteConfig, Scheme, Upstream,
+    Buffering, Compression, ErrorPages, Origin, PoolConfig, RouteAction, RouteConfig, Scheme, Upstream,
 };
 
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,6 +32,10 @@ const DEFAULT_KEEPALIVE: usize = 64;
 const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 const ROUTE_EXAMPLE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:8080\"";
+
+/// What a route takes from the sections when it does not say:
+/// `[compression]`, `[server]`'s `error_pages`, `[buffering]`.
+pub(super) type RouteDefaults<'a> = (Option<&'a Arc<Compression>>, &'a Arc<ErrorPages>, &'a Buffering);
 
 /// What two routes may not share: host and path.
 struct RouteIdentity {
@@ -90,6 +94,9 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         // error_pages.rs
         "error_pages",
         "intercept_errors",
+        // buffering.rs
+        "request_buffering",
+        "response_buffering",
     ],
     aliases: &[
         ("proxy_pass", "upstream"),
@@ -152,18 +159,22 @@ pub(super) const ROUTE_SCHEMA: Schema = Schema {
         ("brotli", "compression"),
         ("error_page", "error_pages"),
         ("proxy_intercept_errors", "intercept_errors"),
+        ("proxy_request_buffering", "request_buffering"),
+        ("client_body_buffer_size", "request_buffering"),
+        ("proxy_buffering", "response_buffering"),
+        ("proxy_buffer_size", "response_buffering"),
+        ("proxy_buffers", "response_buffering"),
     ],
 };
 
 impl Checker<'_> {
-    /// The routes; `compression` is `[compression]` and `error_pages`
-    /// `[server]`'s, for the routes that say nothing.
+    /// The routes; `defaults` are `[compression]`, `[server]`'s
+    /// `error_pages` and `[buffering]`, for the routes that say nothing.
     pub(super) fn routes(
         &mut self,
         top: &Table<'_, '_>,
         pools: &[PoolConfig],
-        compression: Option<&Arc<Compression>>,
-        error_pages: &Arc<ErrorPages>,
+        defaults: RouteDefaults<'_>,
     ) -> Vec<RouteConfig> {
         let pool_names = super::pool::written_pool_names(top);
         let no_route = |checker: &mut Self, span: &Range<usize>| {
@@ -193,7 +204,7 @@ impl Checker<'_> {
         // (host, path) -> (which route, where its path was written)
         let mut seen: HashMap<(Option<String>, String), (String, Origin)> = HashMap::new();
         for table in tables {
-            let (route, identity) = self.route(&table, pools, &pool_names, (compression, error_pages));
+            let (route, identity) = self.route(&table, pools, &pool_names, defaults);
             // Duplicates are looked for even among routes with other
             // errors, so that one edit fixes both.
             if let Some(identity) = identity {
@@ -227,7 +238,7 @@ impl Checker<'_> {
         table: &Table<'_, '_>,
         pools: &[PoolConfig],
         pool_names: &[String],
-        (compression, error_pages): (Option<&Arc<Compression>>, &Arc<ErrorPages>),
+        (compression, error_pages, buffering): RouteDefaults<'_>,
     ) -> (Option<RouteConfig>, Option<RouteIdentity>) {
         self.check_keys(table, &ROUTE_SCHEMA);
 
@@ -287,6 +298,11 @@ impl Checker<'_> {
             },
         };
 
+        let proxies = match &action {
+            Some(RouteAction::Redirect { .. } | RouteAction::Respond { .. }) => false,
+            Some(RouteAction::Files) => files.as_ref().is_some_and(|f| f.pool.is_some()),
+            _ => true,
+        };
         let read_timeout = self.duration(table, "read_timeout", DEFAULT_READ_TIMEOUT, Zero::Rejected);
         let connect_timeout =
             self.duration(table, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, Zero::Rejected);
@@ -320,6 +336,7 @@ impl Checker<'_> {
         let (send_proxy_protocol, forwarded) = self.route_client(table);
         let compression = self.route_compression(table, compression);
         let error_pages = self.error_pages(table, error_pages);
+        let buffering = self.route_buffering(table, buffering, proxies);
         let route = match (host, path, upstream) {
             (Some(host), Some((path, _, _)), Some(upstream)) => Some(RouteConfig {
                 host,
@@ -343,6 +360,7 @@ impl Checker<'_> {
                 files: files.and_then(|f| f.files),
                 compression,
                 error_pages,
+                buffering,
             }),
             _ => None,
         };
