@@ -58,13 +58,19 @@ impl Origin {
     /// is clamped to the end of the text; an offset inside a multi-byte
     /// character counts as that character.
     pub fn at_offset(file: impl Into<String>, text: &str, offset: usize) -> Self {
+        Self::at_offset_with(file, text, &line_starts(text), offset)
+    }
+
+    /// [`Origin::at_offset`] with the text's [`line_starts`] at hand, for
+    /// callers that ask for many positions in one text.
+    pub(crate) fn at_offset_with(file: impl Into<String>, text: &str, starts: &[usize], offset: usize) -> Self {
         let offset = offset.min(text.len());
-        let before = &text.as_bytes()[..offset];
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        // The last line that starts at or before `offset` (line 1 starts at 0).
+        let line = starts.partition_point(|&start| start <= offset).max(1);
+        let line_start = starts.get(line - 1).copied().unwrap_or(0).min(offset);
         // Count UTF-8 leading bytes only, so that a multi-byte character is
         // one column whatever its encoded length.
-        let column = 1 + before[line_start..]
+        let column = 1 + text.as_bytes()[line_start..offset]
             .iter()
             .filter(|&&b| (b & 0xC0) != 0x80)
             .count();
@@ -79,6 +85,14 @@ impl Origin {
     pub fn has_position(&self) -> bool {
         self.line > 0
     }
+}
+
+/// The byte offset at which each line of `text` starts, the first line's
+/// (0) included.
+pub(crate) fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1))
+        .collect()
 }
 
 impl fmt::Display for Origin {
@@ -259,6 +273,18 @@ impl Invalid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_index_agrees_with_counting_from_the_top() {
+        let text = "\n[tls]\ncert = \"é.pem\"\n\n\n[[route]]\npath = \"/\"";
+        for offset in 0..=text.len() + 2 {
+            let before = &text.as_bytes()[..offset.min(text.len())];
+            let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+            let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = 1 + before[start..].iter().filter(|&&b| (b & 0xC0) != 0x80).count();
+            assert_eq!(Origin::at_offset("f", text, offset), Origin::new("f", line, column), "{offset}");
+        }
+    }
 
     #[test]
     fn offsets_become_one_based_lines_and_character_columns() {

@@ -197,6 +197,7 @@ fn check(text: &str, file: &Path, overrides: EnvOverrides) -> Result<Config, Con
     let mut checker = Checker {
         file: name.clone(),
         text,
+        line_starts: crate::config::error::line_starts(text),
         base_dir: file.parent().unwrap_or(Path::new("")).to_path_buf(),
         errors: Vec::new(),
         missing: Vec::new(),
