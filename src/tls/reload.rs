@@ -18,7 +18,7 @@
 //! certificates already loaded and checked ([`ReloadHandle::retarget`]);
 //! they are published, and watched, from then on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -311,20 +311,22 @@ impl Reloader {
             return None;
         }
         let mut indices = Vec::new();
-        let mut matched: HashSet<&PathBuf> = HashSet::new();
+        let mut matched = vec![false; seen.paths.len()];
         for (index, slot) in self.slots.iter().enumerate() {
             let mut hit = false;
             for path in file_paths(slot) {
-                if let Some(p) = seen.paths.get(&path) {
-                    matched.insert(p);
-                    hit = true;
+                for (i, p) in seen.paths.iter().enumerate() {
+                    if *p == path {
+                        matched[i] = true;
+                        hit = true;
+                    }
                 }
             }
             if hit {
                 indices.push(index);
             }
         }
-        (matched.len() == seen.paths.len()).then_some(indices)
+        matched.iter().all(|&m| m).then_some(indices)
     }
 
     fn reload_one(&mut self, index: usize, why: &str, final_try: bool) -> bool {
@@ -429,7 +431,8 @@ fn file_paths(slot: &Slot) -> Vec<PathBuf> {
 #[derive(Debug, Default)]
 struct Seen {
     all: bool,
-    paths: HashSet<PathBuf>,
+    /// Few between two passes: a list is enough.
+    paths: Vec<PathBuf>,
 }
 
 impl Seen {
@@ -445,10 +448,10 @@ impl Seen {
                 self.all = true;
                 continue;
             };
-            if wanted.binary_search_by(|w| w.as_os_str().cmp(name)).is_ok()
-                || name.to_string_lossy().starts_with("..")
-            {
-                self.paths.insert(path.clone());
+            let counts = wanted.binary_search_by(|w| w.as_os_str().cmp(name)).is_ok()
+                || name.to_string_lossy().starts_with("..");
+            if counts && !self.paths.contains(path) {
+                self.paths.push(path.clone());
             }
         }
     }
