@@ -77,6 +77,11 @@ pub(crate) struct OpenArgs {
     /// requests not sent by then are counted unsent.
     #[arg(long, default_value_t = 2.0)]
     grace: f64,
+    /// No schedule (h1, ws): each connection sends its next request when
+    /// the last answer is in, for `--duration`; `--rate` is ignored. What
+    /// this client can drive a server to, which sizes the fixed rates.
+    #[arg(long)]
+    closed: bool,
 }
 
 impl OpenArgs {
@@ -142,6 +147,9 @@ impl Shared {
     }
 }
 
+/// The pacer's shortest sleep: requests are released up to this late.
+const QUANTUM: Duration = Duration::from_micros(250);
+
 /// Sends scheduled times to `lanes` round robin, from a thread of its own,
 /// until `total` were sent; then drops the senders.
 fn pace(lanes: Vec<mpsc::UnboundedSender<Instant>>, t0: Instant, rate: f64, total: u64) {
@@ -158,7 +166,11 @@ fn pace(lanes: Vec<mpsc::UnboundedSender<Instant>>, t0: Instant, rate: f64, tota
                 due = t0 + Duration::from_secs_f64(i as f64 * step);
             }
             if i < total {
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                // At most one wake-up per QUANTUM: each wakes the runtime's
+                // thread too, and at tens of thousands a second those
+                // switches would cost the client more than the requests.
+                let wake = due.max(now + QUANTUM);
+                std::thread::sleep(wake.saturating_duration_since(Instant::now()));
             }
         }
     });
@@ -222,7 +234,12 @@ pub(crate) async fn open(args: OpenArgs) -> Result<String, BoxError> {
         senders.push(tx);
         receivers.push(rx);
     }
-    pace(senders, t0, args.rate, total);
+    if args.closed && args.kind == Kind::Hs {
+        return Err("--closed is for h1 and ws (hs measures its maximum with `loadgen hs`)".into());
+    }
+    if !args.closed {
+        pace(senders, t0, args.rate, total);
+    }
     let mut tasks = Vec::new();
     if args.kind == Kind::Hs {
         let rx = receivers.pop().ok_or("no lane")?;
@@ -237,9 +254,14 @@ pub(crate) async fn open(args: OpenArgs) -> Result<String, BoxError> {
     } else {
         let payload = bytes::Bytes::from(vec![0x5au8; args.size]);
         for (conn, rx) in opened.into_iter().zip(receivers) {
+            let feed = if args.closed {
+                Feed::Closed(t0 + schedule)
+            } else {
+                Feed::Paced(rx)
+            };
             tasks.push(tokio::spawn(keep_alive(
                 conn,
-                rx,
+                feed,
                 request.clone(),
                 payload.clone(),
                 shared.clone(),
@@ -259,9 +281,15 @@ pub(crate) async fn open(args: OpenArgs) -> Result<String, BoxError> {
         Kind::Hs => "hs",
         Kind::Ws => "ws",
     };
+    let scheduled = if args.closed { tally.ok } else { total };
     eprintln!(
-        "loadgen open {kind}: {total} scheduled at {:.0}/s over {:.2}s on {conns} connections: {} \
+        "loadgen open {kind}: {scheduled} {} at {:.0}/s over {:.2}s on {conns} connections: {} \
          answered, {} late (> {} ms), {} unsent, {} errors{}",
+        if args.closed {
+            "in a closed loop"
+        } else {
+            "scheduled"
+        },
         args.rate,
         args.duration,
         tally.ok,
@@ -279,11 +307,12 @@ pub(crate) async fn open(args: OpenArgs) -> Result<String, BoxError> {
         return Err(format!("{} handshakes were not full", tally.not_full).into());
     }
     Ok(format!(
-        "{{\"mode\":\"open\",\"kind\":\"{kind}\",\"target_rate\":{:.2},\"scheduled\":{total},\
+        "{{\"mode\":\"open\",\"kind\":\"{kind}\",\"target_rate\":{:.2},\"scheduled\":{scheduled},\"closed\":{},\
          \"ok\":{},\"errors\":{},\"late\":{},\"unsent\":{},\"seconds\":{secs:.4},\"rate\":{:.2},\
          \"schedule_seconds\":{:.4},\"p50_us\":{:.0},\"p99_us\":{:.0},\"p999_us\":{:.0},\
          \"max_us\":{:.0},\"first_error\":{}}}",
         args.rate,
+        args.closed,
         tally.ok,
         tally.errors,
         tally.late,
@@ -303,19 +332,41 @@ enum Conn {
     Ws(EchoConn),
 }
 
+/// Where a connection's next request time comes from: the pacer, or (a
+/// closed loop) now, until the given end.
+enum Feed {
+    Paced(mpsc::UnboundedReceiver<Instant>),
+    Closed(Instant),
+}
+
+impl Feed {
+    async fn next(&mut self) -> Option<Instant> {
+        match self {
+            Feed::Paced(rx) => rx.recv().await,
+            Feed::Closed(end) => {
+                let now = Instant::now();
+                (now < *end).then_some(now)
+            }
+        }
+    }
+}
+
 /// One keep-alive connection's requests, one at a time, in schedule order.
 async fn keep_alive(
     mut conn: Conn,
-    mut rx: mpsc::UnboundedReceiver<Instant>,
+    mut feed: Feed,
     request: Arc<Vec<u8>>,
     payload: bytes::Bytes,
     shared: Arc<Shared>,
 ) {
     let mut buf = Vec::with_capacity(4096);
     let mut broken = false;
-    while let Some(at) = rx.recv().await {
+    while let Some(at) = feed.next().await {
         if at > Instant::now() {
             tokio::time::sleep_until(at.into()).await;
+        }
+        if broken && matches!(feed, Feed::Closed(_)) {
+            break;
         }
         if broken || !shared.may_send(at) {
             if broken {
