@@ -6,7 +6,7 @@
 //! loadgen ws    --addr 127.0.0.1:PORT --cert leaf.pem [--duration 5] [--connections 64]
 //! loadgen hold  --addr 127.0.0.1:PORT --cert leaf.pem [--connections 5000]
 //! loadgen ws|hold --raw ...
-//! loadgen open  --kind h1|hs|ws --rate R --addr 127.0.0.1:PORT --cert leaf.pem [--duration 5] [--connections 64]
+//! loadgen open  --kind h1|hs|ws --rate R --addr 127.0.0.1:PORT --cert leaf.pem [--duration 5] [--connections 64] [--closed]
 //! loadgen certs --dir DIR --count N [--combined] [--only I]
 //! ```
 //!
