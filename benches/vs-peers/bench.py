@@ -1796,6 +1796,11 @@ def growth_md(L, checks, measurements):
                  "rate. The rates, the same for every proxy: " + "; ".join(
                      "%s %.0f/s (%.0f%% of %.0f/s, %s)" % (k, v["rate"], 100 * v["share"], v["nginx_max"], v["from"])
                      for k, v in sorted(rates.items())) + ".")
+    for scenario in client_bound(measurements):
+        L.append("  - **%s: the load generator fell behind for every proxy** (more than %d%% of the requests "
+                 "of each run sent late or never): its latencies measure the client and this machine's "
+                 "load as much as the proxies; read them with care, or run it on a quieter machine."
+                 % (scenario, 100 * CLIENT_BOUND_SHARE))
     if ran & set(ROUTE_SCENARIOS):
         L.append("- routes2, routes1k: the h1 load (wrk, 64 connections) with 2 or 1,000 more routes, "
                  "host plus path (`h0.bench.test` `/r0/` ... `h9.bench.test` `/r99/`, a hundred paths a "
@@ -1835,6 +1840,22 @@ def growth_md(L, checks, measurements):
                  "out of ephemeral ports; the same pool at both sizes.")
     for scenario, why in sorted((checks.get("skipped") or {}).items()):
         L.append("- **%s skipped**: %s." % (scenario, why))
+
+
+# An open-loop run with more than this share of its requests late or unsent
+# for every proxy measured the client more than the proxies.
+CLIENT_BOUND_SHARE = 0.25
+
+
+def client_bound(measurements):
+    """The open-loop scenarios whose every run, for every proxy, missed more
+    than CLIENT_BOUND_SHARE of its schedule."""
+    out = []
+    for scenario in OPEN_SCENARIOS:
+        runs = [m for m in measurements if m["scenario"] == scenario]
+        if runs and all(m["missed"] > CLIENT_BOUND_SHARE * m["scheduled"] for m in runs):
+            out.append(scenario)
+    return out
 
 
 def write_results_md(path, args, env, rows, ka, measurements, checks, profile, elapsed):
@@ -2143,6 +2164,10 @@ def main():
             if m["scenario"] in MEM_SCENARIOS:
                 print("  %-8s %s round %d: %d upstream connections open for %d idle connections" % (
                     m["scenario"], m["proxy"], m["round"], m["upstream"]["established_while_held"], m["held"]))
+        for scenario in client_bound(bench.measurements):
+            print("%s: the load generator fell behind for every proxy (over %d%% of each run's requests late "
+                  "or unsent): its latencies measure the client as much as the proxies" % (
+                      scenario, 100 * CLIENT_BOUND_SHARE))
         if bench.checks.get("resumption"):
             for p, v in sorted(bench.checks["resumption"].items()):
                 print("resumption check %s: enabled %s, disabled %s" % (p, v["enabled"], v["disabled"]))
