@@ -548,3 +548,40 @@ async fn a_chain_without_its_intermediate_warns_at_start_and_at_reload() {
     wait_until(DEADLINE, "a warning for the reloaded leaf", || warnings() >= 2).await;
     assert_eq!(warnings(), 2, "{}", proxy.stderr_text());
 }
+
+/// A renewal reads the renewed pair alone. The other pair's key is a hard
+/// link to a file outside the watched directories, rewritten there with
+/// garbage (no event names it): a pass that read every pair would refuse it
+/// before publishing the renewed one, which is read second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_reads_only_the_renewed_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new();
+    let other = ca.issue(&["other.test"]);
+    let first = ca.issue(&["localhost"]);
+    let second = ca.issue(&["localhost"]);
+    for sub in ["other", "renewed", "outside"] {
+        std::fs::create_dir(d.join(sub)).unwrap();
+    }
+    write(&d.join("other/cert.pem"), &other.chain_pem);
+    write(&d.join("outside/key.pem"), &other.key_pem);
+    std::fs::hard_link(d.join("outside/key.pem"), d.join("other/key.pem")).unwrap();
+    write_plain(&d.join("renewed"), &first);
+    let origin = Origin::hello().await;
+    let ws = WsOrigin::start().await;
+    let toml = format!(
+        "{}\n[[tls.certificate]]\ncert = \"renewed/cert.pem\"\nkey = \"renewed/key.pem\"\n",
+        config("other/cert.pem", "other/key.pem", "", &origin, &ws)
+    );
+    let proxy = ProxyHandle::start(&toml, d).await;
+    assert_eq!(served_serial(proxy.addr, &ca).await, serial_of(&first.leaf_der));
+
+    // In place, through the link outside: the inode changes, no watched
+    // directory hears of it.
+    write(&d.join("outside/key.pem"), "not a key\n");
+    mv_over(&d.join("renewed"), &second);
+    wait_for_serial(proxy.addr, &ca, &serial_of(&second.leaf_der)).await;
+    assert_eq!(proxy.rejected(), 0, "the pair that did not change was read again");
+    proxy.shutdown().await.unwrap();
+}

@@ -4,8 +4,8 @@ origin, certificate and TLS.
 
 Started by run.sh, which installs the tools and builds the binaries:
 
-    bash benches/vs-peers/run.sh            # full run (~15 min), writes benches/RESULTS.md
-    bash benches/vs-peers/run.sh --quick    # ~3 min, writes nothing in the repo
+    bash benches/vs-peers/run.sh            # full run (~30 min), writes benches/RESULTS.md
+    bash benches/vs-peers/run.sh --quick    # ~6 min, writes nothing in the repo
 
 Each measurement starts a fresh test origin (pinned with the load generator
 to CPU 1) and a fresh proxy (pinned to CPU 0), warms up, then runs one
@@ -50,7 +50,42 @@ def peers():
 
 
 ALL_SCENARIOS = ("h1", "h1def", "h2", "h2k", "hs", "big", "gzip", "ws", "wsmem", "stream", "streammem",
-                 "scaling", "pool", "static", "staticbig", "reload")
+                 "scaling", "pool", "static", "staticbig", "reload",
+                 "h1open50", "h1open80", "hsopen50", "hsopen80", "wsopen50",
+                 "routes2", "routes1k", "ups1", "ups100", "certs1", "certs10k", "wsidle5k", "wsidle50k")
+# Names that stand for several scenarios in --scenarios.
+SCENARIO_GROUPS = {
+    "open": ("h1open50", "h1open80", "hsopen50", "hsopen80", "wsopen50"),
+    "routes": ("routes2", "routes1k"),
+    "ups": ("ups1", "ups100"),
+    "certs": ("certs1", "certs10k"),
+    "wsidle": ("wsidle5k", "wsidle50k"),
+}
+SCENARIO_GROUPS["growth"] = (SCENARIO_GROUPS["routes"] + SCENARIO_GROUPS["ups"] + SCENARIO_GROUPS["certs"]
+                             + SCENARIO_GROUPS["wsidle"])
+# Open loop (`loadgen open`): a fixed arrival rate, a share of nginx's
+# closed-loop maximum of the same load in this run, latency from each
+# request's scheduled time: (closed-loop scenario, share, connections; for
+# hs, the most handshakes in progress at once).
+OPEN_SCENARIOS = {
+    "h1open50": ("h1", 0.5, 64), "h1open80": ("h1", 0.8, 64),
+    "hsopen50": ("hs", 0.5, 256), "hsopen80": ("hs", 0.8, 256),
+    "wsopen50": ("ws", 0.5, 64),
+}
+# The calibration of the h1 rates (not a scenario of its own): nginx's
+# maximum under `loadgen open --closed`.
+H1_CALIBRATION = "h1-loadgen"
+# Costs as the work grows, each at a small and a large size.
+ROUTE_SCENARIOS = {"routes2": 2, "routes1k": 1000}
+UPSTREAM_SCENARIOS = {"ups1": 1, "ups100": 100}
+CERT_SCENARIOS = {"certs1": 1, "certs10k": 10000}
+WSIDLE_SCENARIOS = {"wsidle5k": 5000, "wsidle50k": 50000}
+# Connections one address pair can carry: the ephemeral port range, less a
+# margin. The idle WebSockets spread over this many per source address
+# (client side) and per WebSocket server address (the proxy's side).
+PORTS_PER_ADDRESS = 25000
+# The certificate replaced among many must be served within this.
+CERT_SWAP_TARGET_S = 1.0
 # reload: the h1 load while the proxy reloads its configuration every
 # RELOAD_EVERY seconds (SIGHUP: nginx -s reload, portcullis's reload); the
 # failed requests and the p99 against the same proxy's h1. HAProxy reloads
@@ -66,7 +101,7 @@ FILE_SMALL, FILE_BIG = "/static/1k.bin", "/static/1m.bin"
 # HAProxy `mode tcp`, portcullis `[[stream]]` with `tls = "terminate"`).
 STREAM_SCENARIOS = ("stream", "streammem")
 # The idle-connection scenarios: RSS per connection held open.
-MEM_SCENARIOS = ("wsmem", "streammem")
+MEM_SCENARIOS = ("wsmem", "streammem", "wsidle5k", "wsidle50k")
 # pool: the h1 load on one route over POOL_SIZE origins, round robin (nginx
 # and HAProxy: their upstream with that many servers and the same keepalive).
 POOL_SIZE = 3
@@ -320,7 +355,7 @@ ADDR_RE = re.compile(r"^(\S+):(\d+)$")
 def ss_pairs(filter_args):
     """(local port, peer port) of the TCP sockets ss selects."""
     r = subprocess.run(
-        ["ss", "-Htn"] + filter_args, capture_output=True, text=True, timeout=20
+        ["ss", "-Htn"] + filter_args, capture_output=True, text=True, timeout=120
     )
     pairs = []
     for line in r.stdout.splitlines():
@@ -345,7 +380,8 @@ class UpstreamWatch:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self):
-        pairs = ss_pairs(["state", "established", "dst", "127.0.0.1:%d" % self.port])
+        # By port alone: a pool's servers may be at 127.0.0.2, .3, ...
+        pairs = ss_pairs(["state", "established", "( dport = :%d )" % self.port])
         self.seen.update(local for local, _ in pairs)
         self.peak = max(self.peak, len(pairs))
         self.samples += 1
@@ -368,7 +404,7 @@ class UpstreamWatch:
         self._thread.join(timeout=30)
         self.sample()
         established_now = len(
-            ss_pairs(["state", "established", "dst", "127.0.0.1:%d" % self.port])
+            ss_pairs(["state", "established", "( dport = :%d )" % self.port])
         )
         tw = ss_pairs(
             ["state", "time-wait", "( dport = :%d or sport = :%d )" % (self.port, self.port)]
@@ -483,7 +519,100 @@ class Bench:
             self.proxy_cpus = self.load_cpus = self.scaling_cpus = "0"
         # The driver itself, ss and every helper run beside the load generator.
         os.sched_setaffinity(0, {int(c) for c in self.load_cpus.split(",")})
-        self.nofile = raise_nofile()
+        idle = max([WSIDLE_SCENARIOS[x] for x in args.scenarios if x in WSIDLE_SCENARIOS] or [0])
+        self.nofile = raise_nofile(max(65536, 2 * idle + 4096))
+        # Set by the scenarios that need them.
+        self.open_rates = {}
+        self.calibrated = {}
+        self.skipped = {}
+        self.startup_s = None
+        self.many_dir = None
+
+    def wsidle_addresses(self):
+        """Addresses the idle WebSockets spread over, on each side."""
+        most = max([WSIDLE_SCENARIOS[x] for x in self.args.scenarios if x in WSIDLE_SCENARIOS] or [1])
+        return max(1, -(-most // PORTS_PER_ADDRESS))
+
+    def many_certs(self):
+        """The directory of the certificate scenarios' files, written once a
+        run with `loadgen certs` (one CA, ECDSA P-256 leaves c0.bench.test,
+        c1...; HAProxy's certificate-and-key files beside them)."""
+        if self.many_dir is None:
+            d = os.path.join(self.work, "pki-many")
+            most = max(CERT_SCENARIOS[x] for x in self.args.scenarios if x in CERT_SCENARIOS)
+            out, _ = self.run_tool([self.args.loadgen, "certs", "--dir", d, "--count", str(most), "--combined"],
+                                   600, "loadgen certs")
+            log("%d certificates written in %.1fs" % (most, last_json(out)["seconds"]))
+            self.many_dir = d
+        return self.many_dir
+
+    def many_cert(self, i):
+        return os.path.join(self.many_certs(), "certs", "c%d.pem" % i)
+
+    def cert_swap(self, pid, port, n):
+        """Replaces the certificate file of the middle name among `n` with a
+        new certificate (new key), then polls with full handshakes that pin
+        the new one until it is served: the seconds that took, and what the
+        proxy read meanwhile (`rchar` of /proc/PID/io: files and sockets)."""
+        i = n // 2
+        host = "c%d.%s" % (i, proxy_setup.ROUTE_DOMAIN)
+        probe = lambda: subprocess.run(
+            ["taskset", "-c", self.load_cpus, self.args.loadgen, "hs", "--addr", "127.0.0.1:%d" % port,
+             "--cert", self.many_cert(i), "--host", host, "--max", "1", "--concurrency", "1", "--duration", "2"],
+            capture_output=True, text=True, timeout=30).returncode == 0
+        if not probe():
+            raise BenchError("cert swap: c%d is not served before the swap" % i)
+        file_kib = sum(os.path.getsize(os.path.join(self.many_certs(), "certs", "c%d.%s" % (i, ext)))
+                       for ext in ("pem", "key")) / 1024.0
+        r0 = proc_io(pid).get("rchar", 0)
+        t0 = time.monotonic()
+        self.run_tool([self.args.loadgen, "certs", "--dir", self.many_certs(), "--only", str(i), "--combined"],
+                      60, "loadgen certs --only")
+        polls = 0
+        served = None
+        while time.monotonic() - t0 < 10:
+            polls += 1
+            if probe():
+                served = time.monotonic() - t0
+                break
+            time.sleep(0.02)
+        r1 = proc_io(pid).get("rchar", 0)
+        return {"swap_s": served, "swap_polls": polls, "swap_read_kib": (r1 - r0) / 1024.0,
+                "swap_file_kib": file_kib, "swap_all_files_kib": file_kib * n}
+
+    def ensure_open_rate(self, scenario):
+        """Fixes the rate of an open-loop scenario for the whole run: its
+        share of nginx's closed-loop rate of the same load, from this run's
+        measurements when there are some, else from a short calibration
+        run of nginx."""
+        if scenario in self.open_rates:
+            return
+        base, share, _ = OPEN_SCENARIOS[scenario]
+        # h1's maximum is the one loadgen itself drives nginx to, in a
+        # closed loop over the same 64 connections: wrk drives about twice
+        # as many requests from the same core, a rate loadgen could not
+        # send on time. hs and ws are loadgen's own closed loops already.
+        cal = H1_CALIBRATION if base == "h1" else base
+        rates = [m["rate"] for m in self.measurements if m["scenario"] == cal and m["proxy"] == "nginx"]
+        source = "nginx's %s in this run (median of %d)" % (base, len(rates))
+        what = {"h1": "loadgen's closed loop of h1 requests (64 connections)"}.get(base, base)
+        if not rates and cal in self.calibrated:
+            rates = [self.calibrated[cal]]
+            source = "a calibration run of nginx under %s" % what
+        elif not rates:
+            # Round -1 names this run's files apart from the measured ones.
+            r = self.measure(cal, "nginx", -1)
+            if not r["ops"] or r["errors"]:
+                raise BenchError("calibration of %s on nginx: %d done, %d errors" % (cal, r["ops"], r["errors"]))
+            rates = [r["rate"]]
+            self.calibrated[cal] = r["rate"]
+            source = "a calibration run of nginx under %s" % what
+            log("calibration: nginx %s %.0f/s" % (cal, r["rate"]))
+        top = statistics.median(rates)
+        self.open_rates[scenario] = share * top
+        self.checks.setdefault("open_rates", {})[scenario] = {
+            "rate": share * top, "share": share, "nginx_max": top, "from": source}
+        log("%s: %.0f/s, %.0f%% of %s" % (scenario, share * top, share * 100, source))
 
     # ---------------------------------------------------------- set-up
 
@@ -518,11 +647,17 @@ class Bench:
 
     # ------------------------------------------------------ processes
 
-    def start_origin(self, tag):
+    def start_origin(self, tag, any_addr=False):
+        """The origin's process and its HTTP, WebSocket and TCP echo ports;
+        with `any_addr`, its HTTP and WebSocket servers listen on every
+        address (0.0.0.0), so that 127.0.0.2, .3, ... reach them too: many
+        servers of a pool in one process, or more upstream connections than
+        one address pair has ports."""
         path = os.path.join(self.work, "origin-%s.log" % tag)
+        bind = "0.0.0.0:0" if any_addr else "127.0.0.1:0"
         p = PROCS.start(
             "origin",
-            [self.args.origin, "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0",
+            [self.args.origin, "--http", bind, "--ws", bind, "--tcp", "127.0.0.1:0",
              "--threads", "1"],
             path,
             cpus=self.load_cpus,
@@ -557,7 +692,8 @@ class Bench:
         return proxy_setup.connections_for(self.nofile)
 
     def start_proxy(self, proxy, app_port, ws_port, workers, cpus, tag, keepalive=None, defences=False,
-                    echo_port=None, pool_ports=None, files=False):
+                    echo_port=None, pool_ports=None, files=False, apps=None, routes=0, certs=None,
+                    ws_apps=None, conns=None):
         """The proxy's process, its HTTPS port and its pids; with
         `echo_port`, it also has a TLS-terminating stream listener in front
         of that echo server, on `site.stream_port`; with `pool_ports`, its
@@ -574,15 +710,19 @@ class Bench:
             conf = proxy_setup.configure(kind, site, tag, threads=workers,
                                          keepalive=keepalive or self.args.nginx_keepalive,
                                          nofile=self.nofile, defences=defences and kind == "portcullis",
-                                         apps=["127.0.0.1:%d" % p for p in pool_ports] if pool_ports else None,
-                                         files=self.work if files else None)
+                                         apps=apps or (["127.0.0.1:%d" % p for p in pool_ports] if pool_ports else None),
+                                         files=self.work if files else None, routes=routes, certs=certs,
+                                         ws_apps=ws_apps, conns=conns)
         except proxy_setup.ConfigError as e:
             raise BenchError(str(e))
         binary = {"baseline": self.args.baseline, "nginx": self.args.nginx,
                   "haproxy": self.args.haproxy, "portcullis": self.args.portcullis}[proxy]
         logp = os.path.join(self.work, "%s-%s.log" % (proxy, tag))
         p = PROCS.start(proxy, proxy_setup.command(kind, binary, conf, site), logp, cpus=cpus)
-        wait_port(port, p, 20, proxy)
+        started = time.monotonic()
+        # 10,000 certificates take nginx a while to load.
+        wait_port(port, p, 20 + (certs[1] // 100 if certs else 0), proxy)
+        self.startup_s = time.monotonic() - started
         if echo_port is not None:
             wait_port(site.stream_port, p, 20, proxy)
         pids = [p.pid]
@@ -688,7 +828,54 @@ class Bench:
             self.h2_rate = r["rate"]
             r["ops"] = ops
             return r
+        if scenario in ROUTE_SCENARIOS:
+            # The last route, on its host (no SNI: wrk sends none to an IP).
+            host, path = proxy_setup.route_pairs(ROUTE_SCENARIOS[scenario])[-1]
+            out, _ = self.run_tool(
+                ["wrk", "-t1", "-c64", "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
+                 "-H", "Host: %s" % host, url + path + "page"],
+                limit, "wrk",
+            )
+            return parse_wrk(out)
+        if scenario in UPSTREAM_SCENARIOS:
+            out, _ = self.run_tool(
+                ["wrk", "-t1", "-c64", "-d%ds" % max(1, math.ceil(secs)), "--latency", "--timeout", "10s",
+                 url + "/bytes/1024"],
+                limit, "wrk",
+            )
+            return parse_wrk(out)
         common = ["--addr", "127.0.0.1:%d" % port, "--cert", self.cert]
+        if scenario == H1_CALIBRATION:
+            out, _ = self.run_tool(
+                [self.args.loadgen, "open", "--kind", "h1", "--closed", "--rate", "1"] + common
+                + ["--duration", "%.2f" % secs, "--connections", "64"],
+                limit, "loadgen open --closed",
+            )
+            j = last_json(out)
+            return {"ops": j["ok"], "seconds": j["schedule_seconds"], "rate": j["rate"], "errors": j["errors"],
+                    "p50_us": j["p50_us"], "p99_us": j["p99_us"]}
+        if scenario in OPEN_SCENARIOS:
+            base, share, conns = OPEN_SCENARIOS[scenario]
+            out, _ = self.run_tool(
+                [self.args.loadgen, "open", "--kind", base, "--rate", "%.1f" % self.open_rates[scenario]] + common
+                + ["--duration", "%.2f" % secs, "--connections", str(conns)],
+                limit, "loadgen open",
+            )
+            j = last_json(out)
+            return {
+                "ops": j["ok"], "seconds": j["schedule_seconds"], "rate": j["rate"],
+                "target_rate": j["target_rate"], "scheduled": j["scheduled"],
+                "errors": j["errors"], "late": j["late"], "unsent": j["unsent"],
+                "missed": j["late"] + j["unsent"],
+                "p50_us": j["p50_us"], "p99_us": j["p99_us"], "p999_us": j["p999_us"], "max_us": j["max_us"],
+                "first_error": j["first_error"],
+            }
+        if scenario in CERT_SCENARIOS:
+            # Full handshakes to the last name of the set, its leaf pinned.
+            n = CERT_SCENARIOS[scenario]
+            common = ["--addr", "127.0.0.1:%d" % port, "--cert", self.many_cert(n - 1),
+                      "--host", "c%d.%s" % (n - 1, proxy_setup.ROUTE_DOMAIN)]
+            scenario = "hs"
         if scenario == "hs":
             out, err = self.run_tool(
                 [self.args.loadgen, "hs"] + common
@@ -728,7 +915,17 @@ class Bench:
         tag = "%s-%s-r%d" % (scenario, proxy, rnd)
         workers = 2 if scenario == "scaling" else 1
         cpus = self.scaling_cpus if scenario == "scaling" else self.proxy_cpus
-        origin, app_port, ws_port, echo_port = self.start_origin(tag)
+        idle = WSIDLE_SCENARIOS.get(scenario)
+        if idle and self.nofile < 2 * idle + 1024:
+            why = ("the open-file limit is %d, and %d idle WebSockets need %d descriptors in the proxy "
+                   "(one each side) and more than %d in the client: the machine cannot hold them" % (
+                       self.nofile, idle, 2 * idle + 1024, idle))
+            if scenario not in self.skipped:
+                log("%s skipped: %s" % (scenario, why))
+            self.skipped[scenario] = why
+            return None
+        origin, app_port, ws_port, echo_port = self.start_origin(
+            tag, any_addr=scenario in UPSTREAM_SCENARIOS or bool(idle))
         more = []
         p = None
         pids = []
@@ -740,16 +937,36 @@ class Bench:
                     more.append(self.start_origin("%s-%d" % (tag, i)))
                 pool_ports = [app_port] + [m[1] for m in more]
             keepalive = H2K_KEEPALIVE if scenario == "h2k" else None
+            apps = ws_apps = conns = certs = None
+            if scenario in UPSTREAM_SCENARIOS:
+                # n servers of one pool, each its own address (127.0.0.1,
+                # .2, ...) on the one origin listening on all of them.
+                n = UPSTREAM_SCENARIOS[scenario]
+                apps = ["127.0.0.%d:%d" % (i + 1, app_port) for i in range(n)]
+                # nginx keeps idle upstream connections in one cache per
+                # upstream, shared by its servers: room for a few a server.
+                keepalive = max(self.args.nginx_keepalive, 4 * n)
+            if idle:
+                # The upstream connections spread over as many WebSocket
+                # server addresses as the largest size needs, at both sizes.
+                k = self.wsidle_addresses()
+                ws_apps = ["127.0.0.%d:%d" % (i + 1, ws_port) for i in range(k)]
+                conns = 2 * idle + 1024
+            if scenario in CERT_SCENARIOS:
+                certs = (self.many_certs(), CERT_SCENARIOS[scenario])
             p, port, pids, stream_port = self.start_proxy(
                 proxy, app_port, ws_port, workers, cpus, tag, keepalive,
                 defences=scenario == "h1def", echo_port=echo_port if streamed else None,
-                pool_ports=pool_ports, files=scenario in FILE_SCENARIOS)
+                pool_ports=pool_ports, files=scenario in FILE_SCENARIOS, apps=apps,
+                routes=ROUTE_SCENARIOS.get(scenario, 0), certs=certs, ws_apps=ws_apps, conns=conns)
+            startup_s = self.startup_s
             if streamed:
                 # The load goes to the stream listener, and the upstream
                 # connections watched are the echo server's.
                 port, ws_port = stream_port, echo_port
             if scenario in MEM_SCENARIOS:
-                return self.measure_wsmem(proxy, rnd, tag, port, pids, ws_port, raw=streamed, scenario=scenario)
+                return self.measure_wsmem(proxy, rnd, tag, port, pids, ws_port, raw=streamed, scenario=scenario,
+                                          n=idle, sources=ws_apps and [a.split(":")[0] for a in ws_apps])
             if scenario == "hs" and rnd == 0:
                 out, err = self.run_tool(
                     [self.args.loadgen, "resume-check", "--addr", "127.0.0.1:%d" % port,
@@ -801,6 +1018,11 @@ class Bench:
                 r["reloads"] = reloads
                 for k in ("cpu_us_per_op", "user_us_per_op", "kernel_us_per_op"):
                     r[k] = None
+            if scenario in CERT_SCENARIOS:
+                r["startup_s"] = startup_s
+                r["rss_kib"] = rss_kib(pids)
+                if proxy in ("portcullis", "baseline"):
+                    r.update(self.cert_swap(p.pid, port, CERT_SCENARIOS[scenario]))
             if scenario in ("big", "staticbig"):
                 r["mib_per_s"] = r["rate"] * BIG / (1 << 20)
                 mib = r["ops"] * BIG / (1 << 20)
@@ -815,11 +1037,13 @@ class Bench:
             for m in more:
                 PROCS.stop(m[0])
 
-    def measure_wsmem(self, proxy, rnd, tag, port, pids, ws_port, raw=False, scenario="wsmem"):
-        """RSS per idle connection: WebSockets (wsmem), or raw TLS streams
-        to the stream listener (streammem, `raw`)."""
+    def measure_wsmem(self, proxy, rnd, tag, port, pids, ws_port, raw=False, scenario="wsmem", n=None,
+                      sources=None):
+        """RSS per idle connection: WebSockets (wsmem, wsidle*), or raw TLS
+        streams to the stream listener (streammem, `raw`); `n` of them
+        (default --ws-idle), connected from `sources` in turn."""
         common = ["--addr", "127.0.0.1:%d" % port, "--cert", self.cert] + (["--raw"] if raw else [])
-        n = self.args.ws_idle
+        n = n or self.args.ws_idle
         # Warm the allocator and TLS state the same way for both: open and
         # close a few connections first, then take the baseline.
         self.run_tool([self.args.loadgen, "hold"] + common
@@ -831,13 +1055,15 @@ class Bench:
         holder = PROCS.start(
             "loadgen-hold",
             ["taskset", "-c", self.load_cpus, self.args.loadgen, "hold"] + common
-            + ["--connections", str(n), "--parallel", "64", "--hold-max", "300", "--open-max", "240"],
+            + ["--connections", str(n), "--parallel", "64", "--hold-max", str(300 + n // 50),
+               "--open-max", str(max(240, n // 100))]
+            + (["--source", ",".join(sources)] if sources and len(sources) > 1 else []),
             os.path.join(self.work, "hold-%s.log" % tag),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
         try:
-            line = read_line(holder.stdout, 280)
+            line = read_line(holder.stdout, max(280, n // 100 + 40))
             if not line:
                 raise BenchError("loadgen hold gave no result")
             j = json.loads(line)
@@ -845,7 +1071,7 @@ class Bench:
             time.sleep(1.0)
             after = rss_kib(pids)
             pss_after = pss_kib(pids)
-            upstream = len(ss_pairs(["state", "established", "dst", "127.0.0.1:%d" % ws_port]))
+            upstream = len(ss_pairs(["state", "established", "( dport = :%d )" % ws_port]))
         finally:
             try:
                 holder.stdin.close()
@@ -961,12 +1187,22 @@ class Bench:
                 # (with two, A B then B A).
                 k = rnd % len(PROXIES)
                 order = PROXIES[k:] + PROXIES[:k]
+                if scenario in OPEN_SCENARIOS:
+                    self.ensure_open_rate(scenario)
+                # Each run of these starts a proxy with 10,000 certificates or
+                # opens tens of thousands of WebSockets, and memory and
+                # start-up are steady from run to run: the first
+                # --growth-rounds only.
+                if (scenario in WSIDLE_SCENARIOS or scenario in CERT_SCENARIOS) and rnd >= self.args.growth_rounds:
+                    continue
                 for proxy in order:
                     if scenario == "reload" and proxy not in RELOAD_PROXIES:
                         continue
                     if scenario in FILE_SCENARIOS and proxy == "haproxy":
                         continue
                     r = self.measure(scenario, proxy, rnd)
+                    if r is None:
+                        break
                     self.measurements.append(r)
                     log(describe(r))
             self.load_by_round.append(os.getloadavg())
@@ -1035,9 +1271,16 @@ def read_line(stream, secs):
     return box[0].decode().strip()
 
 
-def raise_nofile():
+def proc_io(pid):
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            return {k: int(v) for k, v in (line.split(":") for line in f if ":" in line)}
+    except OSError:
+        return {}
+
+
+def raise_nofile(want=65536):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 65536
     for h in (max(hard, want), hard):
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, h), h))
@@ -1057,6 +1300,13 @@ def describe(r):
     s += " %.0f ops/s, %s CPU us/op, CPU %.0f%%, %d errors; upstream %d conns for %d ops (peak %d)" % (
         r["rate"], fmt(r["cpu_us_per_op"]), 100 * (r["cpu_share"] or 0), r["errors"],
         up["distinct"], r["upstream_ops"], up["peak_established"])
+    if "p999_us" in r:
+        s += "; at %.0f/s: p50 %.2f, p99 %.2f, p99.9 %.2f ms, %d late, %d unsent" % (
+            r["target_rate"], r["p50_us"] / 1e3, r["p99_us"] / 1e3, r["p999_us"] / 1e3, r["late"], r["unsent"])
+    if "startup_s" in r:
+        s += "; start-up %.2fs, RSS %.1f MiB" % (r["startup_s"], r["rss_kib"] / 1024.0)
+    if "swap_polls" in r:
+        s += "; swap served after %s s, %.0f KiB read" % (fmt(r["swap_s"], 2), r["swap_read_kib"])
     return s
 
 
@@ -1132,6 +1382,38 @@ METRICS = [
     ("static", "cpu_us_per_op", "static proxy CPU us/request", 1, False),
     ("staticbig", "mib_per_s", "staticbig MiB/s (a 1 MiB file, 16 conns, wrk; not HAProxy)", 1, True),
     ("staticbig", "cpu_us_per_mib", "staticbig proxy CPU us/MiB", 1, False),
+] + [
+    # The open-loop scenarios, each the same rows.
+    (scenario, key, "%s %s" % (scenario, label % {
+        "what": {"h1": "h1 requests", "hs": "full handshakes", "ws": "ws round trips"}[base],
+        "share": share * 100}), scale, higher)
+    for scenario, (base, share, _) in OPEN_SCENARIOS.items()
+    for key, label, scale, higher in (
+        ("target_rate", "%(what)s at a fixed rate, %(share).0f%% of nginx's maximum: rate sent (/s)", 1, None),
+        ("p50_us", "latency p50 from the scheduled time (ms)", 1e-3, False),
+        ("p99_us", "latency p99 from the scheduled time (ms)", 1e-3, False),
+        ("p999_us", "latency p99.9 from the scheduled time (ms)", 1e-3, False),
+        ("missed", "requests late (> 1 ms) or unsent", 1, False),
+        ("errors", "errors", 1, False),
+        ("cpu_us_per_op", "proxy CPU us/operation", 1, False),
+    )
+] + [
+    ("routes2", "cpu_us_per_op", "routes2 proxy CPU us/request, 2 routes (host plus path)", 1, False),
+    ("routes1k", "cpu_us_per_op", "routes1k proxy CPU us/request, 1,000 routes (the last one asked)", 1, False),
+    ("routes1k", "rate", "routes1k requests/s, 1,000 routes", 1, True),
+    ("ups1", "cpu_us_per_op", "ups1 proxy CPU us/request, a pool of 1 server", 1, False),
+    ("ups100", "cpu_us_per_op", "ups100 proxy CPU us/request, a pool of 100 servers, round robin", 1, False),
+    ("ups100", "rate", "ups100 requests/s, 100 servers", 1, True),
+    ("certs1", "cpu_us_per_op", "certs1 proxy CPU us/full handshake, 1 certificate by SNI", 1, False),
+    ("certs10k", "cpu_us_per_op", "certs10k proxy CPU us/full handshake, 10,000 certificates by SNI", 1, False),
+    ("certs1", "rss_kib", "certs1 proxy RSS (MiB), 1 certificate", 1 / 1024.0, False),
+    ("certs10k", "rss_kib", "certs10k proxy RSS (MiB), 10,000 certificates", 1 / 1024.0, False),
+    ("certs1", "startup_s", "certs1 start-up until the port answers (s), 1 certificate", 1, False),
+    ("certs10k", "startup_s", "certs10k start-up until the port answers (s), 10,000 certificates", 1, False),
+    ("certs10k", "swap_s", "certs10k one certificate file replaced: served after (s; portcullis only)", 1, False),
+    ("certs10k", "swap_read_kib", "certs10k KiB the proxy read meanwhile (one pair is a few KiB, all of them MiBs)", 1, False),
+    ("wsidle5k", "kib_per_conn", "wsidle5k RSS KiB per idle WebSocket, 5,000 held", 1, False),
+    ("wsidle50k", "kib_per_conn", "wsidle50k RSS KiB per idle WebSocket, 50,000 held", 1, False),
 ]
 
 
@@ -1153,6 +1435,15 @@ HEADLINE = [
     ("pool", "cpu_us_per_op", "CPU per request over %d origins" % POOL_SIZE, 1.0),
     ("static", "cpu_us_per_op", "CPU per request, 1 KiB file", None),
     ("staticbig", "cpu_us_per_mib", "CPU per MiB, 1 MiB file", None),
+] + [
+    # Issue 20: p99 at most the best peer's at each fixed rate.
+    (scenario, "p99_us", "p99 latency, %s at %.0f%% of nginx's maximum" % (base, share * 100), 1.0)
+    for scenario, (base, share, _) in OPEN_SCENARIOS.items()
+] + [
+    ("routes1k", "cpu_us_per_op", "CPU per request, 1,000 routes", None),
+    ("ups100", "cpu_us_per_op", "CPU per request, 100 servers", None),
+    ("certs10k", "cpu_us_per_op", "CPU per full handshake, 10,000 certificates", None),
+    ("wsidle50k", "kib_per_conn", "KiB per idle WebSocket, 50,000", None),
 ]
 
 
@@ -1172,6 +1463,14 @@ def headline(rows):
             # against 1, CPU per request at most +10%.
             h["target"] = 1.1
             h["own_2_over_1"] = scaling
+        for small, large, metric, _, growth_target in GROWTH:
+            own = {g["proxy"]: g["value"] for g in rows
+                   if g.get("metric") == "%s_over_%s" % (large, small) and large == scenario and metric == key}
+            if own and growth_target:
+                # Issue 20's growth targets are portcullis' own: the large
+                # size against the small one.
+                h["target"] = growth_target
+                h["own_growth"] = {"small": small, "values": own}
         out.append(h)
     return out
 
@@ -1190,6 +1489,9 @@ def headline_text(lines, markdown):
         if "own_2_over_1" in h:
             value = h["own_2_over_1"].get("portcullis")
             target_s = "own 2 threads / 1 ≤ %.2f: %s" % (target, fmt(value, 2))
+        elif "own_growth" in h:
+            value = h["own_growth"]["values"].get("portcullis")
+            target_s = "own %s / %s ≤ %.2f: %s" % (h["scenario"], h["own_growth"]["small"], target, fmt(value, 2))
         else:
             target_s = "≤ %.2f" % target if target else "-"
         met = "-" if target is None or value is None else "yes" if value <= target else "no"
@@ -1268,6 +1570,30 @@ def summarise(measurements):
                 "label": "reload %s: p99 with a reload every second / without" % proxy,
                 "value": statistics.median(reloading) / statistics.median(calm),
             })
+    # Costs as the work grows: each proxy's figure at the large size over
+    # the same at the small one (issue 20's targets for portcullis: +5% at
+    # most for CPU; KiB per idle WebSocket flat).
+    for small, large, key, label, target in GROWTH:
+        for proxy in PROXIES:
+            a = [m[key] for m in by.get((small, proxy), []) if m.get(key)]
+            b = [m[key] for m in by.get((large, proxy), []) if m.get(key)]
+            if a and b:
+                rows.append({
+                    "scenario": large, "metric": "%s_over_%s" % (large, small), "proxy": proxy,
+                    "label": "%s %s: %s" % (large, proxy, label), "target": target,
+                    "value": statistics.median(b) / statistics.median(a),
+                })
+    # Memory per certificate: the RSS the extra certificates add, each.
+    for proxy in PROXIES:
+        a = [m["rss_kib"] for m in by.get(("certs1", proxy), []) if m.get("rss_kib")]
+        b = [m["rss_kib"] for m in by.get(("certs10k", proxy), []) if m.get("rss_kib")]
+        if a and b:
+            extra = CERT_SCENARIOS["certs10k"] - CERT_SCENARIOS["certs1"]
+            rows.append({
+                "scenario": "certs10k", "metric": "kib_per_cert", "proxy": proxy,
+                "label": "certs10k %s: RSS KiB per certificate ((10,000 - 1) apart)" % proxy,
+                "value": (statistics.median(b) - statistics.median(a)) / extra,
+            })
     # Defences: portcullis's CPU per request with every optional limit set
     # over the same without, in the same run.
     plain = [m["cpu_us_per_op"] for m in by.get(("h1", "portcullis"), []) if m.get("cpu_us_per_op")]
@@ -1279,6 +1605,16 @@ def summarise(measurements):
             "value": statistics.median(limited) / statistics.median(plain),
         })
     return rows
+
+
+# (small, large, metric, what the ratio is, issue 20's target for portcullis)
+GROWTH = [
+    ("routes2", "routes1k", "cpu_us_per_op", "CPU/request with 1,000 routes / with 2", 1.05),
+    ("ups1", "ups100", "cpu_us_per_op", "CPU/request over 100 servers / over 1", 1.05),
+    ("certs1", "certs10k", "cpu_us_per_op", "CPU/full handshake with 10,000 certificates / with 1", 1.05),
+    ("certs1", "certs10k", "startup_s", "start-up with 10,000 certificates / with 1", None),
+    ("wsidle5k", "wsidle50k", "kib_per_conn", "KiB per idle WebSocket at 50,000 / at 5,000", 1.05),
+]
 
 
 def best_peer(cells, higher):
@@ -1443,6 +1779,85 @@ def environment(args):
     }
 
 
+def growth_md(L, checks, measurements):
+    """The notes of the open-loop and growth scenarios, when they ran."""
+    ran = {m["scenario"] for m in measurements}
+    rates = checks.get("open_rates") or {}
+    if rates:
+        L.append("- Tail latency at a fixed rate (`loadgen open`, `benches/vs-peers/open.rs`): a pacer "
+                 "thread schedules request i at t0 + i/rate whatever the answers do, and each latency "
+                 "runs from that scheduled time to the end of the answer, so a request that waited "
+                 "behind a slow one carries its wait (no coordinated omission). h1 and ws: 64 "
+                 "connections opened first, the schedule round robin over them (as wrk2), one "
+                 "request in flight on each; hs: a new connection per request (full handshake, "
+                 "`Connection: close`, until the server closes), at most 256 at once. \"Missed\" "
+                 "counts the requests sent more than 1 ms after their time plus those never sent "
+                 "(2 s after the last was due). The target is p99 at most the best peer's at each "
+                 "rate. The rates, the same for every proxy: " + "; ".join(
+                     "%s %.0f/s (%.0f%% of %.0f/s, %s)" % (k, v["rate"], 100 * v["share"], v["nginx_max"], v["from"])
+                     for k, v in sorted(rates.items())) + ".")
+    for scenario in client_bound(measurements):
+        L.append("  - **%s: the load generator fell behind for every proxy** (more than %d%% of the requests "
+                 "of each run sent late or never): its latencies measure the client and this machine's "
+                 "load as much as the proxies; read them with care, or run it on a quieter machine."
+                 % (scenario, 100 * CLIENT_BOUND_SHARE))
+    if ran & set(ROUTE_SCENARIOS):
+        L.append("- routes2, routes1k: the h1 load (wrk, 64 connections) with 2 or 1,000 more routes, "
+                 "host plus path (`h0.bench.test` `/r0/` ... `h9.bench.test` `/r99/`, a hundred paths a "
+                 "host), every request for the last one (`Host: h9.bench.test`, `/r99/page`): nginx a "
+                 "server block a host with a `location` a path; HAProxy `use_backend "
+                 "%[base,map_beg(FILE,app)]` over a map of host plus path; portcullis a `[[route]]` "
+                 "with `host` and `path` each. All go to the same origin.")
+    if ran & set(UPSTREAM_SCENARIOS):
+        L.append("- ups1, ups100: the h1 load over a round-robin pool of 1 or 100 servers, each its own "
+                 "address (127.0.0.1, .2, ...) on one origin listening on all of them: nginx's "
+                 "`upstream` with that many `server` lines (its `keepalive` raised to 4 a server, as "
+                 "its idle cache is shared by the servers), HAProxy's backend, portcullis' "
+                 "`[[upstream]]`.")
+    if ran & set(CERT_SCENARIOS):
+        L.append("- certs1, certs10k: 1 or 10,000 more certificates chosen by SNI (`loadgen certs`: one "
+                 "CA, ECDSA P-256 leaves for c0.bench.test, c1, ...), beside the default one: nginx a "
+                 "server block a name, HAProxy a `crt-list`, portcullis a `[[tls.certificate]]` each. "
+                 "The load is hs's (full handshakes, resumption off) to the last name, its leaf "
+                 "pinned. Start-up: from the start of the process until its port accepts. RSS after "
+                 "the measured run. For portcullis, the middle name's certificate and key files are "
+                 "then replaced (new key, written aside and renamed) and full handshakes pinning the "
+                 "new leaf poll until it is served (target: within %.0f s); the KiB the proxy read "
+                 "meanwhile (`rchar` of /proc/PID/io, sockets included) tell whether it re-read that "
+                 "pair alone (a few KiB) or every pair." % CERT_SWAP_TARGET_S)
+        swaps = [m for m in measurements if m.get("swap_s") is not None or "swap_polls" in m]
+        for m in swaps:
+            L.append("  - %s %s round %d: served after %s s (%d polls), read %s KiB meanwhile; one pair "
+                     "is %.1f KiB, all %d pairs %s KiB" % (
+                         m["scenario"], m["proxy"], m["round"], fmt(m.get("swap_s"), 2), m["swap_polls"],
+                         fmt(m["swap_read_kib"]), m["swap_file_kib"], CERT_SCENARIOS[m["scenario"]],
+                         fmt(m["swap_all_files_kib"])))
+    if ran & set(WSIDLE_SCENARIOS) or checks.get("skipped"):
+        L.append("- wsidle5k, wsidle50k: as wsmem with 5,000 and 50,000 idle WebSockets, in the first "
+                 "round only, the open-file limit raised for them; the client connects from several "
+                 "127.0.0.x addresses and the proxy reaches the WebSocket server at several (a "
+                 "round-robin pool of 127.0.0.1, .2, ... on one origin), so that no address pair runs "
+                 "out of ephemeral ports; the same pool at both sizes.")
+    for scenario, why in sorted((checks.get("skipped") or {}).items()):
+        L.append("- **%s skipped**: %s." % (scenario, why))
+
+
+# An open-loop run with more than this share of its requests late or unsent
+# for every proxy measured the client more than the proxies.
+CLIENT_BOUND_SHARE = 0.25
+
+
+def client_bound(measurements):
+    """The open-loop scenarios whose every run, for every proxy, missed more
+    than CLIENT_BOUND_SHARE of its schedule."""
+    out = []
+    for scenario in OPEN_SCENARIOS:
+        runs = [m for m in measurements if m["scenario"] == scenario]
+        if runs and all(m["missed"] > CLIENT_BOUND_SHARE * m["scheduled"] for m in runs):
+            out.append(scenario)
+    return out
+
+
 def write_results_md(path, args, env, rows, ka, measurements, checks, profile, elapsed):
     L = []
     names = {"nginx": "nginx", "haproxy": "HAProxy"}
@@ -1490,7 +1905,8 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
     L.append("")
     for r in rows:
         if "value" in r:
-            L.append("- %s: **%.2f**" % (r["label"], r["value"]))
+            target = " (target for portcullis ≤ %.2f)" % r["target"] if r.get("target") and r["proxy"] == "portcullis" else ""
+            L.append("- %s: **%.2f**%s" % (r["label"], r["value"], target))
     L.append("")
     L.append("## How it is measured")
     L.append("")
@@ -1540,6 +1956,7 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
              "before and after opening %d WebSockets through the proxy (each checked with one "
              "echo, then idle), after a warm-up of 64 opened and closed; the open-file limit "
              "is raised for this." % args.ws_idle)
+    growth_md(L, checks, measurements)
     L.append("")
     L.append("## Upstream keep-alive check")
     L.append("")
@@ -1637,14 +2054,18 @@ def write_results_md(path, args, env, rows, ka, measurements, checks, profile, e
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short runs (~3 min in all); writes nothing in the repo "
+    ap.add_argument("--quick", action="store_true", help="short runs (~6 min in all); writes nothing in the repo "
                     "unless --results-md says where")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     ap.add_argument("--duration", type=float, help="seconds measured per run (default 5, quick 1; wrk rounds up to whole seconds)")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up per run (default 1, quick 0.5)")
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
-                    help="comma-separated subset of %s" % ",".join(ALL_SCENARIOS))
+                    help="comma-separated subset of %s; or a group: %s" % (
+                        ",".join(ALL_SCENARIOS), ", ".join("%s (%s)" % (k, ",".join(v))
+                                                           for k, v in SCENARIO_GROUPS.items())))
     ap.add_argument("--ws-idle", type=int, help="idle WebSockets for wsmem (default 5000, quick 1000)")
+    ap.add_argument("--growth-rounds", type=int, default=1,
+                    help="rounds that run the certs and wsidle scenarios, the first ones (default 1)")
     ap.add_argument("--nginx-keepalive", type=int, default=64, help="nginx upstream keepalive (default 64)")
     ap.add_argument("--perf", action="store_true", help="also record a cpu-clock profile of each proxy")
     ap.add_argument("--perf-scenario", default="h1", choices=("h1", "h2", "big", "ws"),
@@ -1675,7 +2096,12 @@ def main():
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 1.0
     args.ws_idle = args.ws_idle or (1000 if args.quick else 5000)
-    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    chosen = []
+    for x in (s.strip() for s in args.scenarios.split(",")):
+        for y in SCENARIO_GROUPS.get(x, (x,) if x else ()):
+            if y not in chosen:
+                chosen.append(y)
+    args.scenarios = chosen
     bad = [s for s in args.scenarios if s not in ALL_SCENARIOS]
     if bad:
         ap.error("unknown scenario(s): %s" % ", ".join(bad))
@@ -1705,7 +2131,7 @@ def main():
     ok = False
     try:
         need = 2 * args.ws_idle + 64
-        if set(MEM_SCENARIOS) & set(args.scenarios) and bench.worker_connections() < need:
+        if {"wsmem", "streammem"} & set(args.scenarios) and bench.worker_connections() < need:
             args.ws_idle = max(100, (bench.worker_connections() - 64) // 2)
             log("open-file limit %d: wsmem holds %d connections" % (bench.nofile, args.ws_idle))
         env = environment(args)
@@ -1738,6 +2164,10 @@ def main():
             if m["scenario"] in MEM_SCENARIOS:
                 print("  %-8s %s round %d: %d upstream connections open for %d idle connections" % (
                     m["scenario"], m["proxy"], m["round"], m["upstream"]["established_while_held"], m["held"]))
+        for scenario in client_bound(bench.measurements):
+            print("%s: the load generator fell behind for every proxy (over %d%% of each run's requests late "
+                  "or unsent): its latencies measure the client as much as the proxies" % (
+                      scenario, 100 * CLIENT_BOUND_SHARE))
         if bench.checks.get("resumption"):
             for p, v in sorted(bench.checks["resumption"].items()):
                 print("resumption check %s: enabled %s, disabled %s" % (p, v["enabled"], v["disabled"]))
@@ -1771,7 +2201,7 @@ def main():
             "summary": rows,
             "headline": heads,
             "keepalive": ka,
-            "checks": bench.checks,
+            "checks": dict(bench.checks, skipped=bench.skipped),
             "profile": profile,
             "measurements": bench.measurements,
         }
@@ -1781,7 +2211,7 @@ def main():
         log("JSON: %s" % args.json)
         if args.results_md:
             write_results_md(args.results_md, args, env, rows, ka, bench.measurements,
-                             bench.checks, profile, elapsed)
+                             dict(bench.checks, skipped=bench.skipped), profile, elapsed)
             log("report: %s" % args.results_md)
         ok = True
     except BenchError as e:

@@ -6,6 +6,8 @@
 //! loadgen ws    --addr 127.0.0.1:PORT --cert leaf.pem [--duration 5] [--connections 64]
 //! loadgen hold  --addr 127.0.0.1:PORT --cert leaf.pem [--connections 5000]
 //! loadgen ws|hold --raw ...
+//! loadgen open  --kind h1|hs|ws --rate R --addr 127.0.0.1:PORT --cert leaf.pem [--duration 5] [--connections 64] [--closed]
+//! loadgen certs --dir DIR --count N [--combined] [--only I]
 //! ```
 //!
 //! - `hs`: full TLS 1.3 handshakes, one new connection per request. Session
@@ -25,6 +27,12 @@
 //! - `--raw` (ws and hold): the same over a TLS stream without HTTP and
 //!   without ALPN, the bytes echoed as they are, for stream listeners (the
 //!   proxy terminates TLS and an echo server answers behind it).
+//! - `open`: requests at a fixed arrival rate, latency from each one's
+//!   scheduled time (`open.rs`).
+//! - `certs`: many ECDSA P-256 certificates under one CA (`certgen.rs`).
+//! - `--source` (every mode that connects): the local addresses to connect
+//!   from, in turn, so that more connections than one address has ephemeral
+//!   ports can be held.
 //!
 //! The server certificate is pinned: the leaf in `--cert` must be the one
 //! presented, and the handshake signature is verified against it. That is
@@ -35,8 +43,11 @@
 //!
 //! Under `cargo bench` (which passes `--bench`), it explains itself and exits.
 
+mod certgen;
+mod open;
+
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -77,6 +88,10 @@ enum Mode {
     Ws(WsArgs),
     /// Hold idle WebSocket connections open until stdin closes.
     Hold(HoldArgs),
+    /// Requests at a fixed arrival rate, latency from their scheduled time.
+    Open(open::OpenArgs),
+    /// Write many server certificates under one CA.
+    Certs(certgen::CertsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -99,6 +114,10 @@ struct Common {
     /// Client runtime threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Local addresses to connect from, in turn (default: the system's
+    /// choice).
+    #[arg(long, value_delimiter = ',')]
+    source: Vec<IpAddr>,
 }
 
 #[derive(Args)]
@@ -171,11 +190,18 @@ fn main() {
         return;
     }
     let cli = Cli::parse();
+    // Writing files needs no runtime.
+    let cli = match cli.mode {
+        Mode::Certs(a) => return finish(certgen::certs(a)),
+        mode => Cli { mode },
+    };
     let threads = match &cli.mode {
         Mode::Hs(a) => a.common.threads,
         Mode::ResumeCheck(a) => a.threads,
         Mode::Ws(a) => a.common.threads,
         Mode::Hold(a) => a.common.threads,
+        Mode::Open(a) => a.threads(),
+        Mode::Certs(_) => 1,
     };
     let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -192,8 +218,14 @@ fn main() {
             Mode::ResumeCheck(a) => resume_check(a).await,
             Mode::Ws(a) => ws(a).await,
             Mode::Hold(a) => hold(a).await,
+            Mode::Open(a) => open::open(a).await,
+            Mode::Certs(_) => Err("certs runs without a runtime".into()),
         }
     });
+    finish(result)
+}
+
+fn finish(result: Result<String, BoxError>) {
     match result {
         Ok(json) => {
             let mut out = std::io::stdout().lock();
@@ -306,8 +338,23 @@ fn client_config(common: &Common, alpn: &[&[u8]], resumption: bool) -> Result<Ar
     Ok(Arc::new(config))
 }
 
+/// The next `--source` address to connect from.
+static NEXT_SOURCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn connect(connector: &TlsConnector, common: &Common) -> Result<TlsStream<TcpStream>, BoxError> {
-    let tcp = TcpStream::connect(common.addr).await?;
+    let tcp = if common.source.is_empty() {
+        TcpStream::connect(common.addr).await?
+    } else {
+        let i = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % common.source.len();
+        let socket = match common.source[i] {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket
+            .bind(SocketAddr::new(common.source[i], 0))
+            .map_err(|e| format!("binding to {}: {e}", common.source[i]))?;
+        socket.connect(common.addr).await?
+    };
     tcp.set_nodelay(true)?;
     let name = ServerName::try_from(common.host.clone())?;
     Ok(connector.connect(name, tcp).await?)

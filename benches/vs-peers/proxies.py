@@ -147,8 +147,60 @@ def pool_table(apps):
     return '[[upstream]]\nname = "app"\nservers = [%s]\n' % servers
 
 
+# The routes scenarios: N routes, host plus path, spread over hosts of at
+# most ROUTES_PER_HOST paths each (2 routes: one host, two paths; 1,000:
+# ten hosts of a hundred).
+ROUTES_PER_HOST = 100
+ROUTE_DOMAIN = "bench.test"
+
+
+def route_pairs(n):
+    """The (host, path prefix) of each of `n` routes; the load asks for the
+    last one, the one a scan in order would find last."""
+    per = min(n, ROUTES_PER_HOST)
+    return [("h%d.%s" % (i // per, ROUTE_DOMAIN), "/r%d/" % (i % per)) for i in range(n)]
+
+
+NGINX_PROXY_LINES = """            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+"""
+
+
+def nginx_servers(site, routes=0, certs=None):
+    """nginx's server blocks for `routes` routes (one block a host, one
+    location a path) or for `certs` = (dir, n) certificates (one block a
+    name, as nginx selects a certificate by server_name)."""
+    out = []
+    if routes:
+        hosts = {}
+        for host, path in route_pairs(routes):
+            hosts.setdefault(host, []).append(path)
+        for host, paths in hosts.items():
+            out.append("    server {\n        listen 127.0.0.1:%d ssl;\n        server_name %s;\n"
+                       "        ssl_certificate %s;\n        ssl_certificate_key %s;\n"
+                       % (site.port, host, site.cert, site.key))
+            for path in paths:
+                out.append("        location %s {\n%s        }\n" % (path, NGINX_PROXY_LINES))
+            out.append("    }\n")
+    if certs:
+        d, n = certs
+        for i in range(n):
+            out.append("    server {\n        listen 127.0.0.1:%d ssl;\n        server_name c%d.%s;\n"
+                       "        ssl_certificate %s/certs/c%d.pem;\n        ssl_certificate_key %s/certs/c%d.key;\n"
+                       "        location / {\n%s        }\n    }\n"
+                       % (site.port, i, ROUTE_DOMAIN, d, i, d, i, NGINX_PROXY_LINES))
+    return "".join(out)
+
+
 def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
-              single_process=False, defences=False, apps=None, files=None):
+              single_process=False, defences=False, apps=None, files=None,
+              routes=0, certs=None, ws_apps=None, conns=None):
     """Writes PROXY's configuration for `site` into its work directory; its
     path. `tag` names the files of this run; `keepalive` is nginx's upstream
     keepalive; `defences` sets portcullis' optional limits (h1def); `apps`,
@@ -156,12 +208,22 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
     application (the pool scenario); `files`, a directory whose `static/`
     holds the files of the static scenarios, served at /static/ (nginx has
     that location always; portcullis gets its route only then, so that a
-    baseline build without static files still reads the others)."""
+    baseline build without static files still reads the others); `routes`,
+    that many more routes, host plus path (`route_pairs`); `certs`, (dir,
+    n): n more certificates, chosen by SNI, from `loadgen certs`' files;
+    `ws_apps`, the WebSocket servers as a round-robin pool (the idle
+    WebSocket scenarios spread their upstream connections over several
+    addresses); `conns`, the connections each may hold in place of what
+    the open-file limit gives."""
     nofile = nofile or resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    conns = connections_for(nofile)
+    conns = conns or connections_for(nofile)
     values = site.values()
     if apps:
         values["APP"] = pool_of(proxy, apps)
+    if ws_apps and proxy == "nginx":
+        values["WS"] = ";\n        server ".join(ws_apps)
+    elif ws_apps and proxy == "haproxy":
+        values["WS"] = "\n    server ".join([ws_apps[0]] + ["ws%d %s" % (i, a) for i, a in enumerate(ws_apps) if i])
     conf = os.path.join(site.work, "%s-%s.%s" % (proxy, tag, {
         "nginx": "conf", "haproxy": "cfg", "portcullis": "toml"}[proxy]))
     if proxy == "nginx":
@@ -170,6 +232,11 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
         values.update(WORKERS=threads, NOFILE=nofile, WORKER_CONNECTIONS=conns, KEEPALIVE=keepalive,
                       MASTER_PROCESS="off" if single_process else "on")
         text = fill("nginx.conf", values)
+        more = nginx_servers(site, routes, certs)
+        if more:
+            # Before the closing brace of the http block.
+            at = text.rstrip().rfind("}")
+            text = text[:at] + more + text[at:]
         if site.stream_port:
             text = with_stream(proxy, text, site)
         return write(conf, text)
@@ -181,6 +248,19 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
         # maxconn counts client connections; each has an upstream one too.
         values.update(THREADS=threads, MAXCONN=conns // 2, PEM=pem)
         text = fill("haproxy.cfg", values)
+        if routes:
+            # A map from host plus path prefix (HAProxy's `base`) to the
+            # backend, as an operator writes many routes; every route goes
+            # to the application, as in the other two.
+            mp = write(os.path.join(site.work, "haproxy-routes-%s.map" % tag), "".join(
+                "%s%s app\n" % (h, p) for h, p in route_pairs(routes)))
+            text = text.replace("    default_backend app\n",
+                                "    use_backend %%[base,map_beg(%s,app)]\n    default_backend app\n" % mp, 1)
+        if certs:
+            d, n = certs
+            lst = write(os.path.join(site.work, "haproxy-certs-%s.list" % tag), "".join(
+                "%s/combined/c%d.pem\n" % (d, i) for i in range(n)))
+            text = text.replace("ssl crt %s " % pem, "ssl crt %s crt-list %s " % (pem, lst), 1)
         if site.stream_port:
             text = with_stream(proxy, text, site, pem)
         return write(conf, text)
@@ -198,6 +278,15 @@ def configure(proxy, site, tag, threads=1, keepalive=64, nofile=None,
             text += "\n" + pool_table(apps)
         if files:
             text += '\n[[route]]\npath = "/static/"\nroot = "%s"\n' % files
+        if ws_apps:
+            text = text.replace('upstream = "http://%s"' % site.ws, 'upstream = "ws"', 1)
+            text += '\n[[upstream]]\nname = "ws"\nservers = [%s]\n' % ", ".join('"http://%s"' % a for a in ws_apps)
+        for host, path in route_pairs(routes) if routes else ():
+            text += '\n[[route]]\nhost = "%s"\npath = "%s"\nupstream = "http://%s"\n' % (host, path, site.app)
+        if certs:
+            d, n = certs
+            text += "".join('\n[[tls.certificate]]\ncert = "%s/certs/c%d.pem"\nkey = "%s/certs/c%d.key"\n'
+                            % (d, i, d, i) for i in range(n))
         return write(conf, text)
     raise ConfigError("unknown proxy %s" % proxy)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # portcullis against its peers, nginx and HAProxy, in one command:
 #
-#   bash benches/vs-peers/run.sh            # full run (~15 min): benches/RESULTS.md and RESULTS.json
-#   bash benches/vs-peers/run.sh --quick    # ~3 min smoke run: benches/vs-peers/results/quick.json
+#   bash benches/vs-peers/run.sh            # full run (~30 min): benches/RESULTS.md and RESULTS.json
+#   bash benches/vs-peers/run.sh --quick    # ~6 min smoke run: benches/vs-peers/results/quick.json
 #   bash benches/vs-peers/run.sh --help     # every option (rounds, durations, scenarios, peers, --perf)
 #
 # Installs what is missing with apt-get (nginx and its stream module, haproxy, wrk, nghttp2-client

@@ -9,13 +9,17 @@
 //! Events are debounced so that a key and a certificate written one after
 //! the other are read together. Only events that name a configured file
 //! (or a directory on its path, or a symlink target) count: a log file
-//! written beside the certificates does not make them be read again.
+//! written beside the certificates does not make them be read again. Events
+//! that name only configured files (or their symlinks' targets) make only
+//! the pairs of those files be read again: one renewal among thousands of
+//! certificates reads one pair, not all of them.
 //!
 //! A configuration reload hands over a new list of pairs with their
 //! certificates already loaded and checked ([`ReloadHandle::retarget`]);
 //! they are published, and watched, from then on.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -140,6 +144,8 @@ pub struct Reloader {
     handle: ReloadHandle,
     /// Signalled by the watcher's thread on every relevant event.
     changed: Arc<Notify>,
+    /// What those events named, since the last pass.
+    seen: Arc<std::sync::Mutex<Seen>>,
     watcher: Option<DirWatcher>,
     /// A pair looked half-written at the last pass.
     retry: bool,
@@ -152,8 +158,9 @@ impl Reloader {
     /// before the proxy serves anything.
     pub fn new(slots: Vec<Slot>, store: Arc<CertStore>, watch: bool, poll: Option<Duration>) -> Self {
         let changed = Arc::new(Notify::new());
+        let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
         let mut watcher = if watch && !slots.is_empty() {
-            DirWatcher::new(changed.clone(), &slots)
+            DirWatcher::new(changed.clone(), seen.clone(), &slots)
         } else {
             None
         };
@@ -180,6 +187,7 @@ impl Reloader {
                 retarget,
             },
             changed,
+            seen,
             watcher,
             retry: false,
             retargets,
@@ -231,7 +239,13 @@ impl Reloader {
                 () = poll_sleep => "poll",
                 () = sleep_if(retry) => "re-read of a half-written pair",
             };
-            retry = self.reload_all(why, retry && why != "file change");
+            let final_try = retry && why != "file change";
+            retry = match self.touched_slots(why) {
+                // A half-written pair waiting to be read again is read
+                // with every other one.
+                Some(indices) if !retry => self.reload_some(indices, why, false),
+                _ => self.reload_all(why, final_try),
+            };
             if let Some(w) = self.watcher.as_mut() {
                 w.update(&self.slots);
             }
@@ -254,7 +268,7 @@ impl Reloader {
         if !new.watch {
             self.watcher = None;
         } else if self.watcher.is_none() && !self.slots.is_empty() {
-            self.watcher = DirWatcher::new(self.changed.clone(), &self.slots);
+            self.watcher = DirWatcher::new(self.changed.clone(), self.seen.clone(), &self.slots);
         }
         if let Some(w) = self.watcher.as_mut() {
             w.update(&self.slots);
@@ -268,13 +282,51 @@ impl Reloader {
     /// because its pair looked half-written. `final_try` makes such a pair
     /// count as rejected now.
     fn reload_all(&mut self, why: &str, final_try: bool) -> bool {
+        self.reload_some(0..self.slots.len(), why, final_try)
+    }
+
+    /// Reloads the slots at `indices`, as `reload_all` does.
+    fn reload_some(&mut self, indices: impl IntoIterator<Item = usize>, why: &str, final_try: bool) -> bool {
         let mut retry = false;
-        for index in 0..self.slots.len() {
+        for index in indices {
             retry |= self.reload_one(index, why, final_try);
         }
         let waiting = self.slots.iter().filter(|s| s.served.is_none()).count();
         self.handle.stats.bootstrapping.store(waiting, Ordering::Relaxed);
         retry
+    }
+
+    /// After a file change, the slots whose files the events named; `None`
+    /// when every slot must be read: another trigger, an event without a
+    /// path or a lost one, or a path that is no configured file's (a
+    /// directory on a path, a symlink swapped by Kubernetes).
+    fn touched_slots(&mut self, why: &str) -> Option<Vec<usize>> {
+        let seen = std::mem::take(
+            &mut *self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if why != "file change" || seen.all {
+            return None;
+        }
+        let mut indices = Vec::new();
+        let mut matched = vec![false; seen.paths.len()];
+        for (index, slot) in self.slots.iter().enumerate() {
+            let mut hit = false;
+            for path in file_paths(slot) {
+                for (i, p) in seen.paths.iter().enumerate() {
+                    if *p == path {
+                        matched[i] = true;
+                        hit = true;
+                    }
+                }
+            }
+            if hit {
+                indices.push(index);
+            }
+        }
+        matched.iter().all(|&m| m).then_some(indices)
     }
 
     fn reload_one(&mut self, index: usize, why: &str, final_try: bool) -> bool {
@@ -361,6 +413,50 @@ async fn sleep_if(armed: bool) {
     }
 }
 
+/// The files a slot reads: its certificate and key as configured, and the
+/// files their symlinks point to (an event in a watched directory names
+/// the file by the directory's path joined with its name, which is one of
+/// these when it is one of the slot's).
+fn file_paths(slot: &Slot) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for path in [&slot.source.cert, &slot.source.key] {
+        paths.push(path.clone());
+        paths.extend(std::fs::canonicalize(path).ok());
+    }
+    paths
+}
+
+/// The paths relevant events named since the last pass, or that one named
+/// none (or was lost) and every pair must be read.
+#[derive(Debug, Default)]
+struct Seen {
+    all: bool,
+    /// Few between two passes: a list is enough.
+    paths: Vec<PathBuf>,
+}
+
+impl Seen {
+    /// Notes the paths of `event` that count (see [`touches`]): a temporary
+    /// file renamed over a configured one names both, and only the second
+    /// is read.
+    fn record(&mut self, event: &notify::Event, wanted: &[OsString]) {
+        if event.paths.is_empty() {
+            self.all = true;
+        }
+        for path in &event.paths {
+            let Some(name) = path.file_name() else {
+                self.all = true;
+                continue;
+            };
+            let counts = wanted.binary_search_by(|w| w.as_os_str().cmp(name)).is_ok()
+                || name.to_string_lossy().starts_with("..");
+            if counts && !self.paths.contains(path) {
+                self.paths.push(path.clone());
+            }
+        }
+    }
+}
+
 /// Watches the directories that hold the configured files, the
 /// directories their symlinks point into, and, for files that do not exist
 /// yet, the nearest ancestor that does.
@@ -374,7 +470,7 @@ struct DirWatcher {
 }
 
 impl DirWatcher {
-    fn new(changed: Arc<Notify>, slots: &[Slot]) -> Option<Self> {
+    fn new(changed: Arc<Notify>, seen: Arc<std::sync::Mutex<Seen>>, slots: &[Slot]) -> Option<Self> {
         let names = Arc::new(std::sync::RwLock::new(relevant_names(slots)));
         let wanted = names.clone();
         let handler = move |event: notify::Result<notify::Event>| match event {
@@ -383,11 +479,17 @@ impl DirWatcher {
             Ok(e) => {
                 let wanted = wanted.read().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if touches(&e, &wanted) {
+                    seen.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .record(&e, &wanted);
                     changed.notify_one();
                 }
             }
             // An overflowed queue may have lost the event that mattered.
-            Err(_) => changed.notify_one(),
+            Err(_) => {
+                seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).all = true;
+                changed.notify_one();
+            }
         };
         match notify::recommended_watcher(handler) {
             Ok(watcher) => Some(DirWatcher {
