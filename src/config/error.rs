@@ -63,7 +63,12 @@ impl Origin {
 
     /// [`Origin::at_offset`] with the text's [`line_starts`] at hand, for
     /// callers that ask for many positions in one text.
-    pub(crate) fn at_offset_with(file: impl Into<String>, text: &str, starts: &[usize], offset: usize) -> Self {
+    pub(crate) fn at_offset_with(
+        file: impl Into<String>,
+        text: &str,
+        starts: &[usize],
+        offset: usize,
+    ) -> Self {
         let offset = offset.min(text.len());
         // The last line that starts at or before `offset` (line 1 starts at 0).
         let line = starts.partition_point(|&start| start <= offset).max(1);
@@ -282,7 +287,11 @@ mod tests {
             let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
             let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             let column = 1 + before[start..].iter().filter(|&&b| (b & 0xC0) != 0x80).count();
-            assert_eq!(Origin::at_offset("f", text, offset), Origin::new("f", line, column), "{offset}");
+            assert_eq!(
+                Origin::at_offset("f", text, offset),
+                Origin::new("f", line, column),
+                "{offset}"
+            );
         }
     }
 
