@@ -180,7 +180,14 @@ fn static_files_with_an_application_fallback() {
     let site = site();
     let out = import(site.dir.path(), &["static.conf", "-o", "proxy.toml"]);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    // The pool's answers keep their Location as the upstream wrote it.
+    assert_eq!(out.status.code(), Some(3), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(
+            "static.conf:17: location @app: approximated (the pool's own URLs in Location are not rewritten"
+        ),
+        "{stderr}"
+    );
     let toml = std::fs::read_to_string(site.path("proxy.toml")).unwrap();
     let dir = site.dir.path().display();
     for line in [

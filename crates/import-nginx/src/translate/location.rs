@@ -54,7 +54,12 @@ pub(crate) fn read_below(name: &str) -> bool {
 }
 
 /// The routes of one server, in the order of its locations.
-pub(crate) fn routes<'a>(out: &mut Out<'a>, server: &Scope<'a>, server_name: &str) -> Vec<Table> {
+pub(crate) fn routes<'a>(
+    out: &mut Out<'a>,
+    block: &Directive,
+    server: &Scope<'a>,
+    server_name: &str,
+) -> Vec<Table> {
     let mut routes = Vec::new();
     if let Some(ret) = server.own().iter().find(|d| d.name == "return") {
         let mut t = Table::new("[[route]]");
@@ -78,9 +83,26 @@ pub(crate) fn routes<'a>(out: &mut Out<'a>, server: &Scope<'a>, server_name: &st
         answers::server_rewrite(out, d);
     }
     walk(out, server, server, server_name, &mut routes, None);
-    if !server.own().iter().any(|d| d.name == "location") {
+    let has_root_location = server
+        .own()
+        .iter()
+        .any(|d| d.name == "location" && (d.args == ["/"] || d.args == ["^~", "/"]));
+    if !has_root_location {
+        // nginx answers what no location takes from the root in effect,
+        // its compiled-in `html` directory when none is written.
         let mut t = Table::new("[[route]]");
-        t.set("path", "/", "a server without locations");
+        t.note = Some(format!("nginx: what no location of {} takes", from(block)));
+        t.set("path", "/", "");
+        if server.get("root").is_none() {
+            t.set("root", DEFAULT_ROOT, "nginx's default root html");
+            out.report.approximated(
+                block,
+                format!(
+                    "what no location takes is served from nginx's default root, {DEFAULT_ROOT} (Debian's)"
+                ),
+                false,
+            );
+        }
         if statics::files(out, &mut t, server, server, &Match::Prefix("/".into())) {
             answers_common(out, &mut t, server, server_name);
             routes.push(t);
@@ -88,6 +110,9 @@ pub(crate) fn routes<'a>(out: &mut Out<'a>, server: &Scope<'a>, server_name: &st
     }
     routes
 }
+
+/// nginx's `html` under its prefix, as Debian builds it.
+const DEFAULT_ROOT: &str = "/usr/share/nginx/html";
 
 fn walk<'a>(
     out: &mut Out<'a>,

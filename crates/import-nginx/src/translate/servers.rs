@@ -25,6 +25,9 @@ enum Kind {
     /// A plain server that sends everything to https; the directives that
     /// say so.
     HttpsRedirect,
+    /// certbot's plain server: its names redirected to https, any other
+    /// host answered 404.
+    HostRedirect,
     /// `ssl_reject_handshake on` in a default server.
     RejectSni,
     /// `return 444` in a default server.
@@ -64,9 +67,9 @@ pub(crate) fn servers<'a>(
     for site in &mut sites {
         site.kind = kind(site);
     }
-    let plain_content = sites
-        .iter()
-        .any(|s| s.kind == Kind::Content && s.listens.iter().any(|l| !l.ssl));
+    let plain_content = sites.iter().any(|s| {
+        s.kind == Kind::HostRedirect || (s.kind == Kind::Content && s.listens.iter().any(|l| !l.ssl))
+    });
     let mut tls_addresses = BTreeSet::new();
     let mut plain_addresses = BTreeSet::new();
     for s in &sites {
@@ -130,11 +133,6 @@ pub(crate) fn servers<'a>(
     let single = sites.iter().filter(|s| s.kind == Kind::Content).count() == 1;
     for (i, s) in sites.iter().enumerate() {
         own_directives(out, s);
-        let routes = match s.kind {
-            Kind::Content => location::routes(out, &s.scope, s.names.first().map_or("", String::as_str)),
-            Kind::HttpsRedirect if plain_content => vec![https_redirect_route(s)],
-            _ => continue,
-        };
         let ports: BTreeSet<u16> = s
             .listens
             .iter()
@@ -146,6 +144,15 @@ pub(crate) fn servers<'a>(
             .filter(|(p, d)| *d == i && ports.contains(p))
             .map(|(p, _)| *p)
             .collect();
+        let routes = match s.kind {
+            Kind::Content => location::routes(out, s.d, &s.scope, s.names.first().map_or("", String::as_str)),
+            Kind::HttpsRedirect if plain_content => vec![https_redirect_route(s)],
+            Kind::HostRedirect => {
+                host_redirect(out, s, &ports, &default_ports, &routed_ports);
+                continue;
+            }
+            _ => continue,
+        };
         let other_ports: BTreeSet<u16> = ports.difference(&default_ports).copied().collect();
         if single || !default_ports.is_empty() {
             let bound = if single { &ports } else { &default_ports };
@@ -333,6 +340,9 @@ fn kind(s: &Site<'_>) -> Kind {
             || (d.name == "return" && d.arg(0) == "404")
     });
     if plain_only && says_redirect && only_redirects {
+        if content.iter().any(|d| d.name == "return" && d.arg(0) == "404") && !s.names.is_empty() {
+            return Kind::HostRedirect;
+        }
         return Kind::HttpsRedirect;
     }
     Kind::Content
@@ -348,6 +358,30 @@ fn is_https_self(url: &str, names: usize) -> bool {
         .any(|h| rest.starts_with(h))
         || (names <= 1 && rest.starts_with("$server_name"));
     host_ok && (rest.ends_with("$request_uri") || rest.ends_with("${request_uri}"))
+}
+
+/// certbot's plain server as routes: each of its names redirected as it
+/// says, any other host answered its 404 where it is the default server.
+fn host_redirect(
+    out: &mut Out<'_>,
+    s: &Site<'_>,
+    ports: &BTreeSet<u16>,
+    default_ports: &BTreeSet<u16>,
+    routed: &BTreeSet<u16>,
+) {
+    for name in &s.names {
+        emit(out, &[https_redirect_route(s)], Some(name), ports, routed);
+    }
+    if let Some(ret) = s.d.children().iter().find(|d| d.name == "return") {
+        let mut t = Table::new("[[route]]");
+        t.set("path", "/", "");
+        t.set(
+            "respond",
+            Value::Table(vec![("status".into(), Value::Int(404))]),
+            from(ret),
+        );
+        emit(out, &[t], None, default_ports, routed);
+    }
 }
 
 fn https_redirect_route(s: &Site<'_>) -> Table {
@@ -423,7 +457,7 @@ fn own_directives(out: &mut Out<'_>, s: &Site<'_>) {
                     );
                 }
             }
-            _ if s.kind == Kind::HttpsRedirect || s.kind == Kind::Close || s.kind == Kind::RejectSni => {}
+            _ if s.kind != Kind::Content => {}
             "return" | "rewrite" | "if" | "root" | "index" | "try_files" | "error_page" => {}
             _ if global::server_key(out, d, &s.scope) => {}
             _ if location::read_below(&d.name) => {}

@@ -23,6 +23,7 @@ pub(crate) fn files(
             return false;
         }
         t.set("alias", absolute(&out.prefix, alias.arg(0)), from(alias));
+    } else if t.get("root").is_some() {
     } else if let Some(root) = scope.get("root") {
         if root.arg(0).contains('$') {
             out.report
@@ -37,7 +38,7 @@ pub(crate) fn files(
         let mut entries = Vec::new();
         for arg in &d.args {
             let entry = if let Some(name) = arg.strip_prefix('@') {
-                match named(out, server, name) {
+                match named(out, t, server, name) {
                     Some(pool) => format!("@{pool}"),
                     None => return true,
                 }
@@ -82,7 +83,7 @@ pub(crate) fn files(
 
 /// The pool a `try_files ... @name` forwards to: the named location's
 /// upstream.
-fn named(out: &mut Out<'_>, server: &Scope<'_>, name: &str) -> Option<String> {
+fn named(out: &mut Out<'_>, t: &mut Table, server: &Scope<'_>, name: &str) -> Option<String> {
     let loc = server
         .own()
         .iter()
@@ -113,14 +114,38 @@ fn named(out: &mut Out<'_>, server: &Scope<'_>, name: &str) -> Option<String> {
         .children()
         .iter()
         .any(|d| d.name == "proxy_set_header" && d.arg(0).eq_ignore_ascii_case("host"));
-    if loc.children().iter().any(|d| !benign(&d)) || !sends_host {
+    if loc.children().iter().any(|d| !benign(&d)) {
         out.report.approximated(
             loc,
-            "the request goes to the pool with the client's Host and this route's settings; the named location's own are not applied",
+            "the request goes to the pool with this route's settings; the named location's own are not applied",
             true,
         );
     }
-    if upstream::use_pool(out, hostport, scheme) {
+    if loc
+        .children()
+        .iter()
+        .all(|d| d.name != "proxy_redirect" || d.arg(0) != "off")
+    {
+        out.report.approximated(
+            loc,
+            "the pool's own URLs in Location are not rewritten to the client's (nginx's proxy_redirect default)",
+            true,
+        );
+    }
+    let pool = upstream::use_pool(out, hostport, scheme);
+    if !sends_host {
+        let (host, why) = if pool {
+            (hostport, "nginx sends the pool's name as Host")
+        } else {
+            ("upstream", "nginx sends the upstream's host:port as Host")
+        };
+        t.set(
+            "upstream_host",
+            host,
+            format!("{why} (proxy_set_header Host $proxy_host, its default)"),
+        );
+    }
+    if pool {
         return Some(hostport.to_string());
     }
     let url = if let Some(sock) = rest.strip_prefix("unix:") {
