@@ -97,8 +97,6 @@ fn not_needed(name: &str) -> Option<&'static str> {
         "ssl_session_timeout",
         "ssl_prefer_server_ciphers",
         "ssl_dhparam",
-        "ssl_ecdh_curve",
-        "ssl_ciphers",
         "ssl_conf_command",
         "http2_max_concurrent_streams",
         "http2_recv_buffer_size",
@@ -164,6 +162,8 @@ fn not_needed(name: &str) -> Option<&'static str> {
         ("autoindex", "directories are never listed (autoindex off)"),
         ("msie_padding", "no exceptions for old browsers are needed"),
         ("ssl_protocols", "TLS 1.0 and 1.1 are never offered"),
+        ("ssl_ciphers", "portcullis offers rustls' suites, all with forward secrecy ([tls] cipher_suites chooses among them)"),
+        ("ssl_ecdh_curve", "portcullis offers X25519MLKEM768, X25519, P-256 and P-384 ([tls] groups chooses among them)"),
     ];
     if PROCESS.contains(&name) {
         return Some("nginx's processes; portcullis runs one process with a thread per CPU");

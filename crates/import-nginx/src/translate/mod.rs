@@ -20,6 +20,9 @@ mod statics;
 mod stream;
 mod upstream;
 
+#[cfg(test)]
+mod tests;
+
 /// What the translation has made so far.
 pub(crate) struct Out<'a> {
     pub(crate) report: Report,

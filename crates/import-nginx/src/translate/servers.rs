@@ -162,6 +162,12 @@ pub(crate) fn servers<'a>(
             for name in &s.names {
                 emit(out, &routes, Some(name), &other_ports, &routed_ports);
             }
+            if s.names.is_empty() && default_ports.is_empty() {
+                out.report.not_needed(
+                    s.d,
+                    "a server without a name that is no port's default is reached by no request",
+                );
+            }
         }
     }
     Ok(())
