@@ -137,17 +137,43 @@ fn glob(pattern: &Path) -> Vec<PathBuf> {
 }
 
 /// Shell wildcard matching of one path component: `*`, `?` and `[...]`
-/// (with `!` or `^` to negate, and ranges).
+/// (with `!` or `^` to negate, and ranges). Linear backtracking to the
+/// last `*`, so that a pattern of many stars costs no more than one.
 fn matches(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.first() {
-        None => name.is_empty(),
-        Some(b'*') => (0..=name.len()).any(|skip| matches(&pattern[1..], &name[skip..])),
-        Some(b'?') => !name.is_empty() && matches(&pattern[1..], &name[1..]),
-        Some(b'[') => {
-            let Some(close) = pattern.iter().skip(2).position(|&c| c == b']').map(|p| p + 2) else {
-                return name.first() == Some(&b'[') && matches(&pattern[1..], &name[1..]);
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p + 1, n));
+            p += 1;
+            continue;
+        }
+        if let Some(width) = (p < pattern.len()).then(|| one(&pattern[p..], name[n])).flatten() {
+            p += width;
+            n += 1;
+            continue;
+        }
+        match star {
+            Some((after, from)) => {
+                p = after;
+                n = from + 1;
+                star = Some((after, from + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Whether the pattern's first element takes `c`: its width if so.
+fn one(pattern: &[u8], c: u8) -> Option<usize> {
+    match pattern.first()? {
+        b'?' => Some(1),
+        b'[' => {
+            let close = pattern.iter().skip(2).position(|&x| x == b']').map(|p| p + 2);
+            let Some(close) = close else {
+                return (c == b'[').then_some(1);
             };
-            let Some(&c) = name.first() else { return false };
             let mut set = &pattern[1..close];
             let negate = matches!(set.first(), Some(b'!' | b'^'));
             if negate {
@@ -164,9 +190,9 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
                     i += 1;
                 }
             }
-            hit != negate && matches(&pattern[close + 1..], &name[1..])
+            (hit != negate).then_some(close + 1)
         }
-        Some(&p) => name.first() == Some(&p) && matches(&pattern[1..], &name[1..]),
+        &x => (x == c).then_some(1),
     }
 }
 
@@ -256,5 +282,9 @@ mod tests {
         assert!(!matches(b"*.conf", b"a.conf.bak"));
         assert!(matches(b"site-?.[a-c]", b"site-1.b"));
         assert!(!matches(b"[!a]*", b"abc"));
+        assert!(matches(b"a*b*c", b"axxbyyc") && !matches(b"a*b*c", b"axxbyy"));
+        // Many stars against a long name that does not match: at once.
+        let stars = [b"*".repeat(60), b"b".to_vec()].concat();
+        assert!(!matches(&stars, &[b'a'; 250]));
     }
 }

@@ -75,12 +75,17 @@ impl Directive {
     }
 }
 
+/// Deeper than any configuration nginx reads (http, server, location,
+/// nested locations, if), shallow enough that a file of braces cannot
+/// exhaust the stack.
+const MAX_DEPTH: usize = 32;
+
 /// Parses `text`, the content of `file`.
 pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<Directive>, Error> {
     let tokens = lex::tokens(text, file)?;
     let file: Rc<str> = Rc::from(file);
     let mut at = 0;
-    let list = block(&tokens, &mut at, &file, None)?;
+    let list = block(&tokens, &mut at, &file, None, 0)?;
     Ok(list)
 }
 
@@ -91,7 +96,15 @@ fn block(
     at: &mut usize,
     file: &Rc<str>,
     opened: Option<usize>,
+    depth: usize,
 ) -> Result<Vec<Directive>, Error> {
+    if let (Some(line), true) = (opened, depth > MAX_DEPTH) {
+        return Err(Error::at(
+            file,
+            line,
+            format!("blocks nested more than {MAX_DEPTH} deep"),
+        ));
+    }
     let mut list = Vec::new();
     let mut words: Vec<String> = Vec::new();
     let mut first_line = 0;
@@ -130,7 +143,7 @@ fn block(
                 let name = words.remove(0);
                 let args = std::mem::take(&mut words);
                 let block = if is_block {
-                    Some(self::block(tokens, at, file, Some(first_line))?)
+                    Some(self::block(tokens, at, file, Some(first_line), depth + 1)?)
                 } else {
                     None
                 };
@@ -223,6 +236,14 @@ mod tests {
             let got = parse(text, "n.conf").err().map(|e| e.to_string());
             assert_eq!(got.as_deref(), Some(want), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_file_of_braces_is_an_error_not_a_stack_overflow() {
+        let got = parse(&"a {\n".repeat(100_000), "n.conf")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(got.as_deref(), Some("n.conf:33: blocks nested more than 32 deep"));
     }
 
     #[test]
