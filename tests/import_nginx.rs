@@ -265,6 +265,27 @@ fn garbage_and_cut_files_are_errors_never_panics() {
     }
 }
 
+#[test]
+fn without_its_helper_binary_the_command_says_where_to_run_it() {
+    let site = site();
+    let alone = site.path("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(BIN, alone.join("portcullis")).unwrap();
+    let out = Command::new(alone.join("portcullis"))
+        .current_dir(site.dir.path())
+        .args(["import-nginx", "typical.conf"])
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot run portcullis-import-nginx")
+            && stderr.contains("run the import where nginx runs"),
+        "{stderr}"
+    );
+}
+
 /// The import of a small configuration served against a real origin: the
 /// path and Host the upstream sees, nginx's body limit, a redirect.
 #[tokio::test]

@@ -181,11 +181,11 @@ fn emit(out: &mut Out<'_>, routes: &[Table], host: Option<&str>, ports: &BTreeSe
         let mut head = Table::new("[[route]]");
         head.note = route.note.take();
         if let Some(host) = host {
-            head.set("host", host, "server_name");
+            head.set("host", host, format!("server_name {host}"));
         }
         if ports != all && !ports.is_empty() {
             let list = ports.iter().map(|p| Value::Int(i64::from(*p))).collect();
-            head.set("ports", Value::List(list), "the server's listen ports");
+            head.set("ports", Value::List(list), "the ports its server listens on");
         }
         head.entries.extend(route.entries);
         out.routes.push(head);
