@@ -227,11 +227,8 @@ fn unreadable_and_unparsable_files_exit_2_naming_file_and_line() {
     std::fs::write(site.path("b.conf"), "include a.conf;\n").unwrap();
     let out = import(site.dir.path(), &["a.conf"]);
     assert_eq!(out.status.code(), Some(2));
-    let want = format!(
-        "{d}/b.conf:1: include cycle: a.conf -> {d}/b.conf -> {d}/a.conf",
-        d = site.dir.path().display()
-    );
-    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    let want = "b.conf:1: include cycle: a.conf -> b.conf -> a.conf";
+    assert!(text(&out.stderr).contains(want), "{}", text(&out.stderr));
 }
 
 #[test]

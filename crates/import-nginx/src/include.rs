@@ -60,7 +60,8 @@ fn expand(
         };
         for file in files {
             let key = canonical(&file);
-            let name = file.display().to_string();
+            // Named from the prefix, as the include wrote it.
+            let name = file.strip_prefix(prefix).unwrap_or(&file).display().to_string();
             if chain.iter().any(|(seen, _)| *seen == key) {
                 let mut cycle: Vec<String> = chain.iter().map(|(_, n)| n.clone()).collect();
                 cycle.push(name);
@@ -254,7 +255,7 @@ mod tests {
         assert_eq!(
             error,
             Some(format!(
-                "{d}/b.conf:3: include cycle: {d}/nginx.conf -> {d}/a.conf -> {d}/b.conf -> {d}/a.conf"
+                "b.conf:3: include cycle: {d}/nginx.conf -> a.conf -> b.conf -> a.conf"
             ))
         );
     }
