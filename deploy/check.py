@@ -196,7 +196,8 @@ def check_dockerfile():
     )
     # Files the build reads from the context. The prebuilt stage's come
     # from the operator (dist/): they need only not be ignored.
-    needed = ["Cargo.toml", "Cargo.lock", "build.rs", "src/main.rs", "src/lib.rs"]
+    needed = ["Cargo.toml", "Cargo.lock", "build.rs", "src/main.rs", "src/lib.rs",
+              "crates/import-nginx/Cargo.toml", "crates/import-nginx/src/lib.rs"]
     for _, name, body in stages:
         for i, a in body:
             if i == "COPY" and "--from" not in a:

@@ -1,7 +1,7 @@
 //! The command line: `portcullis [--config FILE] [run | check | reload |
-//! upgrade | probe | gen-cert ...]`, `--help` and `--version`. Hand-written: seven commands and six
-//! options do not pay for an argument-parsing library's share of the
-//! image.
+//! upgrade | probe | gen-cert ... | import-nginx ...]`, `--help` and `--version`. Hand-written: eight
+//! commands and a dozen options do not pay for an argument-parsing
+//! library's share of the image.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -30,8 +30,18 @@ pub(crate) enum Cli {
     Probe {
         url: Option<String>,
     },
+    /// `import-nginx FILE`: translate an nginx configuration.
+    ImportNginx(ImportArgs),
     /// Print this to standard output and exit 0 (`--help`, `--version`).
     Print(String),
+}
+
+/// `portcullis import-nginx`.
+pub(crate) struct ImportArgs {
+    pub(crate) file: PathBuf,
+    pub(crate) server: Option<String>,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) prefix: Option<PathBuf>,
 }
 
 /// `portcullis gen-cert`.
@@ -63,6 +73,10 @@ Commands:
             0 on a 2xx status, 1 otherwise; the container image's health check
   gen-cert  Write a development CA, a server certificate and a client certificate
             (for mTLS) it signed, and print how to trust the CA
+  import-nginx FILE [--server NAME] [-o OUT] [--prefix DIR]
+            Translate an nginx configuration into a proxy.toml (stdout, or OUT), the
+            report of what was not carried over on stderr, then check it: 0 complete,
+            3 written but the report lists differences, 2 unreadable or invalid
 
 Options:
   -c, --config <FILE>  The configuration file [env: PORTCULLIS_CONFIG]. Without it,
@@ -86,6 +100,24 @@ Options:
   -h, --help           Print help
 ";
 
+const IMPORT_HELP: &str = "Translate an nginx configuration into a proxy.toml, report on stderr each
+directive not carried over as it is (file:line: directive: dropped, approximated
+or needs a decision), then check the result as `portcullis check` does
+
+Usage: portcullis import-nginx <FILE> [OPTIONS]
+
+Options:
+      --server <NAME>  Translate only the server blocks with this server_name
+  -o, --output <OUT>   Write the proxy.toml there instead of standard output
+      --prefix <DIR>   Where relative includes and paths are read from (nginx's
+                       configuration directory) [default: the file's directory]
+  -h, --help           Print help
+
+Exit status: 0 complete; 3 written, but the report lists something that changes
+behaviour (or files it names are not readable here); 2 the file could not be read
+or parsed, or the result fails the checks
+";
+
 /// Reads `args` (without the program name); `env_config` is
 /// `PORTCULLIS_CONFIG`, used when no `--config` is given.
 pub(crate) fn parse(
@@ -102,6 +134,12 @@ pub(crate) fn parse(
     let mut force = false;
     let mut pid = None;
     let mut probe_url = None;
+    let mut import = ImportArgs {
+        file: PathBuf::new(),
+        server: None,
+        out: None,
+        prefix: None,
+    };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let text = arg
@@ -123,11 +161,15 @@ pub(crate) fn parse(
             }
         };
         let gen_cert = command.as_deref() == Some("gen-cert");
+        let importing = command.as_deref() == Some("import-nginx");
         match name.as_str() {
             "-h" | "--help" => {
-                return Ok(Cli::Print(
-                    if gen_cert { GEN_CERT_HELP } else { HELP }.to_string(),
-                ));
+                let help = match command.as_deref() {
+                    Some("gen-cert") => GEN_CERT_HELP,
+                    Some("import-nginx") => IMPORT_HELP,
+                    _ => HELP,
+                };
+                return Ok(Cli::Print(help.to_string()));
             }
             "-V" => return Ok(Cli::Print(format!("portcullis {short_version}\n"))),
             "--version" => return Ok(Cli::Print(format!("portcullis {long_version}\n"))),
@@ -145,6 +187,14 @@ pub(crate) fn parse(
                     .map_err(|_| Usage(format!("invalid value '{v}' for '--days <N>': not a number")))?;
             }
             "--force" if gen_cert => force = true,
+            "--server" if importing => {
+                import.server = Some(value("--server <NAME>")?.to_string_lossy().into_owned())
+            }
+            "-o" | "--output" if importing => import.out = Some(PathBuf::from(value("--output <OUT>")?)),
+            "--prefix" if importing => import.prefix = Some(PathBuf::from(value("--prefix <DIR>")?)),
+            file if importing && import.file.as_os_str().is_empty() && !file.starts_with('-') => {
+                import.file = PathBuf::from(file);
+            }
             "--pid" if matches!(command.as_deref(), Some("reload" | "upgrade")) => {
                 let v = value("--pid <PID>")?;
                 let v = v.to_str().unwrap_or_default();
@@ -152,7 +202,9 @@ pub(crate) fn parse(
                     Usage(format!("invalid value '{v}' for '--pid <PID>': not a process ID"))
                 })?);
             }
-            "run" | "check" | "reload" | "upgrade" | "probe" | "gen-cert" if command.is_none() => {
+            "run" | "check" | "reload" | "upgrade" | "probe" | "gen-cert" | "import-nginx"
+                if command.is_none() =>
+            {
                 command = Some(name)
             }
             url if command.as_deref() == Some("probe") && probe_url.is_none() && !url.starts_with('-') => {
@@ -172,6 +224,10 @@ pub(crate) fn parse(
         Some("reload") => Ok(Cli::Reload { config, pid }),
         Some("upgrade") => Ok(Cli::Upgrade { config, pid }),
         Some("probe") => Ok(Cli::Probe { url: probe_url }),
+        Some("import-nginx") if import.file.as_os_str().is_empty() => Err(Usage(
+            "import-nginx needs the nginx configuration file".to_string(),
+        )),
+        Some("import-nginx") => Ok(Cli::ImportNginx(import)),
         _ => {
             let dir = dir.ok_or_else(|| Usage("gen-cert needs --dir <DIR>".to_string()))?;
             Ok(Cli::GenCert(GenCertArgs {
@@ -260,6 +316,34 @@ mod tests {
         ] {
             assert!(parse_args(args, None).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn import_nginx_options() {
+        let args = [
+            "import-nginx",
+            "/etc/nginx/nginx.conf",
+            "--server",
+            "a.example",
+            "-o",
+            "p.toml",
+            "--prefix=/etc/nginx",
+        ];
+        match parse_args(&args, None) {
+            Ok(Cli::ImportNginx(i)) => {
+                assert_eq!(i.file, PathBuf::from("/etc/nginx/nginx.conf"));
+                assert_eq!(i.server.as_deref(), Some("a.example"));
+                assert_eq!(i.out, Some(PathBuf::from("p.toml")));
+                assert_eq!(i.prefix, Some(PathBuf::from("/etc/nginx")));
+            }
+            _ => panic!("import-nginx"),
+        }
+        assert!(parse_args(&["import-nginx"], None).is_err());
+        assert!(parse_args(&["import-nginx", "a.conf", "b.conf"], None).is_err());
+        assert!(parse_args(&["check", "--server", "x"], None).is_err());
+        assert!(
+            matches!(parse_args(&["import-nginx", "--help"], None), Ok(Cli::Print(h)) if h.contains("--prefix <DIR>"))
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use portcullis::config::{self, Config};
 use portcullis::Proxy;
 
 mod cli;
+mod import_cmd;
 mod probe;
 mod running;
 use cli::{Cli, GenCertArgs};
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         // gen-cert and probe read no configuration.
         Ok(Cli::GenCert(args)) => return gen_cert(&args),
         Ok(Cli::Probe { url }) => return probe::run(url),
+        Ok(Cli::ImportNginx(args)) => return import_cmd::run(&args),
         Ok(Cli::Run { config }) => (config, "run"),
         Ok(Cli::Check { config }) => (config, "check"),
         Ok(Cli::Reload { config, pid: p }) => {
