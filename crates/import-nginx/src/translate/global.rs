@@ -70,7 +70,7 @@ pub(crate) fn compression(scope: &Scope<'_>) -> Vec<(String, Value, String)> {
     keys
 }
 
-/// A directive that sets a key of `[server]` or `[log]`: translated, and
+/// A directive that sets a key of `[server]`, `[log]` or `[tls]`: translated, and
 /// true; false for any other.
 pub(crate) fn server_key(out: &mut Out<'_>, d: &Directive, scope: &Scope<'_>) -> bool {
     let name = d.name.as_str();
@@ -150,6 +150,15 @@ pub(crate) fn server_key(out: &mut Out<'_>, d: &Directive, scope: &Scope<'_>) ->
             Err(_) => out.report.decision(d, "not a number of connections"),
         },
         "limit_conn_zone" => out.report.not_needed(d, "max_connections_per_ip needs no zone"),
+        "ssl_stapling" => {
+            if d.arg(0) == "on" {
+                out.tls.set("ocsp_stapling", true, from(d));
+            }
+        }
+        "ssl_stapling_verify" => out.report.not_needed(
+            d,
+            "a response is stapled only once it verifies against the issuer in the chain file",
+        ),
         "map" => map(out, d),
         _ => return false,
     }

@@ -1,6 +1,6 @@
 //! Directives that need no key (portcullis does it anyway, or they tune
 //! nginx's own machinery), those that have no translation yet, and the
-//! response buffering and cache directives, whose keys are still to come.
+//! response buffering and cache directives.
 
 use super::Out;
 use crate::parse::Directive;
@@ -180,20 +180,23 @@ enum Buffering {
     Missing(&'static str),
 }
 
-/// `proxy_buffering`, `proxy_request_buffering` and `proxy_cache*`: keys
-/// for them are on their way; this is the one place that maps them.
+/// `proxy_buffering`, `proxy_request_buffering` and `proxy_cache*`: the one
+/// place that maps them. Buffering is reported rather than written, since
+/// nginx buffers by default and most imported routes stream better.
 fn buffering(d: &Directive) -> Option<Buffering> {
     let on = d.arg(0) != "off";
     Some(match d.name.as_str() {
         "proxy_buffering" if on => Buffering::Differs(
-            "portcullis streams responses to the client as they come, without buffering them whole",
+            "portcullis streams responses unless the route sets response_buffering (true: 1 MiB ahead \
+             of the client); add it where a slow client must not hold the application",
         ),
         "proxy_buffering" => {
             Buffering::Same("portcullis streams responses: proxy_buffering off is what it does")
         }
-        "proxy_request_buffering" if on => {
-            Buffering::Differs("portcullis streams request bodies to the upstream as they come")
-        }
+        "proxy_request_buffering" if on => Buffering::Differs(
+            "portcullis streams request bodies unless the route sets request_buffering (true: 16 MiB \
+                 in memory, the rest in a temporary file); add it for applications with few workers",
+        ),
         "proxy_request_buffering" => {
             Buffering::Same("portcullis streams request bodies: proxy_request_buffering off is what it does")
         }
@@ -218,8 +221,8 @@ fn unsupported(name: &str) -> Option<&'static str> {
         "limit_req" | "limit_req_zone" | "limit_req_status" | "limit_rate" | "limit_rate_after" => {
             "portcullis has no request rate limits (max_connections_per_ip limits connections)"
         }
-        "ssl_stapling" | "ssl_stapling_verify" | "ssl_stapling_file" => {
-            "portcullis does not staple OCSP responses"
+        "ssl_stapling_file" => {
+            "portcullis fetches OCSP responses itself ([tls] ocsp_stapling); it does not read them from a file"
         }
         "ssl_early_data" => "portcullis does not accept TLS 1.3 early data (0-RTT)",
         "grpc_pass" | "fastcgi_pass" | "uwsgi_pass" | "scgi_pass" | "memcached_pass" => {

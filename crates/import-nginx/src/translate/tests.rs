@@ -130,3 +130,19 @@ fn what_is_left_out_is_reported_with_its_line() {
     );
     assert!(i.changes_behaviour());
 }
+
+#[test]
+fn ssl_stapling_turns_on_ocsp_stapling() {
+    let i = import(&format!(
+        "http {{ ssl_stapling on; ssl_stapling_verify on;
+           server {{ {TLS} location / {{ proxy_pass http://127.0.0.1:1; }} }} }}"
+    ));
+    assert!(i.toml.contains("ocsp_stapling = true"), "{}", i.toml);
+    assert!(
+        i.report
+            .iter()
+            .all(|line| !line.directive.starts_with("ssl_stapling on")),
+        "{:?}",
+        i.report
+    );
+}
