@@ -206,9 +206,13 @@ async fn a_new_binary_that_cannot_serve_leaves_the_old_one_serving() {
     assert!(text.contains("exit status: 2"), "{text}");
     assert_eq!(support::pools::one(tls, &site.ca, "/").await.1, "from a");
     assert!(old.try_wait().is_none());
-    // The new process's errors are in the log beside the old one's.
-    let log = old.stderr_text();
-    assert!(log.contains("unknown key `bogus`"), "{log}");
+    // The new process's errors are in the log beside the old one's (read
+    // from the pipe by another thread, so they may still be on their way).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !old.stderr_text().contains("unknown key `bogus`") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", old.stderr_text());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Inherited-socket variables that lie (garbage, the standard streams, a
