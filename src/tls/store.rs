@@ -126,36 +126,34 @@ impl CertStore {
         self.changes.subscribe()
     }
 
-    /// Staples `ocsp` (or removes the staple, with `None`) to every
-    /// certificate in service whose leaf has this SHA-256; returns how many
-    /// changed. Matching on the leaf rather than on a position keeps a
-    /// response from landing on a certificate that a reload put in its place.
-    pub(crate) fn staple(&self, sha256: &str, ocsp: Option<&[u8]>) -> usize {
-        let mut changed = 0;
+    /// Staples each response of `staples` (or removes the staple, with
+    /// `None`) to every certificate in service whose leaf has that SHA-256,
+    /// in one new set. Matching on the leaf rather than on a position keeps
+    /// a response from landing on a certificate that a reload put in its
+    /// place.
+    pub(crate) fn staple(&self, staples: &HashMap<&str, Option<&[u8]>>) {
+        if staples.is_empty() {
+            return;
+        }
         self.current.rcu(|current| {
-            changed = 0;
+            let mut changed = false;
             let certs: Vec<Arc<LoadedCert>> = current
                 .certs
                 .iter()
-                .map(|cert| {
-                    if cert.facts.sha256 != sha256 || cert.certified.ocsp.as_deref() == ocsp {
-                        return Arc::clone(cert);
+                .map(|cert| match staples.get(cert.facts.sha256.as_str()) {
+                    Some(&ocsp) if cert.certified.ocsp.as_deref() != ocsp => {
+                        changed = true;
+                        with_staple(cert, ocsp.map(<[u8]>::to_vec))
                     }
-                    changed += 1;
-                    let mut certified = CertifiedKey::clone(&cert.certified);
-                    certified.ocsp = ocsp.map(<[u8]>::to_vec);
-                    Arc::new(LoadedCert {
-                        certified: Arc::new(certified),
-                        ..LoadedCert::clone(cert)
-                    })
+                    _ => Arc::clone(cert),
                 })
                 .collect();
-            if changed == 0 {
-                return Arc::clone(current);
+            if changed {
+                Arc::new(Snapshot::build(certs))
+            } else {
+                Arc::clone(current)
             }
-            Arc::new(Snapshot::build(certs))
         });
-        changed
     }
 
     /// Swaps one certificate, keeping the others; false if `index` is out of
@@ -197,26 +195,31 @@ impl CertStore {
 /// A certificate read again from unchanged files keeps the OCSP response
 /// stapled to it, so that a reload never serves a handshake without one.
 fn keep_staples(current: &Snapshot, certs: Vec<Arc<LoadedCert>>) -> Vec<Arc<LoadedCert>> {
+    let stapled: HashMap<&str, &Vec<u8>> = current
+        .certs
+        .iter()
+        .filter_map(|old| Some((old.facts.sha256.as_str(), old.certified.ocsp.as_ref()?)))
+        .collect();
+    if stapled.is_empty() {
+        return certs;
+    }
     certs
         .into_iter()
-        .map(|cert| {
-            let stapled = current
-                .certs
-                .iter()
-                .find(|old| old.facts.sha256 == cert.facts.sha256 && old.certified.ocsp.is_some());
-            match stapled {
-                Some(old) if cert.certified.ocsp.is_none() => {
-                    let mut certified = CertifiedKey::clone(&cert.certified);
-                    certified.ocsp.clone_from(&old.certified.ocsp);
-                    Arc::new(LoadedCert {
-                        certified: Arc::new(certified),
-                        ..LoadedCert::clone(&cert)
-                    })
-                }
-                _ => cert,
-            }
+        .map(|cert| match stapled.get(cert.facts.sha256.as_str()) {
+            Some(&ocsp) if cert.certified.ocsp.is_none() => with_staple(&cert, Some(ocsp.clone())),
+            _ => cert,
         })
         .collect()
+}
+
+/// `cert` with `ocsp` as its staple.
+fn with_staple(cert: &LoadedCert, ocsp: Option<Vec<u8>>) -> Arc<LoadedCert> {
+    let mut certified = CertifiedKey::clone(&cert.certified);
+    certified.ocsp = ocsp;
+    Arc::new(LoadedCert {
+        certified: Arc::new(certified),
+        ..LoadedCert::clone(cert)
+    })
 }
 
 impl ResolvesServerCert for CertStore {

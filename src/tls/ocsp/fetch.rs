@@ -194,4 +194,32 @@ mod tests {
         assert!(complete_at_eof(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nxyz").is_err());
         assert!(complete_at_eof(b"HTTP/1.1 200").is_err());
     }
+
+    /// A responder that answers too much, or garbage, or nothing whole.
+    #[tokio::test]
+    async fn lying_responders_get_errors() {
+        let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        big.resize(big.len() + 100_000, b'x');
+        let answers: [(&[u8], &str); 3] = [
+            (&big, "longer than"),
+            (b"SSH-2.0-OpenSSH\r\n\r\n", "not HTTP"),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+                "before the whole body",
+            ),
+        ];
+        for (answer, expected) in answers {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/", listener.local_addr().unwrap());
+            let serve = async {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(answer).await;
+            };
+            let (outcome, ()) = tokio::join!(post(&url, b"request"), serve);
+            let error = outcome.expect_err("a lying responder's answer is refused");
+            assert!(error.contains(expected), "{error}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ mod fetch;
 mod request;
 mod response;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::certs::LoadedCert;
 use super::store::CertStore;
 use request::{Target, Unstapleable};
 
@@ -125,53 +126,32 @@ pub(crate) async fn run(store: Arc<CertStore>, stapling: Arc<Stapling>, cancel: 
 /// Brings every staple up to date; returns when the next one falls due.
 async fn pass(store: &CertStore, stapling: &Stapling, entries: &mut HashMap<String, Entry>) -> Instant {
     let idle = Instant::now() + LONGEST_RETRY;
-    let snapshot = store.snapshot();
     if !stapling.enabled.load(Ordering::Relaxed) {
-        for cert in snapshot.certs() {
-            if cert.certified.ocsp.is_some() {
-                store.staple(&cert.facts.sha256, None);
-            }
-        }
         entries.clear();
+        apply(store, entries);
         return idle;
     }
-    entries.retain(|sha, _| snapshot.certs().iter().any(|c| &c.facts.sha256 == sha));
-    let mut due = Vec::new();
+    let snapshot = store.snapshot();
+    let in_service: HashSet<&str> = snapshot.certs().iter().map(|c| c.facts.sha256.as_str()).collect();
+    entries.retain(|sha, _| in_service.contains(sha.as_str()));
     for cert in snapshot.certs() {
-        let sha = &cert.facts.sha256;
-        if entries.contains_key(sha) {
-            continue;
+        if !entries.contains_key(&cert.facts.sha256) {
+            entries.insert(cert.facts.sha256.clone(), Entry::new(cert));
         }
-        let target = request::target(&cert.certified.cert);
-        match &target {
-            Ok(target) => tracing::info!(certificate = %cert.facts.subject, responder = %target.url,
-                "OCSP stapling: asking the responder"),
-            Err(Unstapleable::NoResponder) => tracing::info!(certificate = %cert.facts.subject,
-                "OCSP stapling: the certificate names no responder, so it is served without a staple"),
-            Err(why) => tracing::warn!(certificate = %cert.facts.subject,
-                "OCSP stapling is not possible: {why}"),
-        }
-        let entry = Entry {
-            target,
-            staple: None,
-            next_fetch: Instant::now(),
-            failures: 0,
-        };
-        entries.insert(sha.clone(), entry);
     }
     let now = Instant::now();
+    let mut due = Vec::new();
     for (sha, entry) in entries.iter_mut() {
         let Ok(target) = &entry.target else { continue };
-        if let Some(staple) = &entry.staple {
-            if staple.expires <= SystemTime::now() {
-                tracing::warn!(responder = %target.url,
-                    "OCSP stapling: the stapled response expired before a new one could be fetched; \
-                     serving none");
-                entry.staple = None;
-                store.staple(sha, None);
-            } else {
-                store.staple(sha, Some(&staple.der));
-            }
+        if entry
+            .staple
+            .as_ref()
+            .is_some_and(|s| s.expires <= SystemTime::now())
+        {
+            tracing::warn!(responder = %target.url,
+                "OCSP stapling: the stapled response expired before a new one could be fetched; \
+                 serving none");
+            entry.staple = None;
         }
         if entry.next_fetch <= now {
             due.push((sha.clone(), target.clone()));
@@ -194,8 +174,9 @@ async fn pass(store: &CertStore, stapling: &Stapling, entries: &mut HashMap<Stri
             Err(Failed { refused: true, .. }) => "refused",
             Err(_) => "failed",
         });
-        settle(store, &sha, entry, outcome);
+        entry.settle(outcome);
     }
+    apply(store, entries);
     entries
         .values()
         .filter(|entry| entry.target.is_ok())
@@ -208,6 +189,21 @@ async fn pass(store: &CertStore, stapling: &Stapling, entries: &mut HashMap<Stri
         })
         .min()
         .map_or(idle, |next| next.min(idle))
+}
+
+/// Makes the certificates in service carry the staples of `entries`, and
+/// none where there is none, in one new set if anything differs.
+fn apply(store: &CertStore, entries: &HashMap<String, Entry>) {
+    let snapshot = store.snapshot();
+    let mut changes: HashMap<&str, Option<&[u8]>> = HashMap::new();
+    for cert in snapshot.certs() {
+        let sha = cert.facts.sha256.as_str();
+        let wanted = entries.get(sha).and_then(|e| e.staple.as_ref()).map(|s| &*s.der);
+        if cert.certified.ocsp.as_deref() != wanted {
+            changes.insert(sha, wanted);
+        }
+    }
+    store.staple(&changes);
 }
 
 /// Why no response was stapled this time.
@@ -248,52 +244,68 @@ async fn ask(target: &Target) -> Result<(Vec<u8>, response::Good), Failed> {
     Ok((answer, good))
 }
 
-/// Staples a verified response, or schedules the next try after a failure.
-fn settle(
-    store: &CertStore,
-    sha: &str,
-    entry: &mut Entry,
-    outcome: Result<(Vec<u8>, response::Good), Failed>,
-) {
-    let Ok(target) = &entry.target else { return };
-    match outcome {
-        Ok((der, good)) => {
-            let now = SystemTime::now();
-            let expires = good.next_update.unwrap_or(now + WITHOUT_NEXT_UPDATE);
-            let lifetime = expires.duration_since(good.this_update).unwrap_or_default();
-            let refresh_at = good.this_update + lifetime / 2;
-            let wait = refresh_at
-                .duration_since(now)
-                .unwrap_or_default()
-                .max(SHORTEST_REFRESH);
-            tracing::info!(responder = %target.url, valid_for_s = expires.duration_since(now)
-                .unwrap_or_default().as_secs(), refresh_in_s = wait.as_secs(),
-                "OCSP stapling: a good response is stapled");
-            store.staple(sha, Some(&der));
-            entry.staple = Some(Staple {
-                der: der.into(),
-                expires,
-            });
-            entry.next_fetch = Instant::now() + wait;
-            entry.failures = 0;
+impl Entry {
+    /// A certificate seen for the first time: what stapling it takes, due now.
+    fn new(cert: &LoadedCert) -> Entry {
+        let target = request::target(&cert.certified.cert);
+        match &target {
+            Ok(target) => tracing::info!(certificate = %cert.facts.subject, responder = %target.url,
+                "OCSP stapling: asking the responder"),
+            Err(Unstapleable::NoResponder) => tracing::info!(certificate = %cert.facts.subject,
+                "OCSP stapling: the certificate names no responder, so it is served without a staple"),
+            Err(why) => tracing::warn!(certificate = %cert.facts.subject,
+                "OCSP stapling is not possible: {why}"),
         }
-        Err(Failed { why, revoked, .. }) => {
-            entry.failures = entry.failures.saturating_add(1);
-            let wait = FIRST_RETRY
-                .saturating_mul(1 << entry.failures.saturating_sub(1).min(16))
-                .min(LONGEST_RETRY);
-            let keeping = if entry.staple.is_some() {
-                "the last good response stays stapled until it expires"
-            } else {
-                "handshakes go on without a staple"
-            };
-            tracing::warn!(responder = %target.url, retry_in_s = wait.as_secs(),
-                "OCSP stapling: {why}; {keeping}");
-            if revoked {
-                entry.staple = None;
-                store.staple(sha, None);
+        Entry {
+            target,
+            staple: None,
+            next_fetch: Instant::now(),
+            failures: 0,
+        }
+    }
+
+    /// Keeps a verified response, or schedules the next try after a failure.
+    fn settle(&mut self, outcome: Result<(Vec<u8>, response::Good), Failed>) {
+        let Ok(target) = &self.target else { return };
+        match outcome {
+            Ok((der, good)) => {
+                let now = SystemTime::now();
+                let expires = good.next_update.unwrap_or(now + WITHOUT_NEXT_UPDATE);
+                let lifetime = expires.duration_since(good.this_update).unwrap_or_default();
+                let refresh_at = good.this_update + lifetime / 2;
+                let wait = refresh_at
+                    .duration_since(now)
+                    .unwrap_or_default()
+                    .max(SHORTEST_REFRESH);
+                tracing::info!(responder = %target.url, valid_for_s = expires.duration_since(now)
+                    .unwrap_or_default().as_secs(), refresh_in_s = wait.as_secs(),
+                    "OCSP stapling: a good response is stapled");
+                self.staple = Some(Staple {
+                    der: der.into(),
+                    expires,
+                });
+                self.next_fetch = Instant::now() + wait;
+                self.failures = 0;
             }
-            entry.next_fetch = Instant::now() + wait;
+            Err(Failed { why, revoked, .. }) => {
+                self.failures = self.failures.saturating_add(1);
+                let wait = FIRST_RETRY
+                    .saturating_mul(1 << self.failures.saturating_sub(1).min(16))
+                    .min(LONGEST_RETRY);
+                let keeping = if revoked {
+                    "the stapled response, if any, is withdrawn"
+                } else if self.staple.is_some() {
+                    "the last good response stays stapled until it expires"
+                } else {
+                    "handshakes go on without a staple"
+                };
+                tracing::warn!(responder = %target.url, retry_in_s = wait.as_secs(),
+                    "OCSP stapling: {why}; {keeping}");
+                if revoked {
+                    self.staple = None;
+                }
+                self.next_fetch = Instant::now() + wait;
+            }
         }
     }
 }

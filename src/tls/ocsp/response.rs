@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
+use x509_parser::time::ASN1Time;
 
 use super::der::{self, Element, Malformed, Reader};
 use super::request::{self, Target};
@@ -238,35 +239,14 @@ fn signed_by_delegate(
     Ok(false)
 }
 
-/// A GeneralizedTime (`YYYYMMDDHHMMSS[.fff]Z`, UTC as RFC 5280 requires).
+/// A GeneralizedTime, read by x509-parser as certificates' times are.
 fn time(element: Element<'_>) -> Result<SystemTime, Refused> {
-    let text = std::str::from_utf8(element.contents).map_err(|_| Refused::Malformed)?;
-    let text = text.strip_suffix('Z').ok_or(Refused::Malformed)?;
-    let whole = text.split_once('.').map_or(text, |(whole, _)| whole);
-    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+    let (rest, time) = ASN1Time::from_der(element.whole).map_err(|_| Refused::Malformed)?;
+    let seconds = u64::try_from(time.timestamp()).map_err(|_| Refused::Malformed)?;
+    if !rest.is_empty() || !time.is_generalizedtime() {
         return Err(Refused::Malformed);
     }
-    let n = |range: std::ops::Range<usize>| whole[range].parse::<u64>().map_err(|_| Refused::Malformed);
-    let (year, month, day) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (hour, minute, second) = (n(8..10)?, n(10..12)?, n(12..14)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err(Refused::Malformed);
-    }
-    let days = days_from_civil(year, month, day).ok_or(Refused::Malformed)?;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
     Ok(UNIX_EPOCH + Duration::from_secs(seconds))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm); None before 1970.
-fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let year = if month <= 2 { year.checked_sub(1)? } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    (era * 146_097 + day_of_era).checked_sub(719_468)
 }
 
 #[cfg(test)]
